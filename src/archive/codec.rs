@@ -1,0 +1,154 @@
+//! Compression codecs: which one a stream uses, and how to write each.
+//!
+//! Readers detect the codec from the magic bytes rather than trusting a file name or a store's
+//! metadata, so an entry saved by actions/cache with gzip (no `zstd` on that runner) still
+//! restores. zstd is decoded with `window_log_max(31)`: archives written with `--long=30` by
+//! older toolkits need a 1 GiB window, which the library refuses by default.
+
+use std::io::{self, BufRead, Read, Write};
+
+use crate::key::Compression;
+
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+/// zstd level 3 is what `zstdmt` (and so actions/cache) uses.
+const ZSTD_LEVEL: i32 = 3;
+/// gzip level 6 is GNU gzip's default, what `tar -z` writes.
+const GZIP_LEVEL: u32 = 6;
+
+/// The codec a stream starts with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Detected {
+    Zstd,
+    Gzip,
+    /// No compression: a bare tar stream (`ustar` magic at offset 257).
+    Tar,
+}
+
+/// Looks at the first bytes of a stream without consuming them.
+pub fn detect(reader: &mut impl BufRead) -> io::Result<Detected> {
+    let head = fill_at_least(reader, 512)?;
+    if head.starts_with(&ZSTD_MAGIC) {
+        Ok(Detected::Zstd)
+    } else if head.starts_with(&GZIP_MAGIC) {
+        Ok(Detected::Gzip)
+    } else if head.len() >= 262 && &head[257..262] == b"ustar" {
+        Ok(Detected::Tar)
+    } else if head.is_empty() {
+        Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the archive is empty",
+        ))
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "the archive starts with bytes {:02x?}, which is neither zstd, gzip nor tar",
+                &head[..head.len().min(4)]
+            ),
+        ))
+    }
+}
+
+/// Peeks up to `want` bytes; a `BufReader` may hand out fewer per `fill_buf`, so this returns
+/// what one fill gives, which with our 1 MiB buffers is always enough.
+fn fill_at_least(reader: &mut impl BufRead, want: usize) -> io::Result<&[u8]> {
+    let buf = reader.fill_buf()?;
+    Ok(&buf[..buf.len().min(want)])
+}
+
+/// A decompressing reader for whatever codec the stream uses.
+pub fn decoder<'a, R: BufRead + Send + 'a>(mut reader: R) -> io::Result<Box<dyn Read + Send + 'a>> {
+    Ok(match detect(&mut reader)? {
+        Detected::Zstd => {
+            let mut decoder = zstd::stream::read::Decoder::with_buffer(reader)?;
+            decoder.window_log_max(31)?;
+            Box::new(decoder)
+        }
+        Detected::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(reader)),
+        Detected::Tar => Box::new(reader),
+    })
+}
+
+/// A compressing writer; `finish` writes the codec's trailer and hands back the inner writer.
+pub enum Encoder<W: Write> {
+    Zstd(zstd::stream::write::Encoder<'static, W>),
+    Gzip(flate2::write::GzEncoder<W>),
+}
+
+impl<W: Write> Encoder<W> {
+    pub fn new(inner: W, compression: Compression) -> io::Result<Self> {
+        Ok(match compression {
+            Compression::Zstd => {
+                let mut encoder = zstd::stream::write::Encoder::new(inner, ZSTD_LEVEL)?;
+                encoder.include_checksum(true)?;
+                encoder.multithread(zstd_workers())?;
+                Encoder::Zstd(encoder)
+            }
+            Compression::Gzip => Encoder::Gzip(flate2::write::GzEncoder::new(
+                inner,
+                flate2::Compression::new(GZIP_LEVEL),
+            )),
+        })
+    }
+
+    pub fn finish(self) -> io::Result<W> {
+        match self {
+            Encoder::Zstd(e) => e.finish(),
+            Encoder::Gzip(e) => e.finish(),
+        }
+    }
+}
+
+/// One zstd worker per core, as `zstdmt` (`zstd -T0`) uses.
+fn zstd_workers() -> u32 {
+    std::thread::available_parallelism()
+        .map(|n| n.get() as u32)
+        .unwrap_or(1)
+}
+
+impl<W: Write> Write for Encoder<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Encoder::Zstd(e) => e.write(buf),
+            Encoder::Gzip(e) => e.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Encoder::Zstd(e) => e.flush(),
+            Encoder::Gzip(e) => e.flush(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip(compression: Compression) {
+        let data: Vec<u8> = (0..100_000u32).flat_map(|i| i.to_le_bytes()).collect();
+        let mut encoder = Encoder::new(Vec::new(), compression).unwrap();
+        encoder.write_all(&data).unwrap();
+        let packed = encoder.finish().unwrap();
+        let mut out = Vec::new();
+        decoder(io::BufReader::new(&packed[..]))
+            .unwrap()
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(out, data);
+    }
+
+    #[test]
+    fn zstd_and_gzip_round_trip() {
+        round_trip(Compression::Zstd);
+        round_trip(Compression::Gzip);
+    }
+
+    #[test]
+    fn unknown_magic_is_named() {
+        let err = detect(&mut io::BufReader::new(&b"PK\x03\x04 zip file"[..])).unwrap_err();
+        assert!(err.to_string().contains("neither zstd, gzip nor tar"), "{err}");
+    }
+}

@@ -1,0 +1,14 @@
+//! Archives in actions/cache's format: pax tar, compressed with zstd (level 3, no long mode) or
+//! gzip, member names relative to the workspace.
+//!
+//! `pack` walks the paths to save and streams a compressed tar into any writer; `unpack` reads
+//! one from any reader into staging directories and checks every member before anything is
+//! swapped into place. Neither knows where the bytes come from or go: stores do that.
+
+pub mod codec;
+pub mod pack;
+pub mod unpack;
+
+/// Files up to this size are read whole and handed between threads; larger ones are streamed.
+/// Together with the channel depths it bounds memory: at most a few dozen of these in flight.
+pub(crate) const SMALL_FILE_LIMIT: u64 = 256 * 1024;

@@ -1,0 +1,194 @@
+//! Subcommands and flags. This module only parses and checks what the user typed; turning it
+//! into paths, keys and a store happens in `commands`, so `--help` stays cheap and a dry run
+//! can show the plan without side effects. Every flag can also come from a `CACHE_HEAL_*`
+//! variable, which is how the GitHub action passes its inputs.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+use crate::env_vars as env;
+use crate::key::Compression;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success, including a cache miss and a save skipped because the entry exists
+  1  an error (and a miss with `--fail-on-cache-miss`); nothing was half-written
+  2  a usage error: an unknown flag, a missing value, a key that breaks the rules";
+
+/// A fast, safe cache for Python dependency caches in CI.
+///
+/// cache-heal saves and restores directories in the archive format of actions/cache (entries
+/// are interchangeable both ways). Restores are checked member by member and swapped into place
+/// only when the whole archive was read, so a bad archive never leaves a half-written cache.
+#[derive(Debug, Parser)]
+#[command(name = "cache-heal", version, after_help = EXIT_CODES)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    #[command(flatten)]
+    pub global: GlobalArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Where entries are kept: `dir:PATH` (or a plain path) for a local directory.
+    ///
+    /// By default, a local directory: `$XDG_CACHE_HOME/cache-heal`, else
+    /// `~/.cache/cache-heal`.
+    #[arg(long, global = true, env = env::CACHE_HEAL_STORE, value_name = "STORE")]
+    pub store: Option<String>,
+
+    /// Print one JSON object with the result on stdout, and no progress.
+    #[arg(long, global = true, env = env::CACHE_HEAL_JSON)]
+    pub json: bool,
+
+    /// Print only warnings and errors.
+    #[arg(long, short, global = true, env = env::CACHE_HEAL_QUIET)]
+    pub quiet: bool,
+
+    /// Hide progress bars and progress lines.
+    #[arg(long, global = true, env = env::CACHE_HEAL_NO_PROGRESS)]
+    pub no_progress: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Archive paths and store them under a key.
+    Save(SaveArgs),
+    /// Find the entry for a key (or a restore key) and restore it into its paths.
+    Restore(RestoreArgs),
+    /// List the entries in a store.
+    Inspect(InspectArgs),
+}
+
+/// The path inputs and how member names are made; shared by save and restore so that both
+/// compute the same version.
+#[derive(Debug, Args)]
+pub struct PathArgs {
+    /// A path to cache; repeat it, or give several lines in one value.
+    ///
+    /// Takes what actions/cache's `path` takes: `~`, globs, and `!` excludes. Relative paths
+    /// resolve against the current directory. The text, exactly as typed, goes into the entry
+    /// version, so save and restore must be given the same lines.
+    #[arg(long = "path", required = true, env = env::CACHE_HEAL_PATH, value_name = "PATH")]
+    pub paths: Vec<String>,
+
+    /// How the archive is compressed. It is part of the entry version, as in actions/cache.
+    #[arg(long, value_enum, default_value_t = Compression::Zstd, env = env::CACHE_HEAL_COMPRESSION)]
+    pub compression: Compression,
+
+    /// The directory archive member names are relative to.
+    ///
+    /// By default `GITHUB_WORKSPACE`, else the current directory, as in actions/cache.
+    #[arg(long, env = env::GITHUB_WORKSPACE, value_name = "DIR")]
+    pub workspace: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct SaveArgs {
+    #[command(flatten)]
+    pub paths: PathArgs,
+
+    /// The key to save under: at most 512 characters, no commas.
+    #[arg(long, env = env::CACHE_HEAL_KEY)]
+    pub key: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    pub paths: PathArgs,
+
+    /// The key to restore; an exact match is a hit.
+    #[arg(long, env = env::CACHE_HEAL_KEY)]
+    pub key: String,
+
+    /// A fallback key prefix, tried in order when the key has no match; repeatable, or
+    /// newline-separated.
+    #[arg(long = "restore-key", env = env::CACHE_HEAL_RESTORE_KEYS, value_name = "KEY")]
+    pub restore_keys: Vec<String>,
+
+    /// Show what would be restored (matched key and size) and change nothing.
+    #[arg(long, env = env::CACHE_HEAL_DRY_RUN)]
+    pub dry_run: bool,
+
+    /// Look the entry up and report it, without downloading it.
+    #[arg(long, env = env::CACHE_HEAL_LOOKUP_ONLY)]
+    pub lookup_only: bool,
+
+    /// Exit 1 when neither the key nor a restore key matches.
+    #[arg(long, env = env::CACHE_HEAL_FAIL_ON_CACHE_MISS)]
+    pub fail_on_cache_miss: bool,
+
+    /// The most file content a restore may write, in bytes (suffixes K, M, G, T and KiB, MiB,
+    /// GiB, TiB are understood).
+    ///
+    /// By default, the free space at the destination less a margin. Crossing the limit stops
+    /// the restore before the member that would cross it is written, so a compression bomb
+    /// cannot fill the disk.
+    #[arg(long, env = env::CACHE_HEAL_MAX_SIZE, value_name = "BYTES", value_parser = parse_size)]
+    pub max_size: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {}
+
+/// Parses `1048576`, `10G`, `512MiB`, `1.5GB`.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size; expected a number of bytes like 5G"))?;
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        other => return Err(format!("`{other}` is not a size unit; use K, M, G or T")),
+    };
+    Ok((number * factor as f64) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_flag_has_an_environment_variable() {
+        let cli = Cli::command();
+        for sub in cli.get_subcommands() {
+            for arg in sub.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                assert!(
+                    arg.get_env().is_some(),
+                    "`{} --{id}` has no environment variable",
+                    sub.get_name()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1024"), Ok(1024));
+        assert_eq!(parse_size("10G"), Ok(10 << 30));
+        assert_eq!(parse_size("512MiB"), Ok(512 << 20));
+        assert_eq!(parse_size("1.5k"), Ok(1536));
+        assert!(parse_size("ten").is_err());
+        assert!(parse_size("5X").is_err());
+    }
+}

@@ -1,0 +1,276 @@
+//! `cache-heal restore`: key and version → lookup → download → decompress → unpack into
+//! staging → swap into place → report.
+
+use anyhow::{Context, Result};
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use super::{PathContext, open_store, path_context, print_json, progress_enabled};
+use crate::archive::{codec, unpack};
+use crate::cli::{GlobalArgs, RestoreArgs};
+use crate::key;
+use crate::output::{self, human_bytes};
+use crate::paths::{PathInputs, RestoreTargets};
+use crate::progress::Progress;
+use crate::store::{Hit, Lookup, Query, Store};
+
+/// Space left free below a default `--max-size`: a restore should never take the last bytes.
+const MIN_FREE_MARGIN: u64 = 256 << 20;
+
+/// How a restore ended, in actions/cache's terms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// The primary key matched (ignoring case).
+    Exact,
+    /// A prefix or a restore key matched.
+    Partial,
+    Miss,
+}
+
+impl Status {
+    fn as_str(self) -> &'static str {
+        match self {
+            Status::Exact => "exact",
+            Status::Partial => "partial",
+            Status::Miss => "miss",
+        }
+    }
+}
+
+pub fn run(args: &RestoreArgs, global: &GlobalArgs) -> Result<()> {
+    let started = Instant::now();
+    let restore_keys = split_lines(&args.restore_keys);
+    key::validate_keys(&args.key, &restore_keys).map_err(crate::UsageError::from)?;
+    let ctx = path_context(&args.paths)?;
+    let targets = RestoreTargets::new(&ctx.inputs, &ctx.roots)?;
+    let query = Query {
+        key: args.key.clone(),
+        restore_keys: restore_keys.clone(),
+        version: key::entry_version(&ctx.inputs.lines, args.paths.compression),
+    };
+    let store = open_store(global)?;
+
+    let hit = match store.lookup(&query)? {
+        Lookup::Found(hit) => hit,
+        Lookup::Miss => return report_miss(args, &restore_keys, global, started),
+    };
+    let status = if key::is_exact_hit(&hit.matched_key, &args.key) {
+        Status::Exact
+    } else {
+        Status::Partial
+    };
+    if args.dry_run || args.lookup_only {
+        return report_lookup(args, &ctx.inputs, &hit, status, global);
+    }
+
+    let max_bytes = match args.max_size {
+        Some(limit) => limit,
+        None => default_max_size(&ctx)?,
+    };
+    output::on_error_say(format!(
+        "Nothing was written: the staging directories were removed and {} unchanged",
+        describe_paths(&ctx.inputs)
+    ));
+    let restored = download_and_unpack(&*store, &hit, &ctx, &targets, max_bytes, global)
+        .with_context(|| {
+            format!(
+                "Refused to restore `{}` into {}",
+                hit.matched_key,
+                describe_paths(&ctx.inputs)
+            )
+        })?;
+    let seconds = started.elapsed().as_secs_f64();
+    output::info(&format!(
+        "Restored `{}`{}: {} files, {} from {} in {seconds:.1}s",
+        hit.matched_key,
+        match status {
+            Status::Exact => String::new(),
+            _ => format!(" (partial match for `{}`)", args.key),
+        },
+        restored.files,
+        human_bytes(restored.content_bytes),
+        human_bytes(restored.archive_bytes),
+    ));
+    if global.json {
+        print_json(&serde_json::json!({
+            "status": status.as_str(),
+            "primary_key": args.key,
+            "matched_key": hit.matched_key,
+            "bytes": restored.archive_bytes,
+            "content_bytes": restored.content_bytes,
+            "files": restored.files,
+            "seconds": seconds,
+        }))?;
+    }
+    Ok(())
+}
+
+struct Restored {
+    archive_bytes: u64,
+    content_bytes: u64,
+    files: u64,
+}
+
+fn download_and_unpack(
+    store: &dyn Store,
+    hit: &Hit,
+    ctx: &PathContext,
+    targets: &RestoreTargets,
+    max_bytes: u64,
+    global: &GlobalArgs,
+) -> Result<Restored> {
+    let progress = Progress::new("Restoring", hit.size, progress_enabled(global));
+    let reader = store.open(hit)?;
+    let counting = CountingReader {
+        inner: reader,
+        count: 0,
+        progress: &progress,
+    };
+    let mut buffered = io::BufReader::with_capacity(1 << 20, counting);
+    let decoder = codec::decoder(&mut buffered).context("reading the archive")?;
+    let options = unpack::UnpackOptions {
+        max_bytes,
+        writers: 2,
+        protected: protected_paths(ctx),
+    };
+    let unpacked = unpack::unpack(decoder, &ctx.roots, targets, &options)?;
+    let archive_bytes = buffered.get_ref().count;
+    progress.finish();
+    let (files, content_bytes) = (unpacked.files, unpacked.content_bytes);
+    unpacked.commit()?;
+    Ok(Restored {
+        archive_bytes,
+        content_bytes,
+        files,
+    })
+}
+
+/// A restore replaces each restored path whole; these may never be replaced.
+fn protected_paths(ctx: &PathContext) -> Vec<PathBuf> {
+    let mut protected = vec![ctx.roots.workspace.clone(), ctx.roots.cwd.clone()];
+    protected.extend(ctx.roots.home.clone());
+    protected
+}
+
+/// The free space where the first restored path will land, less a margin.
+fn default_max_size(ctx: &PathContext) -> Result<u64> {
+    let first = ctx
+        .inputs
+        .lines
+        .iter()
+        .find(|l| !l.starts_with('!'))
+        .map(|l| ctx.roots.absolute(l))
+        .transpose()?
+        .unwrap_or_else(|| ctx.roots.cwd.clone());
+    let existing = first
+        .ancestors()
+        .find(|a| a.is_dir())
+        .unwrap_or(Path::new("/"))
+        .to_path_buf();
+    let free = fs4::available_space(&existing)
+        .with_context(|| format!("reading the free space at `{}`", existing.display()))?;
+    Ok(free.saturating_sub(MIN_FREE_MARGIN.max(free / 20)))
+}
+
+fn report_miss(
+    args: &RestoreArgs,
+    restore_keys: &[String],
+    global: &GlobalArgs,
+    started: Instant,
+) -> Result<()> {
+    let fallbacks = if restore_keys.is_empty() {
+        String::new()
+    } else {
+        format!("\n  or restore keys {}", quote_list(restore_keys))
+    };
+    output::info(&format!(
+        "No cache entry for `{}`{fallbacks}; continuing with an empty cache",
+        args.key
+    ));
+    if global.json {
+        print_json(&serde_json::json!({
+            "status": Status::Miss.as_str(),
+            "primary_key": args.key,
+            "matched_key": null,
+            "bytes": 0,
+            "files": 0,
+            "seconds": started.elapsed().as_secs_f64(),
+        }))?;
+    }
+    if args.fail_on_cache_miss {
+        anyhow::bail!(
+            "no entry matched `{}` or its restore keys, and `--fail-on-cache-miss` is set",
+            args.key
+        );
+    }
+    Ok(())
+}
+
+fn report_lookup(
+    args: &RestoreArgs,
+    inputs: &PathInputs,
+    hit: &Hit,
+    status: Status,
+    global: &GlobalArgs,
+) -> Result<()> {
+    let size = hit.size.map_or("unknown size".to_string(), human_bytes);
+    let verb = if args.dry_run { "Would restore" } else { "Found" };
+    output::info(&format!(
+        "{verb} `{}` ({} match, {size}) into {}",
+        hit.matched_key,
+        status.as_str(),
+        describe_paths(inputs)
+    ));
+    if global.json {
+        print_json(&serde_json::json!({
+            "status": status.as_str(),
+            "primary_key": args.key,
+            "matched_key": hit.matched_key,
+            "bytes": hit.size,
+            "files": null,
+            "dry_run": args.dry_run,
+            "lookup_only": args.lookup_only,
+        }))?;
+    }
+    Ok(())
+}
+
+fn describe_paths(inputs: &PathInputs) -> String {
+    quote_list(&inputs.lines)
+}
+
+fn quote_list(items: &[String]) -> String {
+    items
+        .iter()
+        .map(|i| format!("`{i}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Restore keys may come as several flags or as newline-separated lines in one value.
+fn split_lines(values: &[String]) -> Vec<String> {
+    values
+        .iter()
+        .flat_map(|v| v.split('\n'))
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Counts the archive bytes read from the store, for progress and the report.
+struct CountingReader<'a> {
+    inner: Box<dyn Read + Send>,
+    count: u64,
+    progress: &'a Progress,
+}
+
+impl Read for CountingReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count += n as u64;
+        self.progress.set_position(self.count);
+        Ok(n)
+    }
+}

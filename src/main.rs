@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    cache_heal::run()
+}

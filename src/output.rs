@@ -1,0 +1,103 @@
+//! Where messages go. stdout carries only data a script reads (`--json`); every human message
+//! goes to stderr. In GitHub Actions warnings become `::warning::` annotations, elsewhere they
+//! are `warning:` lines; both come from the same call site.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static QUIET: AtomicBool = AtomicBool::new(false);
+static FOOTER: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Silences `info` lines (warnings and errors still show).
+pub fn set_quiet(quiet: bool) {
+    QUIET.store(quiet, Ordering::Relaxed);
+}
+
+pub fn is_quiet() -> bool {
+    QUIET.load(Ordering::Relaxed)
+}
+
+/// Whether this process runs as a GitHub Actions step.
+pub fn in_github_actions() -> bool {
+    std::env::var_os(crate::env_vars::GITHUB_ACTIONS).is_some_and(|v| v == "true")
+}
+
+/// A progress or result line for people.
+pub fn info(message: &str) {
+    if !is_quiet() {
+        eprintln!("{message}");
+    }
+}
+
+/// Something the user can act on.
+pub fn warn(message: &str) {
+    if in_github_actions() {
+        eprintln!("::warning::{}", escape_annotation(message));
+    } else {
+        eprintln!("warning: {message}");
+    }
+}
+
+/// An error line, with its causes below it.
+pub fn error(error: &anyhow::Error) {
+    let mut chain = error.chain();
+    let first = chain.next().map(ToString::to_string).unwrap_or_default();
+    if in_github_actions() {
+        let whole: Vec<String> = error.chain().map(ToString::to_string).collect();
+        eprintln!("::error::{}", escape_annotation(&whole.join(": ")));
+    }
+    eprintln!("error: {first}");
+    for cause in chain {
+        eprintln!("  Caused by: {cause}");
+    }
+    for line in FOOTER.lock().expect("footer lock").drain(..) {
+        eprintln!("{line}");
+    }
+}
+
+/// A line printed after the error, if the command fails: what state things were left in, or a
+/// hint.
+pub fn on_error_say(line: impl Into<String>) {
+    FOOTER.lock().expect("footer lock").push(line.into());
+}
+
+/// Annotation text is one line; GitHub decodes these three escapes.
+fn escape_annotation(message: &str) -> String {
+    message
+        .replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
+}
+
+/// `1536` → `1.5 KiB`.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_well() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(312 * 1024 * 1024), "312.0 MiB");
+    }
+
+    #[test]
+    fn annotations_stay_on_one_line() {
+        assert_eq!(escape_annotation("a\nb%"), "a%0Ab%25");
+    }
+}

@@ -1,0 +1,382 @@
+//! Path inputs: how the `--path` values a user typed become archive members on save and
+//! allowed destinations on restore.
+//!
+//! The rules are actions/cache's (toolkit `internal/cacheUtils.ts::resolvePaths`, `@actions/glob`
+//! with `implicitDescendants: false`): inputs are split on newlines and trimmed; `~` is the home
+//! directory; relative patterns resolve against the current directory; each match is stored
+//! under its path *relative to the workspace* (`GITHUB_WORKSPACE`, else the current directory),
+//! so paths outside it get `../` prefixes. One difference, on purpose: an `!exclude` pattern
+//! also drops what it matches below an included directory, which is what users expect and
+//! what actions/cache silently does not do.
+//!
+//! Everything here is lexical: `..` is folded without asking the file system, both when names
+//! are made and when they are checked on restore, so the two sides always agree.
+
+use anyhow::{Context, Result, bail};
+use std::path::{Component, Path, PathBuf};
+
+/// The path inputs as typed, split and trimmed like actions/cache does it.
+#[derive(Clone, Debug)]
+pub struct PathInputs {
+    /// Every non-empty line, in order: what goes into the entry version.
+    pub lines: Vec<String>,
+}
+
+impl PathInputs {
+    /// Splits each `--path` value on newlines, turns `!  pattern` into `!pattern`, trims, and
+    /// drops empty lines (actions/cache `actionUtils.ts::getInputAsArray`).
+    pub fn parse(values: &[String]) -> Result<Self> {
+        let lines: Vec<String> = values
+            .iter()
+            .flat_map(|value| value.split('\n'))
+            .map(normalize_input_line)
+            .filter(|line| !line.is_empty())
+            .collect();
+        if lines.is_empty() {
+            bail!("no path was given: `--path` needs at least one non-empty line");
+        }
+        if lines.iter().all(|line| line.starts_with('!')) {
+            bail!("every `--path` line is an `!` exclude; at least one must say what to include");
+        }
+        Ok(Self { lines })
+    }
+
+    fn includes(&self) -> impl Iterator<Item = &str> {
+        self.lines
+            .iter()
+            .filter(|l| !l.starts_with('!'))
+            .map(String::as_str)
+    }
+
+    fn excludes(&self) -> impl Iterator<Item = &str> {
+        self.lines.iter().filter_map(|l| l.strip_prefix('!'))
+    }
+}
+
+fn normalize_input_line(line: &str) -> String {
+    let line = line.trim();
+    match line.strip_prefix('!') {
+        Some(rest) => format!("!{}", rest.trim_start()),
+        None => line.to_string(),
+    }
+}
+
+/// Where relative inputs resolve and what member names are relative to.
+#[derive(Clone, Debug)]
+pub struct Roots {
+    /// The current directory: relative patterns resolve against it.
+    pub cwd: PathBuf,
+    /// `GITHUB_WORKSPACE` or the current directory: member names are relative to it.
+    pub workspace: PathBuf,
+    /// The home directory, for `~`.
+    pub home: Option<PathBuf>,
+}
+
+impl Roots {
+    pub fn new(cwd: PathBuf, workspace: Option<PathBuf>, home: Option<PathBuf>) -> Self {
+        let cwd = normalize(&cwd);
+        let workspace = workspace
+            .map(|w| normalize(&cwd.join(w)))
+            .unwrap_or_else(|| cwd.clone());
+        Self {
+            cwd,
+            workspace,
+            home,
+        }
+    }
+
+    /// Makes one pattern absolute: `~` expanded, relative ones joined to the current directory,
+    /// `.` and `..` folded.
+    pub fn absolute(&self, pattern: &str) -> Result<PathBuf> {
+        let expanded = if pattern == "~" || pattern.starts_with("~/") {
+            let home = self
+                .home
+                .as_ref()
+                .context("`~` in a path needs a home directory, and none is known (set `HOME`)")?;
+            home.join(pattern.trim_start_matches('~').trim_start_matches('/'))
+        } else {
+            PathBuf::from(pattern)
+        };
+        Ok(normalize(&self.cwd.join(expanded)))
+    }
+
+    /// The archive member name of an absolute path: relative to the workspace, `/`-separated.
+    pub fn member_name(&self, path: &Path) -> String {
+        relative_name(&self.workspace, path)
+    }
+
+    /// Where an archive member lands: the workspace joined with its name, folded lexically.
+    /// An absolute name stays absolute, as GNU tar `-P` extracts it.
+    pub fn destination(&self, member_name: &Path) -> PathBuf {
+        normalize(&self.workspace.join(member_name))
+    }
+}
+
+/// Folds `.` and `..` without touching the file system. `..` never climbs above the root.
+pub fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::Prefix(_) | Component::RootDir => out.push(component.as_os_str()),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                let at_root = out.parent().is_none();
+                if !at_root {
+                    out.pop();
+                } else if !out.has_root() {
+                    out.push("..");
+                }
+            }
+            Component::Normal(name) => out.push(name),
+        }
+    }
+    out
+}
+
+/// `to` relative to `from`, both absolute and normalized, with `/` separators; `.` when equal.
+fn relative_name(from: &Path, to: &Path) -> String {
+    let from: Vec<Component> = from.components().collect();
+    let to: Vec<Component> = to.components().collect();
+    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+    let ups = std::iter::repeat_n("..".to_string(), from.len() - common);
+    let downs = to[common..]
+        .iter()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned());
+    let parts: Vec<String> = ups.chain(downs).collect();
+    if parts.is_empty() {
+        ".".to_string()
+    } else {
+        parts.join("/")
+    }
+}
+
+fn has_glob_chars(pattern: &str) -> bool {
+    pattern.contains(['*', '?', '['])
+}
+
+fn match_options() -> glob::MatchOptions {
+    glob::MatchOptions {
+        case_sensitive: true,
+        require_literal_separator: true,
+        require_literal_leading_dot: false,
+    }
+}
+
+/// One top-level path to archive: a match of an include pattern.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SaveRoot {
+    pub absolute: PathBuf,
+    pub member_name: String,
+}
+
+/// What `save` archives: the matches of the include patterns, and the excludes to apply while
+/// walking below them.
+#[derive(Debug)]
+pub struct SavePlan {
+    pub roots: Vec<SaveRoot>,
+    pub excludes: Vec<glob::Pattern>,
+}
+
+impl SavePlan {
+    /// Whether a walked path is excluded by an `!` pattern.
+    pub fn is_excluded(&self, path: &Path) -> bool {
+        self.excludes
+            .iter()
+            .any(|p| p.matches_path_with(path, match_options()))
+    }
+}
+
+/// Expands the include patterns (globs, `~`) into the top-level paths to archive.
+pub fn resolve_for_save(inputs: &PathInputs, roots: &Roots) -> Result<SavePlan> {
+    let excludes = inputs
+        .excludes()
+        .map(|p| compile_pattern(roots, p))
+        .collect::<Result<Vec<_>>>()?;
+    let mut found: Vec<PathBuf> = Vec::new();
+    for pattern in inputs.includes() {
+        let absolute = roots.absolute(pattern)?;
+        if has_glob_chars(pattern) {
+            let text = absolute.to_string_lossy();
+            let matches = glob::glob_with(&text, match_options())
+                .with_context(|| format!("`--path` pattern `{pattern}` is not a valid glob"))?;
+            found.extend(matches.filter_map(|m| m.ok()).map(|m| normalize(&m)));
+        } else if absolute.symlink_metadata().is_ok() {
+            found.push(absolute);
+        }
+    }
+    found.sort();
+    found.dedup();
+    let plan = SavePlan {
+        roots: Vec::new(),
+        excludes,
+    };
+    let roots_list: Vec<SaveRoot> = found
+        .into_iter()
+        .filter(|path| !plan.is_excluded(path))
+        .map(|absolute| SaveRoot {
+            member_name: roots.member_name(&absolute),
+            absolute,
+        })
+        .collect();
+    let roots_list = drop_nested(roots_list);
+    if roots_list.is_empty() {
+        bail!(
+            "none of the paths to save exist: {}",
+            inputs
+                .lines
+                .iter()
+                .map(|l| format!("`{l}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(SavePlan {
+        roots: roots_list,
+        ..plan
+    })
+}
+
+/// Drops matches that sit inside another match: tar would archive them twice.
+fn drop_nested(mut roots: Vec<SaveRoot>) -> Vec<SaveRoot> {
+    roots.sort_by(|a, b| a.absolute.cmp(&b.absolute));
+    let mut kept: Vec<SaveRoot> = Vec::new();
+    for root in roots {
+        let nested = kept.iter().any(|k| root.absolute.starts_with(&k.absolute));
+        if !nested {
+            kept.push(root);
+        }
+    }
+    kept
+}
+
+fn compile_pattern(roots: &Roots, pattern: &str) -> Result<glob::Pattern> {
+    let absolute = roots.absolute(pattern)?;
+    // A literal path may hold characters that are special to globs (`[` in a directory name);
+    // escape those so it matches only itself.
+    let text = absolute.to_string_lossy();
+    let text = if has_glob_chars(pattern) {
+        text.into_owned()
+    } else {
+        glob::Pattern::escape(&text)
+    };
+    glob::Pattern::new(&text)
+        .with_context(|| format!("`--path` pattern `{pattern}` is not a valid glob"))
+}
+
+/// A path a restore may write to: one include pattern, made absolute.
+#[derive(Clone, Debug)]
+enum Declared {
+    Literal(PathBuf),
+    Glob(glob::Pattern),
+}
+
+/// The destinations a restore may write: every archive member must land inside one of them.
+#[derive(Clone, Debug)]
+pub struct RestoreTargets {
+    declared: Vec<Declared>,
+}
+
+impl RestoreTargets {
+    pub fn new(inputs: &PathInputs, roots: &Roots) -> Result<Self> {
+        let declared = inputs
+            .includes()
+            .map(|pattern| {
+                let absolute = roots.absolute(pattern)?;
+                Ok(if has_glob_chars(pattern) {
+                    Declared::Glob(compile_pattern(roots, pattern)?)
+                } else {
+                    Declared::Literal(absolute)
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self { declared })
+    }
+
+    /// The *unit* a destination belongs to: the shortest ancestor-or-self that a declared path
+    /// names. A restore replaces units whole, so this is also what gets swapped into place.
+    pub fn unit_for(&self, destination: &Path) -> Option<PathBuf> {
+        let mut ancestors: Vec<&Path> = destination.ancestors().collect();
+        ancestors.reverse();
+        ancestors
+            .into_iter()
+            .find(|candidate| self.declares(candidate))
+            .map(Path::to_path_buf)
+    }
+
+    fn declares(&self, candidate: &Path) -> bool {
+        self.declared.iter().any(|d| match d {
+            Declared::Literal(path) => path == candidate,
+            Declared::Glob(pattern) => pattern.matches_path_with(candidate, match_options()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roots() -> Roots {
+        Roots::new(
+            PathBuf::from("/work/repo/sub"),
+            Some(PathBuf::from("/work/repo")),
+            Some(PathBuf::from("/home/me")),
+        )
+    }
+
+    #[test]
+    fn inputs_are_split_and_trimmed_like_actions_cache() {
+        let inputs =
+            PathInputs::parse(&["  a \n\n!   b\n".to_string(), "~/.cache/uv".to_string()])
+                .unwrap();
+        assert_eq!(inputs.lines, vec!["a", "!b", "~/.cache/uv"]);
+        assert!(PathInputs::parse(&["\n \n".to_string()]).is_err());
+        assert!(PathInputs::parse(&["!x".to_string()]).is_err());
+    }
+
+    #[test]
+    fn member_names_are_relative_to_the_workspace() {
+        let r = roots();
+        assert_eq!(r.member_name(&r.absolute("data").unwrap()), "sub/data");
+        assert_eq!(
+            r.member_name(&r.absolute("~/.cache/uv").unwrap()),
+            "../../home/me/.cache/uv"
+        );
+        assert_eq!(r.member_name(&r.absolute("..").unwrap()), ".");
+        assert_eq!(r.member_name(&r.absolute("/work/repo/x/../y").unwrap()), "y");
+    }
+
+    #[test]
+    fn destinations_fold_dot_dot_lexically() {
+        let r = roots();
+        assert_eq!(
+            r.destination(Path::new("../../home/me/.cache/uv/x")),
+            PathBuf::from("/home/me/.cache/uv/x")
+        );
+        assert_eq!(
+            r.destination(Path::new("../../../../../../etc/passwd")),
+            PathBuf::from("/etc/passwd")
+        );
+        assert_eq!(r.destination(Path::new("/abs/x")), PathBuf::from("/abs/x"));
+    }
+
+    #[test]
+    fn units_are_the_shortest_declared_ancestor() {
+        let r = roots();
+        let inputs = PathInputs::parse(&["~/.cache/uv\npackages/*/node_modules".into()]).unwrap();
+        let t = RestoreTargets::new(&inputs, &r).unwrap();
+        assert_eq!(
+            t.unit_for(Path::new("/home/me/.cache/uv/a/b")),
+            Some(PathBuf::from("/home/me/.cache/uv"))
+        );
+        assert_eq!(
+            t.unit_for(Path::new("/work/repo/sub/packages/p1/node_modules/x/y")),
+            Some(PathBuf::from("/work/repo/sub/packages/p1/node_modules"))
+        );
+        assert_eq!(t.unit_for(Path::new("/home/me/.cache/uvx")), None);
+        assert_eq!(t.unit_for(Path::new("/home/me/.cache")), None);
+        assert_eq!(
+            t.unit_for(Path::new("/work/repo/sub/packages/p1/other")),
+            None
+        );
+    }
+}

@@ -1,0 +1,323 @@
+//! The local-directory store: one archive file and one metadata file per entry.
+//!
+//! Layout under the root:
+//!
+//! ```text
+//! entries/<id>.json        metadata; its existence is what makes an entry visible
+//! entries/<id>-<rand>.tzst the archive it names (or .tgz)
+//! tmp/                     uploads in progress
+//! ```
+//!
+//! `<id>` is the sha256 of the version and the key, so any key (slashes, unicode) maps to one
+//! plain file name. An entry is published by hard-linking its finished metadata file to
+//! `<id>.json`: the link either creates the name or fails because it exists, so of two
+//! concurrent saves of one key exactly one wins and the other learns "already exists", the way
+//! GitHub's service answers 409. The archive is sha256-checked on every read.
+
+use anyhow::{Context, Result, bail};
+use fs_err as fs;
+use sha2::{Digest, Sha256};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::{EntryInfo, Hit, Lookup, Published, Query, Reservation, Store, Upload};
+use crate::key::{self, Compression};
+
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+struct Metadata {
+    key: String,
+    version: String,
+    compression: Compression,
+    size: u64,
+    sha256: String,
+    /// Nanoseconds since the Unix epoch; orders prefix matches.
+    created_ns: u128,
+    /// The archive's file name inside `entries/`.
+    archive: String,
+}
+
+impl key::Candidate for Metadata {
+    fn key(&self) -> &str {
+        &self.key
+    }
+    fn version(&self) -> &str {
+        &self.version
+    }
+    fn created(&self) -> u128 {
+        self.created_ns
+    }
+}
+
+pub struct LocalStore {
+    root: PathBuf,
+}
+
+impl LocalStore {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    fn entries_dir(&self) -> PathBuf {
+        self.root.join("entries")
+    }
+
+    fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    fn metadata_path(&self, key: &str, version: &str) -> PathBuf {
+        self.entries_dir()
+            .join(format!("{}.json", entry_id(key, version)))
+    }
+
+    fn read_all_metadata(&self) -> Result<Vec<Metadata>> {
+        let dir = self.entries_dir();
+        if !dir.exists() {
+            return Ok(Vec::new());
+        }
+        let mut all = Vec::new();
+        for item in fs::read_dir(&dir)? {
+            let path = item?.path();
+            if path.extension().is_some_and(|e| e == "json") {
+                let text = fs::read_to_string(&path)?;
+                let meta: Metadata = serde_json::from_str(&text)
+                    .with_context(|| format!("entry metadata `{}` is not valid", path.display()))?;
+                all.push(meta);
+            }
+        }
+        Ok(all)
+    }
+}
+
+fn entry_id(key: &str, version: &str) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(version.as_bytes());
+    hasher.update([0]);
+    hasher.update(key.as_bytes());
+    hex::encode(&hasher.finalize()[..16])
+}
+
+fn now_ns() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default()
+}
+
+impl Store for LocalStore {
+    fn describe(&self) -> String {
+        format!("dir:{}", self.root.display())
+    }
+
+    fn lookup(&self, query: &Query) -> Result<Lookup> {
+        let all = self.read_all_metadata()?;
+        let found = key::find_match(&all, &query.version, &query.key, &query.restore_keys);
+        Ok(match found {
+            Some(meta) => Lookup::Found(Hit {
+                matched_key: meta.key.clone(),
+                size: Some(meta.size),
+                compression: Some(meta.compression),
+                locator: serde_json::to_string(meta)?,
+            }),
+            None => Lookup::Miss,
+        })
+    }
+
+    fn open(&self, hit: &Hit) -> Result<Box<dyn Read + Send>> {
+        let meta: Metadata = serde_json::from_str(&hit.locator)?;
+        let path = self.entries_dir().join(&meta.archive);
+        let file = fs::File::open(&path)
+            .with_context(|| format!("the archive of entry `{}` is missing", meta.key))?;
+        Ok(Box::new(VerifyingReader {
+            inner: io::BufReader::with_capacity(1 << 20, file),
+            hasher: Sha256::new(),
+            read: 0,
+            expected_size: meta.size,
+            expected_sha256: meta.sha256,
+            path,
+        }))
+    }
+
+    fn create(&self, key: &str, version: &str, compression: Compression) -> Result<Reservation> {
+        if self.metadata_path(key, version).exists() {
+            return Ok(Reservation::AlreadyExists);
+        }
+        fs::create_dir_all(self.entries_dir())?;
+        fs::create_dir_all(self.tmp_dir())?;
+        let file = tempfile::Builder::new()
+            .prefix("upload-")
+            .suffix(".partial")
+            .tempfile_in(self.tmp_dir())
+            .with_context(|| format!("creating an upload in `{}`", self.tmp_dir().display()))?;
+        Ok(Reservation::Created(Box::new(LocalUpload {
+            store_root: self.root.clone(),
+            file: io::BufWriter::with_capacity(1 << 20, file),
+            hasher: Sha256::new(),
+            size: 0,
+            key: key.to_string(),
+            version: version.to_string(),
+            compression,
+        })))
+    }
+
+    fn list(&self) -> Result<Vec<EntryInfo>> {
+        let mut entries: Vec<EntryInfo> = self
+            .read_all_metadata()?
+            .into_iter()
+            .map(|m| EntryInfo {
+                key: m.key,
+                version: m.version,
+                size: m.size,
+                compression: m.compression,
+                created: (m.created_ns / 1_000_000_000) as u64,
+            })
+            .collect();
+        entries.sort_by(|a, b| b.created.cmp(&a.created).then(a.key.cmp(&b.key)));
+        Ok(entries)
+    }
+}
+
+/// Reads an archive and checks its size and sha256 when the end is reached, so a corrupted or
+/// swapped file fails the restore instead of being unpacked.
+struct VerifyingReader {
+    inner: io::BufReader<fs::File>,
+    hasher: Sha256,
+    read: u64,
+    expected_size: u64,
+    expected_sha256: String,
+    path: PathBuf,
+}
+
+impl Read for VerifyingReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.read += n as u64;
+        if n == 0 && !buf.is_empty() {
+            self.check_end()?;
+        }
+        Ok(n)
+    }
+}
+
+impl VerifyingReader {
+    fn check_end(&self) -> io::Result<()> {
+        if self.read != self.expected_size {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "archive `{}` has {} bytes, its metadata says {}",
+                    self.path.display(),
+                    self.read,
+                    self.expected_size
+                ),
+            ));
+        }
+        let actual = hex::encode(self.hasher.clone().finalize());
+        if actual != self.expected_sha256 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "archive `{}` does not match its recorded sha256 (expected {}, computed {})",
+                    self.path.display(),
+                    self.expected_sha256,
+                    actual
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+struct LocalUpload {
+    store_root: PathBuf,
+    file: io::BufWriter<tempfile::NamedTempFile>,
+    hasher: Sha256,
+    size: u64,
+    key: String,
+    version: String,
+    compression: Compression,
+}
+
+impl Write for LocalUpload {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl Upload for LocalUpload {
+    fn finish(self: Box<Self>) -> Result<Published> {
+        let LocalUpload {
+            store_root,
+            file,
+            hasher,
+            size,
+            key,
+            version,
+            compression,
+        } = *self;
+        let store = LocalStore::new(store_root);
+        let temp = file.into_inner().map_err(|e| e.into_error())?;
+        temp.as_file().sync_all()?;
+        let id = entry_id(&key, &version);
+        let archive_name = format!(
+            "{id}-{:016x}.{}",
+            rand::random::<u64>(),
+            compression.extension()
+        );
+        let archive_path = store.entries_dir().join(&archive_name);
+        temp.persist(&archive_path)
+            .map_err(|e| e.error)
+            .with_context(|| format!("moving the archive to `{}`", archive_path.display()))?;
+        let meta = Metadata {
+            key,
+            version,
+            compression,
+            size,
+            sha256: hex::encode(hasher.finalize()),
+            created_ns: now_ns(),
+            archive: archive_name,
+        };
+        let published = publish_metadata(&store, &meta);
+        if !matches!(published, Ok(Published::Saved { .. })) {
+            // Lost the race, or failed: the archive must not linger unreferenced.
+            let _ = fs::remove_file(&archive_path);
+        }
+        published
+    }
+}
+
+fn publish_metadata(store: &LocalStore, meta: &Metadata) -> Result<Published> {
+    let mut temp = tempfile::Builder::new()
+        .prefix("meta-")
+        .tempfile_in(store.tmp_dir())?;
+    serde_json::to_writer_pretty(&mut temp, meta)?;
+    temp.as_file().sync_all()?;
+    let final_path = store.metadata_path(&meta.key, &meta.version);
+    match link_exclusive(temp.path(), &final_path) {
+        Ok(()) => Ok(Published::Saved { size: meta.size }),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(Published::AlreadyExists),
+        Err(e) => Err(e).with_context(|| format!("publishing `{}`", final_path.display())),
+    }
+}
+
+/// Creates `to` as a second name of `from`, failing if `to` exists: the atomic "first wins".
+fn link_exclusive(from: &Path, to: &Path) -> io::Result<()> {
+    std::fs::hard_link(from, to)
+}
+
+/// Checks that a store directory is usable before a long save starts.
+pub fn check_root(root: &Path) -> Result<()> {
+    if root.exists() && !root.is_dir() {
+        bail!("store `{}` is not a directory", root.display());
+    }
+    Ok(())
+}

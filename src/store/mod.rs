@@ -1,0 +1,106 @@
+//! Stores: where entries live. A store knows keys, versions and bytes; it knows nothing of
+//! archives, paths or uv.
+//!
+//! The interface is synchronous and streaming: `open` hands out a reader that the unpacker
+//! pulls from, `create` hands out a writer that the packer pushes into. A store that speaks
+//! HTTP runs its own runtime behind those two ends, so the archive code stays plain blocking
+//! code on its own threads.
+
+pub mod local;
+
+use anyhow::Result;
+use std::io::{Read, Write};
+
+use crate::key::Compression;
+
+/// What a restore asks for.
+#[derive(Clone, Debug)]
+pub struct Query {
+    pub key: String,
+    pub restore_keys: Vec<String>,
+    pub version: String,
+}
+
+/// An entry a lookup found.
+#[derive(Clone, Debug)]
+pub struct Hit {
+    /// The full key of the stored entry.
+    pub matched_key: String,
+    /// The archive's size, when the store knows it before downloading.
+    pub size: Option<u64>,
+    /// How the archive is compressed, when the store knows it.
+    pub compression: Option<Compression>,
+    /// Store-specific handle (a file name, a signed URL) that `open` understands.
+    pub locator: String,
+}
+
+/// The outcome of a lookup: a miss is a value, not an error.
+#[derive(Clone, Debug)]
+pub enum Lookup {
+    Found(Hit),
+    Miss,
+}
+
+/// The outcome of asking to create an entry.
+pub enum Reservation {
+    /// Write the archive into this upload, then `finish` it.
+    Created(Box<dyn Upload>),
+    /// Another save of the same key and version got there first. Not an error: entries are
+    /// immutable, so the other save's content stands.
+    AlreadyExists,
+}
+
+/// The outcome of finishing an upload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Published {
+    Saved { size: u64 },
+    AlreadyExists,
+}
+
+/// An entry being written. Dropping it without `finish` abandons it: nothing becomes visible.
+pub trait Upload: Write + Send {
+    fn finish(self: Box<Self>) -> Result<Published>;
+}
+
+/// One stored entry, as `inspect` lists it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct EntryInfo {
+    pub key: String,
+    pub version: String,
+    pub size: u64,
+    pub compression: Compression,
+    /// Seconds since the Unix epoch.
+    pub created: u64,
+}
+
+pub trait Store: Send + Sync {
+    /// A short description for messages, such as `dir:/home/me/.cache/cache-heal`.
+    fn describe(&self) -> String;
+    fn lookup(&self, query: &Query) -> Result<Lookup>;
+    fn open(&self, hit: &Hit) -> Result<Box<dyn Read + Send>>;
+    fn create(&self, key: &str, version: &str, compression: Compression) -> Result<Reservation>;
+    fn list(&self) -> Result<Vec<EntryInfo>>;
+}
+
+/// Opens the store a `--store` value names, or the default one.
+///
+/// `dir:PATH` or a plain path is a local directory. Without a value: `$XDG_CACHE_HOME/cache-heal`,
+/// else `~/.cache/cache-heal`.
+pub fn open(spec: Option<&str>) -> Result<Box<dyn Store>> {
+    let root = match spec.map(str::trim).filter(|s| !s.is_empty()) {
+        Some(spec) => std::path::PathBuf::from(spec.strip_prefix("dir:").unwrap_or(spec)),
+        None => default_local_root()?,
+    };
+    local::check_root(&root)?;
+    Ok(Box::new(local::LocalStore::new(root)))
+}
+
+fn default_local_root() -> Result<std::path::PathBuf> {
+    if let Some(xdg) = std::env::var_os(crate::env_vars::XDG_CACHE_HOME).filter(|v| !v.is_empty()) {
+        return Ok(std::path::PathBuf::from(xdg).join("cache-heal"));
+    }
+    let home = crate::commands::home_dir().ok_or_else(|| {
+        anyhow::anyhow!("no store was given and there is no home directory for the default one\n\nhint: pass `--store dir:<DIR>`")
+    })?;
+    Ok(home.join(".cache").join("cache-heal"))
+}
