@@ -27,6 +27,8 @@ pub const CACHE_HEAL_LOOKUP_ONLY: &str = "CACHE_HEAL_LOOKUP_ONLY";
 pub const CACHE_HEAL_FAIL_ON_CACHE_MISS: &str = "CACHE_HEAL_FAIL_ON_CACHE_MISS";
 /// Equivalent to `--max-size`.
 pub const CACHE_HEAL_MAX_SIZE: &str = "CACHE_HEAL_MAX_SIZE";
+/// How many threads write small files during a restore (default 2); for measurements.
+pub const CACHE_HEAL_UNPACK_WRITERS: &str = "CACHE_HEAL_UNPACK_WRITERS";
 
 /// Set to `true` by the runner in every step.
 pub const GITHUB_ACTIONS: &str = "GITHUB_ACTIONS";

@@ -343,7 +343,7 @@ fn truncated_stream() {
         .file("cache/b", b"tail")
         .zstd();
     let cut = &archive[..archive.len() / 2];
-    assert_refused(cut, &[], &["cache/a", "truncated or corrupt"]);
+    assert_refused(cut, &[], &["truncated or corrupt"]);
 }
 
 #[test]

@@ -225,13 +225,54 @@ fn roll_back(swapped: &[(PathBuf, Option<PathBuf>)]) {
 }
 
 fn remove_any(path: &Path) {
-    let result = match path.symlink_metadata() {
-        Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(path),
-        Ok(_) => std::fs::remove_file(path),
-        Err(_) => Ok(()),
-    };
-    if let Err(e) = result {
+    if let Err(e) = remove_tree(path) {
         crate::output::warn(&format!("Could not remove `{}`: {e}", path.display()));
+    }
+}
+
+/// Removes a file or a whole tree, even one holding read-only directories (a restored cache
+/// may: their modes come from the archive). Only when a plain removal fails are the
+/// directories made writable, which costs a second walk.
+fn remove_tree(path: &Path) -> io::Result<()> {
+    let is_dir = match path.symlink_metadata() {
+        Ok(meta) => meta.is_dir(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if !is_dir {
+        return std::fs::remove_file(path);
+    }
+    if std::fs::remove_dir_all(path).is_ok() {
+        return Ok(());
+    }
+    make_directories_writable(path);
+    std::fs::remove_dir_all(path)
+}
+
+#[cfg(unix)]
+fn make_directories_writable(root: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    for entry in walkdir::WalkDir::new(root)
+        .follow_links(false)
+        .into_iter()
+        .flatten()
+    {
+        if entry.file_type().is_dir() {
+            let _ = std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o700));
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn make_directories_writable(_root: &Path) {}
+
+impl Drop for Staging {
+    /// Removes what is left of the staging directories, read-only ones included, before each
+    /// `TempDir` tries (and, for read-only trees, would silently fail) on its own.
+    fn drop(&mut self) {
+        for dir in self.dirs.values() {
+            let _ = remove_tree(dir.path());
+        }
     }
 }
 
@@ -263,6 +304,7 @@ struct Unpacker<'a> {
     targets: &'a RestoreTargets,
     options: &'a UnpackOptions,
     staging: Staging,
+    last_unit: Option<usize>,
     kinds: HashMap<PathBuf, Kind>,
     deferred: Deferred,
     files: u64,
@@ -270,9 +312,112 @@ struct Unpacker<'a> {
     members: u64,
 }
 
+/// Decompressed bytes travel from the decoding thread to the unpacker in chunks of this size.
+const CHUNK_SIZE: usize = 1 << 20;
+/// Chunks in flight between the two threads: bounds the memory of the hand-off.
+const CHUNKS_IN_FLIGHT: usize = 8;
+
+/// Unpacks a compressed archive (zstd, gzip or plain tar, detected from its first bytes).
+///
+/// Decompression runs on its own thread, the way `zstd -d | tar -x` runs two processes: the
+/// decoder and the unpacker each keep a core busy instead of taking turns on one.
+pub fn unpack_archive<R: Read + Send>(
+    archive: R,
+    roots: &Roots,
+    targets: &RestoreTargets,
+    options: &UnpackOptions,
+) -> Result<Unpacked> {
+    let (chunks, received) = mpsc::sync_channel::<io::Result<Vec<u8>>>(CHUNKS_IN_FLIGHT);
+    let (recycle, recycled) = mpsc::channel::<Vec<u8>>();
+    std::thread::scope(|scope| {
+        scope.spawn(move || decode_chunks(archive, &chunks, &recycled));
+        let reader = ChunkReader {
+            chunks: received,
+            recycle,
+            current: Vec::new(),
+            position: 0,
+        };
+        unpack(reader, roots, targets, options)
+    })
+}
+
+fn decode_chunks<R: Read + Send>(
+    archive: R,
+    chunks: &mpsc::SyncSender<io::Result<Vec<u8>>>,
+    recycled: &mpsc::Receiver<Vec<u8>>,
+) {
+    let mut decoder = match super::codec::decoder(io::BufReader::with_capacity(CHUNK_SIZE, archive))
+    {
+        Ok(decoder) => decoder,
+        Err(e) => {
+            let _ = chunks.send(Err(e));
+            return;
+        }
+    };
+    loop {
+        // Reuse a chunk the unpacker is done with: it is already initialized, so no memset.
+        let mut chunk = recycled.try_recv().unwrap_or_else(|_| vec![0; CHUNK_SIZE]);
+        chunk.resize(CHUNK_SIZE, 0);
+        let filled = match fill(&mut *decoder, &mut chunk) {
+            Ok(filled) => filled,
+            Err(e) => {
+                let _ = chunks.send(Err(e));
+                return;
+            }
+        };
+        chunk.truncate(filled);
+        // The unpacker hung up (it failed or finished): stop decoding.
+        if filled == 0 || chunks.send(Ok(chunk)).is_err() {
+            return;
+        }
+    }
+}
+
+/// Reads until `buffer` is full or the stream ends; returns how much was read.
+fn fill(reader: &mut dyn Read, buffer: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buffer.len() {
+        match reader.read(&mut buffer[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// The unpacker's end of the decoding thread: a `Read` over the chunks it sends.
+struct ChunkReader {
+    chunks: mpsc::Receiver<io::Result<Vec<u8>>>,
+    recycle: mpsc::Sender<Vec<u8>>,
+    current: Vec<u8>,
+    position: usize,
+}
+
+impl Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.position == self.current.len() {
+            match self.chunks.recv() {
+                Ok(chunk) => {
+                    let done = std::mem::replace(&mut self.current, chunk?);
+                    let _ = self.recycle.send(done);
+                    self.position = 0;
+                }
+                // The decoder finished: the stream ended.
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len() - self.position);
+        buf[..n].copy_from_slice(&self.current[self.position..self.position + n]);
+        self.position += n;
+        Ok(n)
+    }
+}
+
 /// Unpacks a decompressed tar stream into staging. Nothing outside the staging directories is
 /// touched until `Unpacked::commit`.
-pub fn unpack<R: Read>(
+fn unpack<R: Read>(
     tar_stream: R,
     roots: &Roots,
     targets: &RestoreTargets,
@@ -283,6 +428,7 @@ pub fn unpack<R: Read>(
         targets,
         options,
         staging: Staging::default(),
+        last_unit: None,
         kinds: HashMap::new(),
         deferred: Deferred::default(),
         files: 0,
@@ -294,7 +440,7 @@ pub fn unpack<R: Read>(
     let first_error: Arc<Mutex<Option<anyhow::Error>>> = Arc::default();
     let mut archive = tar::Archive::new(tar_stream);
     let read_result = std::thread::scope(|scope| {
-        for _ in 0..options.writers.max(1) {
+        for _ in 0..options.writers {
             let receiver = Arc::clone(&receiver);
             let first_error = Arc::clone(&first_error);
             scope.spawn(move || write_jobs(&receiver, &first_error));
@@ -418,8 +564,17 @@ impl Unpacker<'_> {
         #[cfg(unix)]
         umask();
         let entries = archive.entries().context("reading the archive")?;
+        let mut last_member = String::new();
         for entry in entries {
-            let entry = entry.context("reading the archive: it is truncated or corrupt")?;
+            let entry = entry.with_context(|| {
+                let after = if last_member.is_empty() {
+                    String::new()
+                } else {
+                    format!(" after member `{last_member}`")
+                };
+                format!("reading the archive{after}: it is truncated or corrupt")
+            })?;
+            last_member = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
             self.read_member(entry, sender)?;
             if first_error.lock().expect("writer error lock").is_some() {
                 break;
@@ -444,16 +599,7 @@ impl Unpacker<'_> {
             return Err(Refusal::EmptyName { member }.into());
         }
         let destination = self.roots.destination(&name);
-        let Some(unit_target) = self.targets.unit_for(&destination) else {
-            return Err(Refusal::OutsidePaths {
-                member,
-                destination,
-            }
-            .into());
-        };
-        let unit = self
-            .staging
-            .unit_index(&unit_target, &member, &self.options.protected)?;
+        let unit = self.unit_of(&member, &destination)?;
         self.members += 1;
         let mode = entry.header().mode().unwrap_or(0o644);
         match entry_type {
@@ -491,6 +637,29 @@ impl Unpacker<'_> {
             }
             .into()),
         }
+    }
+
+    /// The unit a member lands in. Members come grouped by unit, so the last unit is checked
+    /// first: if it holds the destination, no shorter declared path can (it would hold the
+    /// last unit too, and units are the shortest declared ancestors).
+    fn unit_of(&mut self, member: &str, destination: &Path) -> Result<usize> {
+        if let Some(last) = self.last_unit
+            && destination.starts_with(&self.staging.units[last].target)
+        {
+            return Ok(last);
+        }
+        let Some(unit_target) = self.targets.unit_for(destination) else {
+            return Err(Refusal::OutsidePaths {
+                member: member.to_string(),
+                destination: destination.to_path_buf(),
+            }
+            .into());
+        };
+        let unit = self
+            .staging
+            .unit_index(&unit_target, member, &self.options.protected)?;
+        self.last_unit = Some(unit);
+        Ok(unit)
     }
 
     /// Records a member's kind; a second member of the same name is refused unless both are
@@ -582,7 +751,7 @@ impl Unpacker<'_> {
         self.content_bytes = total;
         self.files += 1;
         let path = self.staging.staged_path(unit, destination);
-        if size <= SMALL_FILE_LIMIT {
+        if size <= SMALL_FILE_LIMIT && self.options.writers > 0 {
             let mut data = Vec::with_capacity(size as usize);
             entry.read_to_end(&mut data).with_context(|| {
                 format!("reading archive member `{member}`: the archive is truncated or corrupt")

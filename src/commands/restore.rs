@@ -4,10 +4,11 @@
 use anyhow::{Context, Result};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use super::{PathContext, open_store, path_context, print_json, progress_enabled};
-use crate::archive::{codec, unpack};
+use crate::archive::unpack;
 use crate::cli::{GlobalArgs, RestoreArgs};
 use crate::key;
 use crate::output::{self, human_bytes};
@@ -121,21 +122,19 @@ fn download_and_unpack(
     global: &GlobalArgs,
 ) -> Result<Restored> {
     let progress = Progress::new("Restoring", hit.size, progress_enabled(global));
-    let reader = store.open(hit)?;
+    let archive_bytes = AtomicU64::new(0);
     let counting = CountingReader {
-        inner: reader,
-        count: 0,
+        inner: store.open(hit)?,
+        count: &archive_bytes,
         progress: &progress,
     };
-    let mut buffered = io::BufReader::with_capacity(1 << 20, counting);
-    let decoder = codec::decoder(&mut buffered).context("reading the archive")?;
     let options = unpack::UnpackOptions {
         max_bytes,
-        writers: 2,
+        writers: unpack_writers(),
         protected: protected_paths(ctx),
     };
-    let unpacked = unpack::unpack(decoder, &ctx.roots, targets, &options)?;
-    let archive_bytes = buffered.get_ref().count;
+    let unpacked = unpack::unpack_archive(counting, &ctx.roots, targets, &options)?;
+    let archive_bytes = archive_bytes.into_inner();
     progress.finish();
     let (files, content_bytes) = (unpacked.files, unpacked.content_bytes);
     unpacked.commit()?;
@@ -266,15 +265,24 @@ fn split_lines(values: &[String]) -> Vec<String> {
 /// Counts the archive bytes read from the store, for progress and the report.
 struct CountingReader<'a> {
     inner: Box<dyn Read + Send>,
-    count: u64,
+    count: &'a AtomicU64,
     progress: &'a Progress,
 }
 
 impl Read for CountingReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.count += n as u64;
-        self.progress.set_position(self.count);
+        let total = self.count.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
+        self.progress.set_position(total);
         Ok(n)
     }
+}
+
+/// Threads writing small files while the main thread parses. Two keep a 2-core runner busy
+/// (docs/rust-crates.md §2.3); `CACHE_HEAL_UNPACK_WRITERS` overrides it for measurements.
+fn unpack_writers() -> usize {
+    std::env::var(crate::env_vars::CACHE_HEAL_UNPACK_WRITERS)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2)
 }
