@@ -184,6 +184,15 @@ impl SavePlan {
             .iter()
             .any(|p| p.matches_path_with(path, match_options()))
     }
+
+    /// Leaves out a directory and everything below it (the local store, when it sits inside a
+    /// saved path: archiving it into itself would never end well).
+    pub fn exclude_tree(&mut self, dir: &Path) {
+        let text = glob::Pattern::escape(&dir.to_string_lossy());
+        if let Ok(pattern) = glob::Pattern::new(&text) {
+            self.excludes.push(pattern);
+        }
+    }
 }
 
 /// Expands the include patterns (globs, `~`) into the top-level paths to archive.

@@ -297,3 +297,44 @@ fn the_default_store_is_under_xdg_cache_home() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(xdg.join("cache-heal/entries").is_dir());
 }
+
+#[test]
+fn a_store_inside_a_saved_path_is_not_archived_into_itself() {
+    let sb = sandbox_with_cache();
+    let store = sb.ws().join("cache/store");
+    let store_arg = format!("dir:{}", store.display());
+    sb.ok(&[
+        "save", "--path", "cache", "--key", "k", "--store", &store_arg,
+    ]);
+    // The archive does not hold the store: restoring it elsewhere shows its members.
+    let other = format!("dir:{}", sb.root().join("moved-store").display());
+    std::fs::rename(&store, sb.root().join("moved-store")).unwrap();
+    std::fs::remove_dir_all(sb.ws().join("cache")).unwrap();
+    sb.ok(&[
+        "restore", "--path", "cache", "--key", "k", "--store", &other,
+    ]);
+    assert_eq!(std::fs::read(sb.ws().join("cache/f")).unwrap(), b"v1");
+    assert!(!sb.ws().join("cache/store").exists());
+}
+
+#[test]
+fn restoring_over_the_store_itself_is_refused() {
+    let sb = sandbox_with_cache();
+    let store_arg = format!("dir:{}", sb.ws().join("cache/store").display());
+    sb.ok(&[
+        "save", "--path", "cache", "--key", "k", "--store", &store_arg,
+    ]);
+    let out = sb.run(&[
+        "restore", "--path", "cache", "--key", "k", "--store", &store_arg,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("which a restore replaces whole"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        sb.ws().join("cache/store/entries").is_dir(),
+        "the store survived"
+    );
+}

@@ -51,6 +51,7 @@ pub fn run(args: &RestoreArgs, global: &GlobalArgs) -> Result<()> {
         version: key::entry_version(&ctx.inputs.lines, args.paths.compression),
     };
     let store = open_store(global)?;
+    refuse_store_inside_targets(&*store, &ctx, &targets)?;
 
     let hit = match store.lookup(&query)? {
         Lookup::Found(hit) => hit,
@@ -143,6 +144,27 @@ fn download_and_unpack(
         content_bytes,
         files,
     })
+}
+
+/// A restore replaces each restored path whole, so a local store inside one would be deleted
+/// by the very restore that reads from it.
+fn refuse_store_inside_targets(
+    store: &dyn Store,
+    ctx: &PathContext,
+    targets: &RestoreTargets,
+) -> Result<()> {
+    let Some(root) = store.local_root() else {
+        return Ok(());
+    };
+    let root = ctx.roots.absolute(&root.to_string_lossy())?;
+    if let Some(unit) = targets.unit_for(&root) {
+        anyhow::bail!(
+            "the store `{}` is inside `{}`, which a restore replaces whole\n\nhint: keep the store outside the restored paths (`--store dir:<DIR>`)",
+            root.display(),
+            unit.display()
+        );
+    }
+    Ok(())
 }
 
 /// A restore replaces each restored path whole; these may never be replaced.

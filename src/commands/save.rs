@@ -17,10 +17,13 @@ pub fn run(args: &SaveArgs, global: &GlobalArgs) -> Result<()> {
     let started = Instant::now();
     key::validate_key(&args.key).map_err(crate::UsageError::from)?;
     let ctx = path_context(&args.paths)?;
-    let plan = paths::resolve_for_save(&ctx.inputs, &ctx.roots)?;
+    let mut plan = paths::resolve_for_save(&ctx.inputs, &ctx.roots)?;
     let compression = args.paths.compression;
     let version = key::entry_version(&ctx.inputs.lines, compression);
     let store = open_store(global)?;
+    if let Some(root) = store.local_root() {
+        plan.exclude_tree(&ctx.roots.absolute(&root.to_string_lossy())?);
+    }
 
     let upload = match store.create(&args.key, &version, compression)? {
         Reservation::Created(upload) => upload,

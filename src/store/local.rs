@@ -176,6 +176,10 @@ impl Store for LocalStore {
         entries.sort_by(|a, b| b.created.cmp(&a.created).then(a.key.cmp(&b.key)));
         Ok(entries)
     }
+
+    fn local_root(&self) -> Option<&Path> {
+        Some(&self.root)
+    }
 }
 
 /// Reads an archive and checks its size and sha256 when the end is reached, so a corrupted or

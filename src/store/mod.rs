@@ -80,6 +80,11 @@ pub trait Store: Send + Sync {
     fn open(&self, hit: &Hit) -> Result<Box<dyn Read + Send>>;
     fn create(&self, key: &str, version: &str, compression: Compression) -> Result<Reservation>;
     fn list(&self) -> Result<Vec<EntryInfo>>;
+    /// The directory a store keeps its files in, when it is on this machine: a save must not
+    /// archive the store into itself.
+    fn local_root(&self) -> Option<&std::path::Path> {
+        None
+    }
 }
 
 /// Opens the store a `--store` value names, or the default one.
