@@ -125,8 +125,7 @@ pub fn snapshot(root: &Path) -> BTreeMap<String, Node> {
             Node::Dir { mode }
         } else {
             let mut hasher = Sha256::new();
-            let mut file = std::fs::File::open(entry.path()).unwrap();
-            std::io::copy(&mut file, &mut hasher).unwrap();
+            hasher.update(std::fs::read(entry.path()).unwrap());
             Node::File {
                 mode,
                 size: meta.len(),
