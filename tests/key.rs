@@ -9,7 +9,11 @@ use support::{Sandbox, stderr, stdout_json};
 /// A project with a lock file, a `pyproject.toml` and a `.python-version`.
 fn project(sb: &Sandbox) {
     let ws = sb.ws();
-    std::fs::write(ws.join("uv.lock"), "version = 1\n[[package]]\nname = \"a\"\n").unwrap();
+    std::fs::write(
+        ws.join("uv.lock"),
+        "version = 1\n[[package]]\nname = \"a\"\n",
+    )
+    .unwrap();
     std::fs::write(ws.join("pyproject.toml"), "[project]\nname = \"demo\"\n").unwrap();
     std::fs::write(ws.join(".python-version"), "3.12.4\n").unwrap();
 }
@@ -150,10 +154,7 @@ fn python_version_sources_in_order() {
             .to_string()
     };
     assert_eq!(minor(&mut key_cmd(&sb)), "3.12");
-    assert_eq!(
-        minor(key_cmd(&sb).env("UV_PYTHON", "cpython-3.11")),
-        "3.11"
-    );
+    assert_eq!(minor(key_cmd(&sb).env("UV_PYTHON", "cpython-3.11")), "3.11");
     assert_eq!(
         minor(
             key_cmd(&sb)
@@ -167,7 +168,11 @@ fn python_version_sources_in_order() {
     let version = Command::new("python3").arg("--version").output().unwrap();
     let printed = String::from_utf8_lossy(&version.stdout).into_owned()
         + &String::from_utf8_lossy(&version.stderr);
-    let expected: Vec<&str> = printed.trim().trim_start_matches("Python ").split('.').collect();
+    let expected: Vec<&str> = printed
+        .trim()
+        .trim_start_matches("Python ")
+        .split('.')
+        .collect();
     assert_eq!(
         minor(&mut key_cmd(&sb)),
         format!("{}.{}", expected[0], expected[1])
@@ -229,7 +234,11 @@ fn no_dependency_file_warns_and_still_gives_a_key() {
         String::from_utf8_lossy(&out.stdout).trim(),
         "cache-heal-v1-Linux-X64-uv-py3.12-nolock"
     );
-    assert!(stderr(&out).contains("warning: No `uv.lock`"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("warning: No `uv.lock`"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// In Actions: one collapsed group that names every input and why, and the key, restore keys
