@@ -133,7 +133,8 @@ impl Options {
         Self {
             project_dir,
             tool,
-            python_version,
+            // The action passes its `python-version` input even when it is empty.
+            python_version: python_version.filter(|v| !v.trim().is_empty()),
             uv_python: var(crate::env_vars::UV_PYTHON),
             os: var(crate::env_vars::RUNNER_OS).unwrap_or_else(|| runner_os(std::env::consts::OS)),
             arch: var(crate::env_vars::RUNNER_ARCH)
