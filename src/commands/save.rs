@@ -16,14 +16,17 @@ use crate::store::{Published, Reservation};
 
 pub fn run(args: &SaveArgs, global: &GlobalArgs) -> Result<()> {
     let started = Instant::now();
-    if let Some(key) = &args.key {
+    // The save action passes its `key` input even when it is empty: then the restore step's
+    // key is used.
+    let explicit_key = args.key.as_deref().filter(|k| !k.is_empty());
+    if let Some(key) = explicit_key {
         key::validate_key(key).map_err(crate::UsageError::from)?;
     }
     let ctx = path_context(&args.paths)?;
     let mut plan = paths::resolve_for_save(&ctx.inputs, &ctx.roots)?;
     let compression = args.paths.compression;
     let version = key::entry_version(&ctx.inputs.lines, compression);
-    let key = match actions::decide_save(args.key.as_deref(), &ctx, &plan, &version)? {
+    let key = match actions::decide_save(explicit_key, &ctx, &plan, &version)? {
         SaveDecision::Save(key) => key,
         SaveDecision::UpToDate(key) => return report_up_to_date(&key, global),
     };
