@@ -114,6 +114,33 @@ fn a_miss_leaves_cache_hit_unset() {
     assert!(summary.contains("| Status | miss |"), "{summary}");
 }
 
+/// The restore explains what it looks for in one collapsed group, then says what happened
+/// outside it.
+#[test]
+fn restore_explains_its_key_in_a_log_group() {
+    let sb = Sandbox::new();
+    let runner = Runner::new(&sb);
+    let out = run(runner.step(&sb).args([
+        "restore",
+        "--path",
+        PATH,
+        "--key",
+        "k-1",
+        "--restore-key",
+        "k-",
+    ]));
+    let log = stderr(&out);
+    let start = log
+        .find("::group::cache-heal: restore `~/.cache/uv`")
+        .expect(&log);
+    let end = log.find("::endgroup::").expect(&log);
+    let group = &log[start..end];
+    assert!(group.contains("Key           k-1"), "{group}");
+    assert!(group.contains("Restore keys  k-"), "{group}");
+    assert!(group.contains("zstd-without-long"), "{group}");
+    assert!(log[end..].contains("No cache entry for `k-1`"), "{log}");
+}
+
 /// An exact hit is `cache-hit=true`; a restore-key hit is `false`. (The comparison ignores
 /// case, as actions/cache's does; `key::is_exact_hit` pins that, since the local store itself
 /// matches keys case-sensitively.)

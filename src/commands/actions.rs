@@ -12,7 +12,7 @@
 use anyhow::{Result, bail};
 
 use super::PathContext;
-use crate::gha::{Outputs, State, StateDir, Summary};
+use crate::gha::{self, Outputs, State, StateDir, Summary};
 use crate::key;
 use crate::output::{self, human_bytes};
 use crate::paths::{self, SavePlan};
@@ -113,6 +113,44 @@ pub fn after_restore(ctx: &PathContext, version: &str, outcome: &RestoreOutcome)
         rows.push(("Skipped", reason.clone()));
     }
     Summary::from_env().table("cache-heal restore", &rows)
+}
+
+/// Explains what a restore looks for in one collapsed group (STYLE.md §4): the paths, the key,
+/// the restore keys and the entry version with what it hashes.
+pub fn explain_restore(
+    ctx: &PathContext,
+    primary_key: &str,
+    restore_keys: &[String],
+    version: &str,
+    compression: crate::key::Compression,
+) {
+    let paths = ctx
+        .inputs
+        .lines
+        .iter()
+        .map(|l| format!("`{l}`"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let _group = gha::group(&format!("cache-heal: restore {paths}"));
+    output::info(&format!("{:<13} {primary_key}", "Key"));
+    if !restore_keys.is_empty() {
+        output::info(&format!(
+            "{:<13} {}",
+            "Restore keys",
+            restore_keys.join("  ")
+        ));
+    }
+    output::info(&format!(
+        "{:<13} {}…  (actions/cache-compatible: the path lines + {}, {})",
+        "Version",
+        &version[..version.len().min(12)],
+        compression.version_name(),
+        if cfg!(windows) {
+            "Windows only"
+        } else {
+            "any OS but Windows"
+        }
+    ));
 }
 
 /// Whether this restore must be skipped because of the event; warns when an untrusted event

@@ -50,6 +50,13 @@ pub fn run(args: &RestoreArgs, global: &GlobalArgs) -> Result<()> {
         restore_keys: restore_keys.clone(),
         version: key::entry_version(&ctx.inputs.lines, args.paths.compression),
     };
+    actions::explain_restore(
+        &ctx,
+        &args.key,
+        &restore_keys,
+        &query.version,
+        args.paths.compression,
+    );
     let miss = RestoreOutcome {
         primary_key: &args.key,
         restore_keys: &restore_keys,
