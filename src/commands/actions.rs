@@ -34,6 +34,8 @@ pub struct RestoreOutcome<'a> {
     /// Archive bytes read.
     pub archive_bytes: u64,
     pub seconds: f64,
+    /// How many packages heal fetched sources for (0 until heal runs).
+    pub healed: u64,
     /// Why nothing was restored, when it was a decision (an untrusted event).
     pub skipped_because: Option<String>,
 }
@@ -55,7 +57,7 @@ pub fn after_restore(ctx: &PathContext, version: &str, outcome: &RestoreOutcome)
     outputs.set("cache-primary-key", outcome.primary_key)?;
     outputs.set("cache-status", outcome.status)?;
     outputs.set("bytes-restored", &outcome.content_bytes.to_string())?;
-    outputs.set("healed", "0")?;
+    outputs.set("healed", &outcome.healed.to_string())?;
 
     let states = StateDir::from_env();
     let fingerprint = if outcome.restored {
@@ -107,7 +109,7 @@ pub fn after_restore(ctx: &PathContext, version: &str, outcome: &RestoreOutcome)
             },
         ),
         ("Time", format!("{:.1}s", outcome.seconds)),
-        ("Healed", "0 packages".to_string()),
+        ("Healed", format!("{} packages", outcome.healed)),
     ];
     if let Some(reason) = &outcome.skipped_because {
         rows.push(("Skipped", reason.clone()));

@@ -66,6 +66,7 @@ pub fn run(args: &RestoreArgs, global: &GlobalArgs) -> Result<()> {
         content_bytes: 0,
         archive_bytes: 0,
         seconds: 0.0,
+        healed: 0,
         skipped_because: actions::untrusted_event_skip(args.allow_untrusted_event),
     };
     if miss.skipped_because.is_some() {
