@@ -10,5 +10,9 @@ echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
+echo "==> actionlint"
+.tools/venv/bin/actionlint
+echo "==> zizmor"
+.tools/venv/bin/zizmor --offline --quiet .
 echo "==> cargo test"
 cargo test --all-targets --locked

@@ -6,6 +6,7 @@
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
+use crate::autokey::Tool;
 use crate::env_vars as env;
 use crate::key::Compression;
 
@@ -59,6 +60,8 @@ pub enum Command {
     Restore(RestoreArgs),
     /// List the entries in a store.
     Inspect(InspectArgs),
+    /// Print the automatic key and restore keys for this project, and what went into them.
+    Key(KeyArgs),
 }
 
 /// The path inputs and how member names are made; shared by save and restore so that both
@@ -90,8 +93,11 @@ pub struct SaveArgs {
     pub paths: PathArgs,
 
     /// The key to save under: at most 512 characters, no commas.
+    ///
+    /// By default, the key a `restore` of the same paths looked for earlier in this job (in
+    /// GitHub Actions, where the restore step leaves it under `RUNNER_TEMP`).
     #[arg(long, env = env::CACHE_HEAL_KEY)]
-    pub key: String,
+    pub key: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -128,10 +134,39 @@ pub struct RestoreArgs {
     /// cannot fill the disk.
     #[arg(long, env = env::CACHE_HEAL_MAX_SIZE, value_name = "BYTES", value_parser = parse_size)]
     pub max_size: Option<u64>,
+
+    /// Restore even in a `release`, tag push, `pull_request_target` or `workflow_run` run.
+    ///
+    /// By default those runs start with an empty cache: an entry written by less trusted code
+    /// (a pull request) must not reach a job that publishes or holds the repository's secrets.
+    #[arg(long, env = env::CACHE_HEAL_ALLOW_UNTRUSTED_EVENT)]
+    pub allow_untrusted_event: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {}
+
+#[derive(Debug, Args)]
+pub struct KeyArgs {
+    /// The Python version the cache is for; only `X.Y` goes into the key.
+    ///
+    /// By default `UV_PYTHON`, else the first line of `.python-version` in the project
+    /// directory, else what `python3 --version` prints.
+    #[arg(long, env = env::CACHE_HEAL_PYTHON_VERSION, value_name = "VERSION")]
+    pub python_version: Option<String>,
+
+    /// Which tool's cache the key is for.
+    #[arg(long, value_enum, default_value_t = Tool::Uv, env = env::CACHE_HEAL_TOOL)]
+    pub tool: Tool,
+
+    /// Where to look for `uv.lock`, `pylock.toml`, `requirements*.txt` and `pyproject.toml`
+    /// (and `.python-version`).
+    ///
+    /// By default the current directory. Subdirectories are searched too, except hidden ones,
+    /// virtualenvs and build trees.
+    #[arg(long, env = env::CACHE_HEAL_PROJECT_DIR, value_name = "DIR")]
+    pub project_dir: Option<PathBuf>,
+}
 
 /// Parses `1048576`, `10G`, `512MiB`, `1.5GB`.
 pub fn parse_size(text: &str) -> Result<u64, String> {

@@ -37,3 +37,29 @@ pub const GITHUB_ACTIONS: &str = "GITHUB_ACTIONS";
 pub const GITHUB_WORKSPACE: &str = "GITHUB_WORKSPACE";
 /// Where the default local store lives, when set.
 pub const XDG_CACHE_HOME: &str = "XDG_CACHE_HOME";
+
+/// Equivalent to `key --python-version`.
+pub const CACHE_HEAL_PYTHON_VERSION: &str = "CACHE_HEAL_PYTHON_VERSION";
+/// Equivalent to `key --tool`.
+pub const CACHE_HEAL_TOOL: &str = "CACHE_HEAL_TOOL";
+/// Equivalent to `key --project-dir`.
+pub const CACHE_HEAL_PROJECT_DIR: &str = "CACHE_HEAL_PROJECT_DIR";
+/// Equivalent to `restore --allow-untrusted-event`.
+pub const CACHE_HEAL_ALLOW_UNTRUSTED_EVENT: &str = "CACHE_HEAL_ALLOW_UNTRUSTED_EVENT";
+
+/// uv's own choice of interpreter; `cache-heal key` reads it for the Python version.
+pub const UV_PYTHON: &str = "UV_PYTHON";
+/// The runner's OS (`Linux`, `macOS`, `Windows`); part of the automatic key.
+pub const RUNNER_OS: &str = "RUNNER_OS";
+/// The runner's architecture (`X64`, `ARM64`); part of the automatic key.
+pub const RUNNER_ARCH: &str = "RUNNER_ARCH";
+/// A per-job temporary directory; the restore step leaves its state for the save step there.
+pub const RUNNER_TEMP: &str = "RUNNER_TEMP";
+/// The file step outputs are appended to.
+pub const GITHUB_OUTPUT: &str = "GITHUB_OUTPUT";
+/// The file the job's Markdown summary is appended to.
+pub const GITHUB_STEP_SUMMARY: &str = "GITHUB_STEP_SUMMARY";
+/// The event that started the run; some events do not restore by default (see `trust`).
+pub const GITHUB_EVENT_NAME: &str = "GITHUB_EVENT_NAME";
+/// The ref the run is for; tag pushes do not restore by default (see `trust`).
+pub const GITHUB_REF: &str = "GITHUB_REF";

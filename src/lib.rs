@@ -9,17 +9,25 @@
 //! - [`store`]: where entries live (a local directory);
 //! - [`archive`]: pack and unpack actions/cache-compatible archives, safely;
 //! - [`commands`]: one module per subcommand, each a straight line of the stages above;
-//! - [`output`], [`progress`]: messages, warnings and progress, terminal or Actions log.
+//! - [`output`], [`progress`]: messages, warnings and progress, terminal or Actions log;
+//! - [`autokey`]: the automatic key (`cache-heal key`) and what goes into it;
+//! - [`gha`]: step outputs, the restore → save state, the step summary, log groups;
+//! - [`fingerprint`]: tells the save step whether restored paths changed;
+//! - [`trust`]: events that do not restore by default, credential files never saved.
 
 pub mod archive;
+pub mod autokey;
 pub mod cli;
 pub mod commands;
 pub mod env_vars;
+pub mod fingerprint;
+pub mod gha;
 pub mod key;
 pub mod output;
 pub mod paths;
 pub mod progress;
 pub mod store;
+pub mod trust;
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -37,6 +45,7 @@ pub fn run() -> ExitCode {
         cli::Command::Save(args) => commands::save::run(args, &cli.global),
         cli::Command::Restore(args) => commands::restore::run(args, &cli.global),
         cli::Command::Inspect(args) => commands::inspect::run(args, &cli.global),
+        cli::Command::Key(args) => commands::key::run(args, &cli.global),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use super::actions::{self, RestoreOutcome};
 use super::{PathContext, open_store, path_context, print_json, progress_enabled};
 use crate::archive::unpack;
 use crate::cli::{GlobalArgs, RestoreArgs};
@@ -30,7 +31,7 @@ pub enum Status {
 }
 
 impl Status {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Status::Exact => "exact",
             Status::Partial => "partial",
@@ -50,19 +51,52 @@ pub fn run(args: &RestoreArgs, global: &GlobalArgs) -> Result<()> {
         restore_keys: restore_keys.clone(),
         version: key::entry_version(&ctx.inputs.lines, args.paths.compression),
     };
+    actions::explain_restore(
+        &ctx,
+        &args.key,
+        &restore_keys,
+        &query.version,
+        args.paths.compression,
+    );
+    let miss = RestoreOutcome {
+        primary_key: &args.key,
+        restore_keys: &restore_keys,
+        matched_key: None,
+        status: Status::Miss.as_str(),
+        restored: false,
+        content_bytes: 0,
+        archive_bytes: 0,
+        seconds: 0.0,
+        healed: 0,
+        skipped_because: actions::untrusted_event_skip(args.allow_untrusted_event),
+    };
+    if miss.skipped_because.is_some() {
+        return actions::after_restore(&ctx, &query.version, &miss);
+    }
     let store = open_store(global)?;
     refuse_store_inside_targets(&*store, &ctx, &targets)?;
 
     let hit = match store.lookup(&query)? {
         Lookup::Found(hit) => hit,
-        Lookup::Miss => return report_miss(args, &restore_keys, global, started),
+        Lookup::Miss => {
+            let seconds = started.elapsed().as_secs_f64();
+            actions::after_restore(&ctx, &query.version, &RestoreOutcome { seconds, ..miss })?;
+            return report_miss(args, &restore_keys, global, started);
+        }
     };
     let status = if key::is_exact_hit(&hit.matched_key, &args.key) {
         Status::Exact
     } else {
         Status::Partial
     };
+    let found = RestoreOutcome {
+        matched_key: Some(&hit.matched_key),
+        status: status.as_str(),
+        seconds: started.elapsed().as_secs_f64(),
+        ..miss
+    };
     if args.dry_run || args.lookup_only {
+        actions::after_restore(&ctx, &query.version, &found)?;
         return report_lookup(args, &ctx.inputs, &hit, status, global);
     }
 
@@ -83,6 +117,14 @@ pub fn run(args: &RestoreArgs, global: &GlobalArgs) -> Result<()> {
             )
         })?;
     let seconds = started.elapsed().as_secs_f64();
+    let outcome = RestoreOutcome {
+        restored: true,
+        content_bytes: restored.content_bytes,
+        archive_bytes: restored.archive_bytes,
+        seconds,
+        ..found
+    };
+    actions::after_restore(&ctx, &query.version, &outcome)?;
     output::info(&format!(
         "Restored `{}`{}: {} files, {} from {} in {seconds:.1}s",
         hit.matched_key,

@@ -4,6 +4,7 @@
 use anyhow::{Context, Result};
 use std::time::Instant;
 
+use super::actions::{self, SaveDecision};
 use super::{open_store, path_context, print_json, progress_enabled};
 use crate::archive::pack;
 use crate::cli::{GlobalArgs, SaveArgs};
@@ -15,42 +16,53 @@ use crate::store::{Published, Reservation};
 
 pub fn run(args: &SaveArgs, global: &GlobalArgs) -> Result<()> {
     let started = Instant::now();
-    key::validate_key(&args.key).map_err(crate::UsageError::from)?;
+    // The save action passes its `key` input even when it is empty: then the restore step's
+    // key is used.
+    let explicit_key = args.key.as_deref().filter(|k| !k.is_empty());
+    if let Some(key) = explicit_key {
+        key::validate_key(key).map_err(crate::UsageError::from)?;
+    }
     let ctx = path_context(&args.paths)?;
     let mut plan = paths::resolve_for_save(&ctx.inputs, &ctx.roots)?;
     let compression = args.paths.compression;
     let version = key::entry_version(&ctx.inputs.lines, compression);
+    let key = match actions::decide_save(explicit_key, &ctx, &plan, &version)? {
+        SaveDecision::Save(key) => key,
+        SaveDecision::UpToDate(key) => return report_up_to_date(&key, global),
+    };
+    key::validate_key(&key).map_err(crate::UsageError::from)?;
+    actions::exclude_credentials(&mut plan)?;
     let store = open_store(global)?;
     if let Some(root) = store.local_root() {
         plan.exclude_tree(&ctx.roots.absolute(&root.to_string_lossy())?);
     }
 
-    let upload = match store.create(&args.key, &version, compression)? {
+    let upload = match store.create(&key, &version, compression)? {
         Reservation::Created(upload) => upload,
-        Reservation::AlreadyExists => return report_exists(&args.key, global, &store.describe()),
+        Reservation::AlreadyExists => return report_exists(&key, global, &store.describe()),
     };
     output::info(&format!(
         "Saving `{}` to {} ({} path{})",
-        args.key,
+        key,
         store.describe(),
         plan.roots.len(),
         if plan.roots.len() == 1 { "" } else { "s" }
     ));
     let progress = Progress::new("Archiving", None, progress_enabled(global));
     let (upload, stats) = pack::pack(&plan, compression, upload, &progress)
-        .with_context(|| format!("saving `{}`", args.key))?;
+        .with_context(|| format!("saving `{}`", key))?;
     progress.finish();
     let published = upload
         .finish()
-        .with_context(|| format!("saving `{}` to {}", args.key, store.describe()))?;
+        .with_context(|| format!("saving `{}` to {}", key, store.describe()))?;
     let size = match published {
         Published::Saved { size } => size,
-        Published::AlreadyExists => return report_exists(&args.key, global, &store.describe()),
+        Published::AlreadyExists => return report_exists(&key, global, &store.describe()),
     };
     let seconds = started.elapsed().as_secs_f64();
     output::info(&format!(
         "Saved `{}`: {} files, {} → {} ({compression}) in {seconds:.1}s",
-        args.key,
+        key,
         stats.files,
         human_bytes(stats.content_bytes),
         human_bytes(size),
@@ -58,13 +70,24 @@ pub fn run(args: &SaveArgs, global: &GlobalArgs) -> Result<()> {
     if global.json {
         print_json(&serde_json::json!({
             "status": "saved",
-            "key": args.key,
+            "key": key,
             "version": version,
             "bytes": size,
             "content_bytes": stats.content_bytes,
             "files": stats.files,
             "seconds": seconds,
         }))?;
+    }
+    Ok(())
+}
+
+/// The restore step got an exact hit of this key and nothing changed since.
+fn report_up_to_date(key: &str, global: &GlobalArgs) -> Result<()> {
+    output::info(&format!(
+        "Cache up-to-date: `{key}` was restored as an exact hit and nothing changed; not saving"
+    ));
+    if global.json {
+        print_json(&serde_json::json!({ "status": "up-to-date", "key": key }))?;
     }
     Ok(())
 }
