@@ -55,7 +55,8 @@ fn key_rules_are_usage_errors() {
 fn unknown_flags_and_missing_values_exit_2() {
     let sb = Sandbox::new();
     assert_eq!(sb.run(&["restore", "--bogus"]).status.code(), Some(2));
-    assert_eq!(sb.run(&["save", "--path", "x"]).status.code(), Some(2));
+    assert_eq!(sb.run(&["save", "--path"]).status.code(), Some(2));
+    assert_eq!(sb.run(&["restore", "--path", "x", "--key"]).status.code(), Some(2));
 }
 
 #[test]
