@@ -1,17 +1,17 @@
 //! `cache-heal save`: resolve paths → key and version → reserve → pack into the upload →
 //! publish.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use std::time::Instant;
 
-use super::{open_store, path_context, print_json, progress_enabled};
+use super::{open_store, path_context, print_json, progress_enabled, report_store_trouble};
 use crate::archive::pack;
 use crate::cli::{GlobalArgs, SaveArgs};
 use crate::key;
 use crate::output::{self, human_bytes};
 use crate::paths;
 use crate::progress::Progress;
-use crate::store::{Published, Reservation};
+use crate::store::{self, Published, Reservation};
 
 pub fn run(args: &SaveArgs, global: &GlobalArgs) -> Result<()> {
     let started = Instant::now();
@@ -22,9 +22,12 @@ pub fn run(args: &SaveArgs, global: &GlobalArgs) -> Result<()> {
     let version = key::entry_version(&ctx.inputs.lines, compression);
     let store = open_store(global)?;
 
-    let upload = match store.create(&args.key, &version, compression)? {
-        Reservation::Created(upload) => upload,
-        Reservation::AlreadyExists => return report_exists(&args.key, global, &store.describe()),
+    let upload = match store.create(&args.key, &version, compression) {
+        Ok(Reservation::Created(upload)) => upload,
+        Ok(Reservation::AlreadyExists) => {
+            return report_exists(&args.key, global, &store.describe());
+        }
+        Err(error) => return not_saved(&args.key, error, global),
     };
     output::info(&format!(
         "Saving `{}` to {} ({} path{})",
@@ -34,12 +37,24 @@ pub fn run(args: &SaveArgs, global: &GlobalArgs) -> Result<()> {
         if plan.roots.len() == 1 { "" } else { "s" }
     ));
     let progress = Progress::new("Archiving", None, progress_enabled(global));
-    let (upload, stats) = pack::pack(&plan, compression, upload, &progress)
-        .with_context(|| format!("saving `{}`", args.key))?;
+    let (upload, stats) = match pack::pack(&plan, compression, upload, &progress) {
+        Ok(packed) => packed,
+        Err(error) => {
+            return not_saved(
+                &args.key,
+                error.context(format!("saving `{}`", args.key)),
+                global,
+            );
+        }
+    };
     progress.finish();
-    let published = upload
-        .finish()
-        .with_context(|| format!("saving `{}` to {}", args.key, store.describe()))?;
+    let published = match upload.finish() {
+        Ok(published) => published,
+        Err(error) => {
+            let error = error.context(format!("saving `{}` to {}", args.key, store.describe()));
+            return not_saved(&args.key, error, global);
+        }
+    };
     let size = match published {
         Published::Saved { size } => size,
         Published::AlreadyExists => return report_exists(&args.key, global, &store.describe()),
@@ -62,6 +77,24 @@ pub fn run(args: &SaveArgs, global: &GlobalArgs) -> Result<()> {
             "files": stats.files,
             "seconds": seconds,
         }))?;
+    }
+    Ok(())
+}
+
+/// A store failure: a warning and exit 0 when the store says it must not fail the build (as
+/// actions/cache never fails a build over a save), else the error.
+fn not_saved(key: &str, error: anyhow::Error, global: &GlobalArgs) -> Result<()> {
+    let Some((severity, why)) = store::nonfatal(&error) else {
+        return Err(error);
+    };
+    report_store_trouble(
+        severity,
+        &format!("Did not save `{key}`: {why}"),
+        &error,
+        "The build is unaffected; the next run will try to save again",
+    );
+    if global.json {
+        print_json(&serde_json::json!({ "status": "not-saved", "key": key, "reason": why }))?;
     }
     Ok(())
 }
