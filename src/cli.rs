@@ -32,9 +32,11 @@ pub struct Cli {
 
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
-    /// Where entries are kept: `dir:PATH` (or a plain path) for a local directory.
+    /// Where entries are kept: `gha` for the GitHub Actions cache, `dir:PATH` (or a plain
+    /// path) for a local directory.
     ///
-    /// By default, a local directory: `$XDG_CACHE_HOME/cache-heal`, else
+    /// By default `gha` when `ACTIONS_RESULTS_URL` and `ACTIONS_RUNTIME_TOKEN` are set (inside
+    /// the cache-heal action), else a local directory: `$XDG_CACHE_HOME/cache-heal`, else
     /// `~/.cache/cache-heal`.
     #[arg(long, global = true, env = env::CACHE_HEAL_STORE, value_name = "STORE")]
     pub store: Option<String>,

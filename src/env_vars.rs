@@ -63,3 +63,23 @@ pub const GITHUB_STEP_SUMMARY: &str = "GITHUB_STEP_SUMMARY";
 pub const GITHUB_EVENT_NAME: &str = "GITHUB_EVENT_NAME";
 /// The ref the run is for; tag pushes do not restore by default (see `trust`).
 pub const GITHUB_REF: &str = "GITHUB_REF";
+/// The cache service's base URL (GitHub cache service v2). Set by the runner for JavaScript and
+/// container actions only; the cache-heal action hands it to the binary.
+pub const ACTIONS_RESULTS_URL: &str = "ACTIONS_RESULTS_URL";
+/// The JWT the cache service takes as a Bearer token. A secret: never printed, masked in
+/// Actions logs.
+pub const ACTIONS_RUNTIME_TOKEN: &str = "ACTIONS_RUNTIME_TOKEN";
+/// `read`, `write`, `write-only` or `none`: which of restore and save the job may do, as
+/// @actions/cache 6.3 reads it. Unset or unknown allows both.
+pub const ACTIONS_CACHE_MODE: &str = "ACTIONS_CACHE_MODE";
+/// Minutes one download segment may take before the restore gives up (a miss); default 10, as
+/// in @actions/cache.
+pub const SEGMENT_DOWNLOAD_TIMEOUT_MINS: &str = "SEGMENT_DOWNLOAD_TIMEOUT_MINS";
+/// How many attempts a request to the cache service or its blob store gets; default 5.
+pub const CACHE_HEAL_HTTP_RETRIES: &str = "CACHE_HEAL_HTTP_RETRIES";
+/// The pause before the first retry, in milliseconds; later ones grow by 1.5x. Default 3000,
+/// as in @actions/cache. Tests set it low.
+pub const CACHE_HEAL_HTTP_RETRY_DELAY_MS: &str = "CACHE_HEAL_HTTP_RETRY_DELAY_MS";
+/// The longest `Retry-After` a 429 is waited out for, in seconds; longer ones give up at once.
+/// Default 60.
+pub const CACHE_HEAL_RETRY_AFTER_MAX_SECS: &str = "CACHE_HEAL_RETRY_AFTER_MAX_SECS";

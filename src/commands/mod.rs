@@ -43,6 +43,26 @@ pub fn progress_enabled(global: &GlobalArgs) -> bool {
     !(global.quiet || global.no_progress || global.json)
 }
 
+/// Reports a store failure that does not fail the build (see `store::nonfatal`): the first line
+/// says what did not happen and why in a few words, the causes follow, then what it means.
+pub fn report_store_trouble(
+    severity: store::Severity,
+    headline: &str,
+    error: &anyhow::Error,
+    consequence: &str,
+) {
+    let mut message = headline.to_string();
+    for cause in error.chain() {
+        message.push_str(&format!("\n  Caused by: {cause}"));
+    }
+    message.push('\n');
+    message.push_str(consequence);
+    match severity {
+        store::Severity::Info => crate::output::info(&message),
+        store::Severity::Warning => crate::output::warn(&message),
+    }
+}
+
 /// Prints a result object on stdout.
 pub fn print_json(value: &serde_json::Value) -> Result<()> {
     println!("{}", serde_json::to_string(value)?);

@@ -8,14 +8,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use super::actions::{self, RestoreOutcome};
-use super::{PathContext, open_store, path_context, print_json, progress_enabled};
+use super::{
+    PathContext, open_store, path_context, print_json, progress_enabled, report_store_trouble,
+};
 use crate::archive::unpack;
 use crate::cli::{GlobalArgs, RestoreArgs};
 use crate::key;
 use crate::output::{self, human_bytes};
 use crate::paths::{PathInputs, RestoreTargets};
 use crate::progress::Progress;
-use crate::store::{Hit, Lookup, Query, Store};
+use crate::store::{self, Hit, Lookup, Query, Store};
 
 /// Space left free below a default `--max-size`: a restore should never take the last bytes.
 const MIN_FREE_MARGIN: u64 = 256 << 20;
@@ -76,12 +78,27 @@ pub fn run(args: &RestoreArgs, global: &GlobalArgs) -> Result<()> {
     let store = open_store(global)?;
     refuse_store_inside_targets(&*store, &ctx, &targets)?;
 
-    let hit = match store.lookup(&query)? {
-        Lookup::Found(hit) => hit,
-        Lookup::Miss => {
+    let hit = match store.lookup(&query) {
+        Ok(Lookup::Found(hit)) => hit,
+        Ok(Lookup::Miss) => {
             let seconds = started.elapsed().as_secs_f64();
             actions::after_restore(&ctx, &query.version, &RestoreOutcome { seconds, ..miss })?;
-            return report_miss(args, &restore_keys, global, started);
+            return report_miss(args, &restore_keys, global, started, None);
+        }
+        Err(error) => {
+            // Like actions/cache: a cache service that says no or cannot be reached is a miss.
+            let Some((severity, why)) = store::nonfatal(&error) else {
+                return Err(error);
+            };
+            report_store_trouble(
+                severity,
+                &format!("Did not look up `{}`: {why}", args.key),
+                &error,
+                "Continuing with an empty cache",
+            );
+            let seconds = started.elapsed().as_secs_f64();
+            actions::after_restore(&ctx, &query.version, &RestoreOutcome { seconds, ..miss })?;
+            return report_miss(args, &restore_keys, global, started, Some(why));
         }
     };
     let status = if key::is_exact_hit(&hit.matched_key, &args.key) {
@@ -108,14 +125,38 @@ pub fn run(args: &RestoreArgs, global: &GlobalArgs) -> Result<()> {
         "Nothing was written: the staging directories were removed and {} unchanged",
         describe_paths(&ctx.inputs)
     ));
-    let restored = download_and_unpack(&*store, &hit, &ctx, &targets, max_bytes, global)
-        .with_context(|| {
-            format!(
-                "Refused to restore `{}` into {}",
-                hit.matched_key,
-                describe_paths(&ctx.inputs)
-            )
-        })?;
+    let restored = match download_and_unpack(&*store, &hit, &ctx, &targets, max_bytes, global) {
+        Ok(restored) => restored,
+        Err(error) => {
+            // A download that fails midway is a miss, as in actions/cache; but unlike
+            // actions/cache, nothing partial was written: staging is gone, the paths unchanged.
+            // Anything else (a hostile or corrupt archive) stays an error.
+            let Some((severity, why)) = store::nonfatal(&error) else {
+                return Err(error.context(format!(
+                    "Refused to restore `{}` into {}",
+                    hit.matched_key,
+                    describe_paths(&ctx.inputs)
+                )));
+            };
+            report_store_trouble(
+                severity,
+                &format!("Did not restore `{}`: {why}", hit.matched_key),
+                &error,
+                &format!(
+                    "Nothing was written: {} unchanged; continuing with an empty cache",
+                    describe_paths(&ctx.inputs)
+                ),
+            );
+            let failed = RestoreOutcome {
+                matched_key: None,
+                status: Status::Miss.as_str(),
+                seconds: started.elapsed().as_secs_f64(),
+                ..found
+            };
+            actions::after_restore(&ctx, &query.version, &failed)?;
+            return report_miss(args, &restore_keys, global, started, Some(why));
+        }
+    };
     let seconds = started.elapsed().as_secs_f64();
     let outcome = RestoreOutcome {
         restored: true,
@@ -236,21 +277,25 @@ fn default_max_size(ctx: &PathContext) -> Result<u64> {
     Ok(free.saturating_sub(MIN_FREE_MARGIN.max(free / 20)))
 }
 
+/// Reports a miss; `failure` says why when the store failed rather than found nothing.
 fn report_miss(
     args: &RestoreArgs,
     restore_keys: &[String],
     global: &GlobalArgs,
     started: Instant,
+    failure: Option<&str>,
 ) -> Result<()> {
     let fallbacks = if restore_keys.is_empty() {
         String::new()
     } else {
         format!("\n  or restore keys {}", quote_list(restore_keys))
     };
-    output::info(&format!(
-        "No cache entry for `{}`{fallbacks}; continuing with an empty cache",
-        args.key
-    ));
+    if failure.is_none() {
+        output::info(&format!(
+            "No cache entry for `{}`{fallbacks}; continuing with an empty cache",
+            args.key
+        ));
+    }
     if global.json {
         print_json(&serde_json::json!({
             "status": Status::Miss.as_str(),
@@ -259,6 +304,7 @@ fn report_miss(
             "bytes": 0,
             "files": 0,
             "seconds": started.elapsed().as_secs_f64(),
+            "store_failure": failure,
         }))?;
     }
     if args.fail_on_cache_miss {

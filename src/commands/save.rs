@@ -1,18 +1,18 @@
 //! `cache-heal save`: resolve paths → key and version → reserve → pack into the upload →
 //! publish.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use std::time::Instant;
 
 use super::actions::{self, SaveDecision};
-use super::{open_store, path_context, print_json, progress_enabled};
+use super::{open_store, path_context, print_json, progress_enabled, report_store_trouble};
 use crate::archive::pack;
 use crate::cli::{GlobalArgs, SaveArgs};
 use crate::key;
 use crate::output::{self, human_bytes};
 use crate::paths;
 use crate::progress::Progress;
-use crate::store::{Published, Reservation};
+use crate::store::{self, Published, Reservation};
 
 pub fn run(args: &SaveArgs, global: &GlobalArgs) -> Result<()> {
     let started = Instant::now();
@@ -37,9 +37,12 @@ pub fn run(args: &SaveArgs, global: &GlobalArgs) -> Result<()> {
         plan.exclude_tree(&ctx.roots.absolute(&root.to_string_lossy())?);
     }
 
-    let upload = match store.create(&key, &version, compression)? {
-        Reservation::Created(upload) => upload,
-        Reservation::AlreadyExists => return report_exists(&key, global, &store.describe()),
+    let upload = match store.create(&key, &version, compression) {
+        Ok(Reservation::Created(upload)) => upload,
+        Ok(Reservation::AlreadyExists) => {
+            return report_exists(&key, global, &store.describe());
+        }
+        Err(error) => return not_saved(&key, error, global),
     };
     output::info(&format!(
         "Saving `{}` to {} ({} path{})",
@@ -49,12 +52,20 @@ pub fn run(args: &SaveArgs, global: &GlobalArgs) -> Result<()> {
         if plan.roots.len() == 1 { "" } else { "s" }
     ));
     let progress = Progress::new("Archiving", None, progress_enabled(global));
-    let (upload, stats) = pack::pack(&plan, compression, upload, &progress)
-        .with_context(|| format!("saving `{}`", key))?;
+    let (upload, stats) = match pack::pack(&plan, compression, upload, &progress) {
+        Ok(packed) => packed,
+        Err(error) => {
+            return not_saved(&key, error.context(format!("saving `{key}`")), global);
+        }
+    };
     progress.finish();
-    let published = upload
-        .finish()
-        .with_context(|| format!("saving `{}` to {}", key, store.describe()))?;
+    let published = match upload.finish() {
+        Ok(published) => published,
+        Err(error) => {
+            let error = error.context(format!("saving `{key}` to {}", store.describe()));
+            return not_saved(&key, error, global);
+        }
+    };
     let size = match published {
         Published::Saved { size } => size,
         Published::AlreadyExists => return report_exists(&key, global, &store.describe()),
@@ -88,6 +99,24 @@ fn report_up_to_date(key: &str, global: &GlobalArgs) -> Result<()> {
     ));
     if global.json {
         print_json(&serde_json::json!({ "status": "up-to-date", "key": key }))?;
+    }
+    Ok(())
+}
+
+/// A store failure: a warning and exit 0 when the store says it must not fail the build (as
+/// actions/cache never fails a build over a save), else the error.
+fn not_saved(key: &str, error: anyhow::Error, global: &GlobalArgs) -> Result<()> {
+    let Some((severity, why)) = store::nonfatal(&error) else {
+        return Err(error);
+    };
+    report_store_trouble(
+        severity,
+        &format!("Did not save `{key}`: {why}"),
+        &error,
+        "The build is unaffected; the next run will try to save again",
+    );
+    if global.json {
+        print_json(&serde_json::json!({ "status": "not-saved", "key": key, "reason": why }))?;
     }
     Ok(())
 }

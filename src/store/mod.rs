@@ -6,6 +6,7 @@
 //! HTTP runs its own runtime behind those two ends, so the archive code stays plain blocking
 //! code on its own threads.
 
+pub mod github;
 pub mod local;
 
 use anyhow::Result;
@@ -89,15 +90,57 @@ pub trait Store: Send + Sync {
 
 /// Opens the store a `--store` value names, or the default one.
 ///
-/// `dir:PATH` or a plain path is a local directory. Without a value: `$XDG_CACHE_HOME/cache-heal`,
-/// else `~/.cache/cache-heal`.
+/// `gha` is the GitHub Actions cache (service v2). `dir:PATH` or a plain path is a local
+/// directory. Without a value: `gha` when the runner's `ACTIONS_RESULTS_URL` and
+/// `ACTIONS_RUNTIME_TOKEN` are both set, else `$XDG_CACHE_HOME/cache-heal`, else
+/// `~/.cache/cache-heal`.
 pub fn open(spec: Option<&str>) -> Result<Box<dyn Store>> {
     let root = match spec.map(str::trim).filter(|s| !s.is_empty()) {
+        Some("gha") => return Ok(Box::new(github::GhaStore::from_env()?)),
         Some(spec) => std::path::PathBuf::from(spec.strip_prefix("dir:").unwrap_or(spec)),
+        None if github::configured_in_env() => return Ok(Box::new(github::GhaStore::from_env()?)),
         None => default_local_root()?,
     };
     local::check_root(&root)?;
     Ok(Box::new(local::LocalStore::new(root)))
+}
+
+/// How a command reports a store failure that must not fail the build.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Severity {
+    /// Expected by configuration (`ACTIONS_CACHE_MODE`): an info line.
+    Info,
+    /// Worth a look: a warning (an annotation in Actions).
+    Warning,
+}
+
+/// A store failure that should not fail the build, the way actions/cache treats every failure
+/// of the cache service: a save that cannot happen is a warning, a restore that cannot happen is
+/// a miss. Returns the severity and a few words saying what happened, or `None` for errors that
+/// must fail (a hostile archive, a missing path, a broken disk).
+///
+/// The store's error may sit anywhere in the chain, also inside the `io::Error` a reader or
+/// writer returned to the archive code.
+pub fn nonfatal(error: &anyhow::Error) -> Option<(Severity, &'static str)> {
+    fn find<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a github::Error> {
+        if let Some(found) = error.downcast_ref::<github::Error>() {
+            return Some(found);
+        }
+        if let Some(io) = error.downcast_ref::<std::io::Error>()
+            && let Some(inner) = io.get_ref()
+            && let Some(found) = find(inner)
+        {
+            return Some(found);
+        }
+        error.source().and_then(find)
+    }
+    let found = error.chain().find_map(find)?;
+    let severity = if found.is_mode_forbidden() {
+        Severity::Info
+    } else {
+        Severity::Warning
+    };
+    Some((severity, found.summary()))
 }
 
 fn default_local_root() -> Result<std::path::PathBuf> {

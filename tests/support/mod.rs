@@ -3,6 +3,8 @@
 //! target) to compare restored trees with saved ones.
 #![allow(dead_code)]
 
+pub mod gha;
+
 use sha2::{Digest, Sha256};
 
 use std::collections::BTreeMap;

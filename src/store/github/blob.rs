@@ -1,0 +1,836 @@
+//! The signed Azure Blob URLs the cache service hands out: uploads and downloads of archive
+//! bytes.
+//!
+//! Upload (docs/gha-cache-protocol.md §4, what `@azure/storage-blob` does for actions/cache):
+//! an archive of at most 128 MiB goes up as one Put Blob; a larger one as 64 MiB Put Blocks
+//! with Azure-SDK-style block ids (base64 of a 36-character UUID and a 12-digit index, the
+//! layout other servers parse), several in flight, then one Put Block List. The archive arrives
+//! through `Write` from the compressor, so its size is known only at the end: the first 128 MiB
+//! are held in memory, and only when more arrives does the upload switch to blocks. Memory stays
+//! bounded by 128 MiB before the switch and by (concurrency + 2) blocks after it.
+//!
+//! Download: ranged GETs of fixed segments, several in flight, handed to the reader in order.
+//! A server that ignores `Range` (answers 200, not 206) gets one plain streamed GET instead.
+//!
+//! Recovery comes in two kinds. A block or a segment that fails transiently (5xx, reset,
+//! timeout, body cut short) is retried whole. A signed URL that expired (403) is renewed through
+//! the cache service for downloads; uploads cannot renew (there is no RPC for a fresh upload URL
+//! of a reserved key), so the save is abandoned and nothing is finalized.
+//!
+//! Signed URLs only ever travel as [`SignedUrl`], whose `Display` and `Debug` hide `sig`.
+
+use bytes::{Bytes, BytesMut};
+use std::collections::VecDeque;
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::sync::Arc;
+use tokio::task::{JoinHandle, JoinSet};
+
+use super::twirp::{TwirpClient, UrlRenewer};
+use super::{Error, Settings};
+use crate::store::Published;
+
+/// The largest archive sent as one Put Blob (the SDK's `maxSingleShotSize` in actions/cache).
+pub const SINGLE_SHOT_MAX: usize = 128 << 20;
+/// The Put Block size above that (the SDK's `blockSize` in actions/cache).
+pub const BLOCK_SIZE: usize = 64 << 20;
+/// Download segment size: large enough to keep requests few, small enough to retry cheaply.
+const SEGMENT_SIZE: u64 = 16 << 20;
+/// The Blob service version sent with every request.
+const AZURE_VERSION: &str = "2024-11-04";
+/// Query parameters that are secrets: Azure's `sig`, and S3's in case a server presigns there.
+const SECRET_PARAMS: [&str; 3] = ["sig", "X-Amz-Signature", "X-Amz-Credential"];
+
+/// A signed URL whose signature never shows when it is displayed or debug-printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SignedUrl(reqwest::Url);
+
+impl SignedUrl {
+    /// Parses a URL from the cache service, and asks the Actions runner to mask its signature.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if text.is_empty() {
+            return Err("is empty".into());
+        }
+        let url = reqwest::Url::parse(text).map_err(|e| format!("is not a URL ({e})"))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(format!("has scheme `{}`, expected https", url.scheme()));
+        }
+        let signed = Self(url);
+        for secret in signed.secrets() {
+            super::mask(&secret);
+        }
+        Ok(signed)
+    }
+
+    /// The secret query values, as they appear in the URL and decoded.
+    fn secrets(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for part in self.0.query().unwrap_or("").split('&') {
+            if let Some((name, value)) = part.split_once('=')
+                && SECRET_PARAMS.iter().any(|s| s.eq_ignore_ascii_case(name))
+            {
+                out.push(value.to_string());
+            }
+        }
+        for (name, value) in self.0.query_pairs() {
+            if SECRET_PARAMS.iter().any(|s| s.eq_ignore_ascii_case(&name)) {
+                out.push(value.into_owned());
+            }
+        }
+        out.dedup();
+        out
+    }
+
+    fn with_params(&self, params: &[(&str, &str)]) -> reqwest::Url {
+        let mut url = self.0.clone();
+        {
+            let mut pairs = url.query_pairs_mut();
+            for (name, value) in params {
+                pairs.append_pair(name, value);
+            }
+        }
+        url
+    }
+}
+
+impl fmt::Display for SignedUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut shown = self.0.clone();
+        shown.set_query(None);
+        let query: Vec<String> = self
+            .0
+            .query()
+            .unwrap_or("")
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .map(|part| match part.split_once('=') {
+                Some((name, _)) if SECRET_PARAMS.iter().any(|s| s.eq_ignore_ascii_case(name)) => {
+                    format!("{name}=****")
+                }
+                _ => part.to_string(),
+            })
+            .collect();
+        if !query.is_empty() {
+            shown.set_query(Some(&query.join("&")));
+        }
+        write!(f, "{shown}")
+    }
+}
+
+impl fmt::Debug for SignedUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SignedUrl({self})")
+    }
+}
+
+/// Sends and fetches bytes at signed URLs.
+#[derive(Clone)]
+pub struct BlobClient {
+    http: reqwest::Client,
+    settings: Settings,
+}
+
+impl BlobClient {
+    pub fn new(http: reqwest::Client, settings: Settings) -> Self {
+        Self { http, settings }
+    }
+
+    /// One PUT of `body`, one attempt.
+    async fn put(
+        &self,
+        what: &str,
+        url: reqwest::Url,
+        body: Bytes,
+        content_type: &str,
+        blob_type: bool,
+    ) -> Result<(), Error> {
+        let mut request = self
+            .http
+            .put(url)
+            .header("x-ms-version", AZURE_VERSION)
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(body);
+        if blob_type {
+            request = request.header("x-ms-blob-type", "BlockBlob");
+        }
+        let response = request.send().await.map_err(|e| connection(what, e))?;
+        let status = response.status();
+        if status.is_success() {
+            // Read the (empty) body so the connection goes back to the pool.
+            let _ = response.bytes().await;
+            return Ok(());
+        }
+        Err(status_error(what, response).await)
+    }
+
+    async fn put_retried(
+        &self,
+        what: String,
+        url: reqwest::Url,
+        body: Bytes,
+        content_type: &'static str,
+        blob_type: bool,
+    ) -> Result<(), Error> {
+        self.settings
+            .retry
+            .run(&what, false, || {
+                self.put(&what, url.clone(), body.clone(), content_type, blob_type)
+            })
+            .await
+    }
+
+    /// GETs `len` bytes at `start`, expecting 206, within the segment timeout.
+    async fn get_range(&self, url: &SignedUrl, start: u64, len: u64) -> Result<Bytes, Error> {
+        let what = format!("GET bytes {start}-{}", start + len - 1);
+        let timeout = self.settings.segment_timeout;
+        let fetch = async {
+            let response = self
+                .http
+                .get(url.0.clone())
+                .header("x-ms-version", AZURE_VERSION)
+                .header(
+                    reqwest::header::RANGE,
+                    format!("bytes={start}-{}", start + len - 1),
+                )
+                .send()
+                .await
+                .map_err(|e| connection(&what, e))?;
+            if response.status() != reqwest::StatusCode::PARTIAL_CONTENT {
+                if response.status().is_success() {
+                    return Err(Error::InvalidResponse {
+                        what: what.clone(),
+                        problem: format!(
+                            "HTTP {} to a range request that earlier got 206",
+                            response.status()
+                        ),
+                    });
+                }
+                return Err(status_error(&what, response).await);
+            }
+            read_exact_body(&what, response, len).await
+        };
+        match tokio::time::timeout(timeout, fetch).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::TimedOut {
+                what,
+                after: timeout,
+            }),
+        }
+    }
+}
+
+fn connection(what: &str, source: reqwest::Error) -> Error {
+    Error::Connection {
+        what: what.to_string(),
+        source: source.without_url(),
+    }
+}
+
+/// Turns a failed blob response into an error; a 403 is a signature problem (most often an
+/// expired URL), the only kind a new URL fixes.
+async fn status_error(what: &str, response: reqwest::Response) -> Error {
+    let status = response.status().as_u16();
+    let code = response
+        .headers()
+        .get("x-ms-error-code")
+        .and_then(|v| v.to_str().ok())
+        .map(|c| format!(", `{c}`"))
+        .unwrap_or_default();
+    let retry_after = super::twirp::retry_after(response.headers());
+    let _ = response.bytes().await;
+    match status {
+        401 | 403 => Error::UrlExpired {
+            what: what.to_string(),
+            status,
+            detail: code,
+        },
+        429 => Error::RateLimited {
+            what: what.to_string(),
+            retry_after,
+        },
+        _ => Error::Status {
+            what: what.to_string(),
+            status,
+            detail: code,
+        },
+    }
+}
+
+async fn read_exact_body(
+    what: &str,
+    mut response: reqwest::Response,
+    len: u64,
+) -> Result<Bytes, Error> {
+    let mut data = BytesMut::with_capacity(len as usize);
+    while let Some(chunk) = response.chunk().await.map_err(|e| connection(what, e))? {
+        data.extend_from_slice(&chunk);
+        if data.len() as u64 > len {
+            return Err(Error::InvalidResponse {
+                what: what.to_string(),
+                problem: format!("more than the {len} bytes asked for"),
+            });
+        }
+    }
+    if (data.len() as u64) < len {
+        return Err(Error::Truncated {
+            what: what.to_string(),
+            got: data.len() as u64,
+            expected: len,
+        });
+    }
+    Ok(data.freeze())
+}
+
+/// An Azure-SDK-style block id: base64 of a 36-character UUID and the zero-padded index.
+pub fn block_id(uuid: &str, index: u64) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(format!("{uuid}{index:012}"))
+}
+
+/// A random version-4 UUID in its 36-character text form.
+fn uuid_v4() -> String {
+    let b: [u8; 16] = rand::random();
+    let hex = hex::encode(b);
+    let variant = (u8::from_str_radix(&hex[16..17], 16).unwrap_or(0) & 0x3) | 0x8;
+    format!(
+        "{}-{}-4{}-{:x}{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[13..16],
+        variant,
+        &hex[17..20],
+        &hex[20..32]
+    )
+}
+
+fn io_error(error: Error) -> io::Error {
+    io::Error::other(error)
+}
+
+/// The blocks half of an upload, once the archive has outgrown a single Put Blob.
+struct Blocks {
+    sender: Option<tokio::sync::mpsc::Sender<(u64, Bytes)>>,
+    task: Option<JoinHandle<Result<Vec<String>, Error>>>,
+    next_index: u64,
+}
+
+/// An entry being uploaded; see the module doc for the single-shot/blocks decision.
+pub struct Upload {
+    runtime: Arc<tokio::runtime::Runtime>,
+    blob: BlobClient,
+    twirp: TwirpClient,
+    key: String,
+    version: String,
+    url: SignedUrl,
+    buffer: Vec<u8>,
+    blocks: Option<Blocks>,
+    size: u64,
+}
+
+impl Upload {
+    pub fn new(
+        runtime: Arc<tokio::runtime::Runtime>,
+        blob: BlobClient,
+        twirp: TwirpClient,
+        key: String,
+        version: String,
+        url: SignedUrl,
+    ) -> Self {
+        Self {
+            runtime,
+            blob,
+            twirp,
+            key,
+            version,
+            url,
+            buffer: Vec::new(),
+            blocks: None,
+            size: 0,
+        }
+    }
+
+    fn start_blocks(&mut self) {
+        let (sender, mut receiver) = tokio::sync::mpsc::channel::<(u64, Bytes)>(1);
+        let blob = self.blob.clone();
+        let url = self.url.clone();
+        let concurrency = blob.settings.upload_concurrency.max(1);
+        let uuid = uuid_v4();
+        let task = self.runtime.spawn(async move {
+            let mut ids = Vec::new();
+            let mut in_flight = JoinSet::new();
+            while let Some((index, data)) = receiver.recv().await {
+                while in_flight.len() >= concurrency {
+                    join_one(&mut in_flight).await?;
+                }
+                let id = block_id(&uuid, index);
+                ids.push(id.clone());
+                let target = url.with_params(&[("comp", "block"), ("blockid", &id)]);
+                let blob = blob.clone();
+                in_flight.spawn(async move {
+                    blob.put_retried(
+                        format!("Put Block {index}"),
+                        target,
+                        data,
+                        "application/octet-stream",
+                        false,
+                    )
+                    .await
+                });
+            }
+            while !in_flight.is_empty() {
+                join_one(&mut in_flight).await?;
+            }
+            Ok(ids)
+        });
+        self.blocks = Some(Blocks {
+            sender: Some(sender),
+            task: Some(task),
+            next_index: 0,
+        });
+    }
+
+    /// Hands the buffer to the block uploader as the next block.
+    fn send_block(&mut self) -> io::Result<()> {
+        let data = Bytes::from(std::mem::replace(
+            &mut self.buffer,
+            Vec::with_capacity(BLOCK_SIZE),
+        ));
+        let blocks = self.blocks.as_mut().expect("block mode");
+        let index = blocks.next_index;
+        blocks.next_index += 1;
+        let sent = blocks
+            .sender
+            .as_ref()
+            .expect("sender lives until finish")
+            .blocking_send((index, data));
+        if sent.is_err() {
+            // The uploader stopped: it failed, and its error says why.
+            return Err(io_error(self.block_failure()));
+        }
+        Ok(())
+    }
+
+    fn block_failure(&mut self) -> Error {
+        let blocks = self.blocks.as_mut().expect("block mode");
+        blocks.sender = None;
+        match blocks.task.take().map(|t| self.runtime.block_on(t)) {
+            Some(Ok(Err(e))) => e,
+            _ => Error::InvalidResponse {
+                what: "uploading blocks".into(),
+                problem: "the block uploader stopped without an error".into(),
+            },
+        }
+    }
+
+    fn finish_inner(mut self) -> Result<u64, Error> {
+        let size = self.size;
+        if self.blocks.is_none() {
+            let body = Bytes::from(std::mem::take(&mut self.buffer));
+            let url = self.url.0.clone();
+            self.runtime.block_on(self.blob.put_retried(
+                "Put Blob".into(),
+                url,
+                body,
+                "application/octet-stream",
+                true,
+            ))?;
+        } else {
+            if !self.buffer.is_empty() {
+                self.send_block().map_err(|e| match e.into_inner() {
+                    Some(inner) => match inner.downcast::<Error>() {
+                        Ok(e) => *e,
+                        Err(other) => Error::InvalidResponse {
+                            what: "uploading blocks".into(),
+                            problem: other.to_string(),
+                        },
+                    },
+                    None => Error::InvalidResponse {
+                        what: "uploading blocks".into(),
+                        problem: "the block uploader stopped".into(),
+                    },
+                })?;
+            }
+            let blocks = self.blocks.as_mut().expect("block mode");
+            blocks.sender = None;
+            let task = blocks.task.take().expect("task lives until finish");
+            let ids = match self.runtime.block_on(task) {
+                Ok(result) => result?,
+                Err(_) => {
+                    return Err(Error::InvalidResponse {
+                        what: "uploading blocks".into(),
+                        problem: "the block uploader panicked".into(),
+                    });
+                }
+            };
+            let mut list = String::from("<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList>");
+            for id in &ids {
+                list.push_str("<Latest>");
+                list.push_str(id);
+                list.push_str("</Latest>");
+            }
+            list.push_str("</BlockList>");
+            let url = self.url.with_params(&[("comp", "blocklist")]);
+            self.runtime.block_on(self.blob.put_retried(
+                format!("Put Block List ({} blocks)", ids.len()),
+                url,
+                Bytes::from(list),
+                "application/xml",
+                false,
+            ))?;
+        }
+        self.runtime
+            .block_on(self.twirp.finalize(&self.key, &self.version, size))?;
+        Ok(size)
+    }
+}
+
+async fn join_one(set: &mut JoinSet<Result<(), Error>>) -> Result<(), Error> {
+    match set.join_next().await {
+        Some(Ok(result)) => result,
+        Some(Err(_)) => Err(Error::InvalidResponse {
+            what: "uploading a block".into(),
+            problem: "the upload task panicked".into(),
+        }),
+        None => Ok(()),
+    }
+}
+
+impl Write for Upload {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.blocks.is_none() {
+            if self.buffer.len() + buf.len() <= SINGLE_SHOT_MAX {
+                self.buffer.extend_from_slice(buf);
+                self.size += buf.len() as u64;
+                return Ok(buf.len());
+            }
+            // More than a single shot: from here on, blocks. Send what is held as blocks.
+            self.start_blocks();
+            let held = std::mem::take(&mut self.buffer);
+            for chunk in held.chunks(BLOCK_SIZE) {
+                self.buffer = Vec::with_capacity(BLOCK_SIZE);
+                self.buffer.extend_from_slice(chunk);
+                if self.buffer.len() == BLOCK_SIZE {
+                    self.send_block()?;
+                }
+            }
+        }
+        let take = buf.len().min(BLOCK_SIZE - self.buffer.len());
+        self.buffer.extend_from_slice(&buf[..take]);
+        self.size += take as u64;
+        if self.buffer.len() == BLOCK_SIZE {
+            self.send_block()?;
+        }
+        Ok(take)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl crate::store::Upload for Upload {
+    fn finish(self: Box<Self>) -> anyhow::Result<Published> {
+        let size = (*self).finish_inner()?;
+        Ok(Published::Saved { size })
+    }
+}
+
+impl Drop for Upload {
+    /// Abandons an unfinished upload: in-flight blocks stop and nothing is finalized, so the
+    /// reservation expires on the service's side and no reader ever sees a partial entry.
+    fn drop(&mut self) {
+        if let Some(blocks) = &mut self.blocks {
+            blocks.sender = None;
+            if let Some(task) = blocks.task.take() {
+                task.abort();
+            }
+        }
+    }
+}
+
+/// What the download driver hands the reader.
+enum Piece {
+    Data(Bytes),
+    End,
+    Failed(Error),
+}
+
+/// Aborts the tasks it holds when dropped, so a reader that goes away stops every request.
+struct Tasks<T>(VecDeque<JoinHandle<T>>);
+
+impl<T> Drop for Tasks<T> {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
+
+/// A download: a driver task fetches segments, this reader hands them out in order.
+pub struct Download {
+    receiver: tokio::sync::mpsc::Receiver<Piece>,
+    current: Bytes,
+    driver: JoinHandle<()>,
+    finished: bool,
+    _runtime: Arc<tokio::runtime::Runtime>,
+}
+
+impl Download {
+    pub fn start(
+        runtime: Arc<tokio::runtime::Runtime>,
+        blob: BlobClient,
+        source: Arc<UrlRenewer>,
+    ) -> Self {
+        let (sender, receiver) = tokio::sync::mpsc::channel(2);
+        let driver = runtime.spawn(async move {
+            let outcome = drive(&blob, &source, &sender).await;
+            let _ = sender
+                .send(match outcome {
+                    Ok(()) => Piece::End,
+                    Err(e) => Piece::Failed(e),
+                })
+                .await;
+        });
+        Self {
+            receiver,
+            current: Bytes::new(),
+            driver,
+            finished: false,
+            _runtime: runtime,
+        }
+    }
+}
+
+impl Read for Download {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.current.is_empty() {
+            if self.finished {
+                return Ok(0);
+            }
+            match self.receiver.blocking_recv() {
+                Some(Piece::Data(data)) => self.current = data,
+                Some(Piece::End) => self.finished = true,
+                Some(Piece::Failed(e)) => return Err(io_error(e)),
+                None => {
+                    return Err(io_error(Error::InvalidResponse {
+                        what: "downloading the archive".into(),
+                        problem: "the download stopped without saying why".into(),
+                    }));
+                }
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current.split_to(n));
+        Ok(n)
+    }
+}
+
+impl Drop for Download {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}
+
+/// Fetches the whole blob into `sender`, in order.
+async fn drive(
+    blob: &BlobClient,
+    source: &Arc<UrlRenewer>,
+    sender: &tokio::sync::mpsc::Sender<Piece>,
+) -> Result<(), Error> {
+    let retry = &blob.settings.retry;
+    // The first request says whether ranges work and how large the blob is.
+    let first = retry
+        .run("GET the first segment", true, || async {
+            let url = source.current().await;
+            let result = first_request(blob, &url).await;
+            if let Err(e) = &result
+                && e.is_url_expired()
+            {
+                source.renew(&url).await?;
+            }
+            result
+        })
+        .await?;
+    let (first, total) = match first {
+        First::Whole(response) => return stream_whole(response, sender).await,
+        First::Ranged { data, total } => (data, total),
+    };
+    let mut next = first.len() as u64;
+    if sender.send(Piece::Data(first)).await.is_err() {
+        return Ok(());
+    }
+    let mut in_flight = Tasks(VecDeque::new());
+    let concurrency = blob.settings.download_concurrency.max(1);
+    loop {
+        while in_flight.0.len() < concurrency && next < total {
+            let (start, len) = (next, SEGMENT_SIZE.min(total - next));
+            next += len;
+            let blob = blob.clone();
+            let source = Arc::clone(source);
+            in_flight.0.push_back(tokio::spawn(async move {
+                let what = format!("GET bytes {start}-{}", start + len - 1);
+                blob.settings
+                    .retry
+                    .run(&what, true, || async {
+                        let url = source.current().await;
+                        let result = blob.get_range(&url, start, len).await;
+                        if let Err(e) = &result
+                            && e.is_url_expired()
+                        {
+                            source.renew(&url).await?;
+                        }
+                        result
+                    })
+                    .await
+            }));
+        }
+        let Some(task) = in_flight.0.pop_front() else {
+            return Ok(());
+        };
+        let data = match task.await {
+            Ok(result) => result?,
+            Err(_) => {
+                return Err(Error::InvalidResponse {
+                    what: "downloading a segment".into(),
+                    problem: "the segment task panicked".into(),
+                });
+            }
+        };
+        if sender.send(Piece::Data(data)).await.is_err() {
+            return Ok(());
+        }
+    }
+}
+
+enum First {
+    /// The server honoured `Range`: the first segment and the blob's total size.
+    Ranged { data: Bytes, total: u64 },
+    /// The server ignored `Range` and is sending everything.
+    Whole(reqwest::Response),
+}
+
+async fn first_request(blob: &BlobClient, url: &SignedUrl) -> Result<First, Error> {
+    let what = format!("GET bytes 0-{}", SEGMENT_SIZE - 1);
+    let timeout = blob.settings.segment_timeout;
+    let fetch = async {
+        let response = blob
+            .http
+            .get(url.0.clone())
+            .header("x-ms-version", AZURE_VERSION)
+            .header(
+                reqwest::header::RANGE,
+                format!("bytes=0-{}", SEGMENT_SIZE - 1),
+            )
+            .send()
+            .await
+            .map_err(|e| connection(&what, e))?;
+        match response.status().as_u16() {
+            206 => {
+                let total = content_range_total(response.headers()).ok_or_else(|| {
+                    Error::InvalidResponse {
+                        what: what.clone(),
+                        problem: "206 without a `Content-Range` total".into(),
+                    }
+                })?;
+                let len = SEGMENT_SIZE.min(total);
+                let data = read_exact_body(&what, response, len).await?;
+                Ok(First::Ranged { data, total })
+            }
+            200 => Ok(First::Whole(response)),
+            // An empty blob cannot satisfy any range.
+            416 => Ok(First::Ranged {
+                data: Bytes::new(),
+                total: 0,
+            }),
+            _ => Err(status_error(&what, response).await),
+        }
+    };
+    match tokio::time::timeout(timeout, fetch).await {
+        Ok(result) => result,
+        Err(_) => Err(Error::TimedOut {
+            what,
+            after: timeout,
+        }),
+    }
+}
+
+/// `bytes 0-16777215/123456789` → 123456789.
+fn content_range_total(headers: &reqwest::header::HeaderMap) -> Option<u64> {
+    let value = headers.get(reqwest::header::CONTENT_RANGE)?.to_str().ok()?;
+    value.rsplit_once('/')?.1.trim().parse().ok()
+}
+
+/// The fallback for servers that ignore `Range`: one streamed GET, checked against
+/// `Content-Length`. A failure midway cannot be retried (the reader already has bytes), so it
+/// fails the restore, which the command reports as a miss.
+async fn stream_whole(
+    mut response: reqwest::Response,
+    sender: &tokio::sync::mpsc::Sender<Piece>,
+) -> Result<(), Error> {
+    let what = "GET the whole archive (the server ignores `Range`)";
+    let expected = response.content_length();
+    let mut got = 0u64;
+    while let Some(chunk) = response.chunk().await.map_err(|e| connection(what, e))? {
+        got += chunk.len() as u64;
+        if sender.send(Piece::Data(chunk)).await.is_err() {
+            return Ok(());
+        }
+    }
+    match expected {
+        Some(expected) if got != expected => Err(Error::Truncated {
+            what: what.into(),
+            got,
+            expected,
+        }),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_ids_have_the_azure_sdk_layout() {
+        use base64::Engine;
+        let uuid = uuid_v4();
+        assert_eq!(uuid.len(), 36);
+        assert_eq!(&uuid[14..15], "4");
+        let id = block_id(&uuid, 3);
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(&id)
+            .unwrap();
+        let text = String::from_utf8(decoded).unwrap();
+        assert_eq!(text.len(), 48);
+        assert_eq!(&text[36..], "000000000003");
+        assert_eq!(block_id(&uuid, 0).len(), block_id(&uuid, 49_999).len());
+    }
+
+    #[test]
+    fn signed_urls_hide_their_signature() {
+        let url = SignedUrl::parse(
+            "https://acct.blob.core.windows.net/c/b?sv=2024-11-04&sp=r&sig=abc%2Bdef%3D&se=2026",
+        )
+        .unwrap();
+        let shown = format!("{url} {url:?}");
+        assert!(!shown.contains("abc"), "{shown}");
+        assert!(
+            shown.contains("sig=****") && shown.contains("sp=r"),
+            "{shown}"
+        );
+        assert_eq!(
+            url.secrets(),
+            vec!["abc%2Bdef%3D".to_string(), "abc+def=".to_string()]
+        );
+    }
+
+    #[test]
+    fn content_range_gives_the_total() {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::CONTENT_RANGE,
+            "bytes 0-9/1234".parse().unwrap(),
+        );
+        assert_eq!(content_range_total(&headers), Some(1234));
+    }
+}

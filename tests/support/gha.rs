@@ -1,0 +1,862 @@
+//! The GitHub Actions cache stack for tests, all on 127.0.0.1 and all stopping by themselves:
+//!
+//! - **Azurite** (Microsoft's blob emulator, from `tests/node/node_modules`) as the blob store,
+//!   started once per test process ([`azurite`]) and killed with it (`PR_SET_PDEATHSIG`);
+//! - **[`CacheService`]**, a test implementation of GitHub's Twirp cache service v2 that follows
+//!   the server rules of `docs/gha-cache-protocol.md` §7: scopes come from the JWT `ac` claim of
+//!   the Bearer token ([`token`] mints one, unsigned); matching is exact key, then key prefix,
+//!   then each restore key exactly and as a prefix, newest first, within each readable scope in
+//!   order; the version must match; a second `CreateCacheEntry` for the same key, version and
+//!   scope is a 409 `already_exists`; a token without a writable scope gets `ok: false` with
+//!   `cache write denied`, one without a readable scope a 403 `cache read denied`. It hands out
+//!   real service SAS URLs for Azurite, signed with the well-known `devstoreaccount1` key
+//!   (HMAC-SHA256), so Azurite checks signatures and expiry itself;
+//! - **[`node`]**: the official `@actions/cache` client, driven by `tests/node/run.mjs`.
+//!
+//! Fault switches on [`Faults`] (each a count of requests it affects, then it is off again):
+//!
+//! - `rpc_5xx`: the next N Twirp calls answer 503 `unavailable`;
+//! - `rpc_429` (+ `retry_after_secs`): the next N Twirp calls answer 429 with `Retry-After`;
+//! - `rpc_drop`: the next N Twirp calls send headers and then drop the connection;
+//! - `blob_5xx`: the next N blob requests answer 503 `ServerBusy`;
+//! - `blob_drop`: the next N blob requests send headers and then drop the connection;
+//! - `truncate`: the next N blob GETs send half their body and then drop the connection;
+//! - `expire_urls`: the next N signed URLs handed out expired an hour ago (Azurite answers 403);
+//! - `ignore_range` (a flag): blob GETs lose their `Range`, as on servers without range support.
+//!
+//! Blob faults need the bytes to pass through this server, so with `via_proxy` set (it is, by
+//! [`CacheService::with_proxy`]) signed URLs point at `/blob/...` here, which forwards to Azurite
+//! after applying the switches. Without it they point at Azurite directly, as the benchmark
+//! uses it.
+#![allow(dead_code)]
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path as AxPath, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, post};
+use base64::Engine;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+const ACCOUNT: &str = "devstoreaccount1";
+/// Azurite's published development key (not a secret).
+const ACCOUNT_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+const CONTAINER: &str = "caches";
+const SAS_VERSION: &str = "2020-12-06";
+
+/// `tests/node`, where the npm peers are installed.
+pub fn node_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("node")
+}
+
+fn require_node_modules() {
+    let marker = node_dir().join("node_modules/@actions/cache/package.json");
+    assert!(
+        marker.exists(),
+        "`{}` is missing: the GitHub cache tests need @actions/cache and Azurite from npm\n\nhint: run `bash scripts/install-test-deps.sh`",
+        marker.display()
+    );
+}
+
+/// A running Azurite blob service.
+pub struct Azurite {
+    pub port: u16,
+}
+
+/// The Azurite of this test process, started on first use.
+pub fn azurite() -> &'static Azurite {
+    static AZURITE: OnceLock<Azurite> = OnceLock::new();
+    AZURITE.get_or_init(start_azurite)
+}
+
+fn start_azurite() -> Azurite {
+    require_node_modules();
+    let port = free_port();
+    let workdir = tempfile::Builder::new()
+        .prefix("cache-heal-azurite-")
+        .tempdir()
+        .unwrap()
+        .keep();
+    let (tx, rx) = std::sync::mpsc::channel::<Result<(), String>>();
+    // The child dies with the thread that spawned it (PR_SET_PDEATHSIG), so that thread lives
+    // as long as the process: Azurite stops when the tests do, however they end.
+    std::thread::spawn(move || {
+        let main = node_dir().join("node_modules/azurite/dist/src/blob/main.js");
+        let mut cmd = Command::new("node");
+        cmd.arg(main)
+            .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
+            .args([
+                "--inMemoryPersistence",
+                "--disableTelemetry",
+                "--skipApiVersionCheck",
+                "--loose",
+            ])
+            .current_dir(&workdir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        die_with_parent(&mut cmd);
+        let mut child = match cmd.spawn() {
+            Ok(child) => child,
+            Err(e) => {
+                let _ = tx.send(Err(format!("starting Azurite with `node`: {e}")));
+                return;
+            }
+        };
+        let stdout = child.stdout.take().unwrap();
+        let mut told = false;
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if !told && line.contains("successfully listen") {
+                let _ = tx.send(Ok(()));
+                told = true;
+            }
+        }
+        if !told {
+            let _ = tx.send(Err(format!("Azurite exited: {:?}", child.wait())));
+        }
+        // Keep the spawning thread alive for the child's sake.
+        loop {
+            std::thread::park();
+        }
+    });
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => panic!("{e}"),
+        Err(_) => panic!("Azurite did not start listening on 127.0.0.1:{port} within 60 s"),
+    }
+    let status = Command::new("node")
+        .arg(node_dir().join("create-container.mjs"))
+        .arg(format!("http://127.0.0.1:{port}/{ACCOUNT}"))
+        .arg(CONTAINER)
+        .current_dir(node_dir())
+        .output()
+        .expect("run node create-container.mjs");
+    assert!(
+        status.status.success(),
+        "creating the Azurite container failed: {}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    Azurite { port }
+}
+
+#[cfg(target_os = "linux")]
+fn die_with_parent(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec here.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn die_with_parent(_cmd: &mut Command) {}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// An unsigned JWT runtime token whose `ac` claim grants `scopes` (`(ref, permission)`,
+/// permission 1 = read, 2 = write, 3 = both), like the runner's.
+pub fn token(scopes: &[(&str, u8)]) -> String {
+    let b64 = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    let ac: Vec<Value> = scopes
+        .iter()
+        .map(|(scope, permission)| json!({"Scope": scope, "Permission": permission}))
+        .collect();
+    let payload = json!({
+        "ac": Value::Array(ac).to_string(),
+        "repository_id": "123",
+        "scp": "Actions.Results:1:1",
+        "exp": now_secs() + 3600,
+        "nonce": rand_hex(),
+    });
+    format!(
+        "{}.{}.",
+        b64(&json!({"alg": "none", "typ": "JWT"})),
+        b64(&payload)
+    )
+}
+
+fn rand_hex() -> String {
+    hex::encode(rand::random::<[u8; 8]>())
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Fault switches; see the module doc.
+#[derive(Default)]
+pub struct Faults {
+    pub rpc_5xx: AtomicU32,
+    pub rpc_429: AtomicU32,
+    pub retry_after_secs: AtomicU64,
+    pub rpc_drop: AtomicU32,
+    pub blob_5xx: AtomicU32,
+    pub blob_drop: AtomicU32,
+    pub truncate: AtomicU32,
+    pub expire_urls: AtomicU32,
+    pub ignore_range: AtomicBool,
+}
+
+fn take(counter: &AtomicU32) -> bool {
+    counter
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
+}
+
+#[derive(Clone, Debug)]
+pub struct Entry {
+    pub id: u64,
+    pub key: String,
+    pub version: String,
+    pub scope: String,
+    pub blob: String,
+    pub finalized: bool,
+    pub size: u64,
+}
+
+struct Inner {
+    entries: Mutex<Vec<Entry>>,
+    next_id: AtomicU64,
+    prefix: String,
+    azurite_port: u16,
+    own_port: u16,
+    via_proxy: AtomicBool,
+    faults: Faults,
+    /// Every request seen: `CreateCacheEntry`, `PUT blob`, `GET blob` (with a `block`/
+    /// `blocklist` note), for tests that check how a transfer was made.
+    log: Mutex<Vec<String>>,
+    /// Every `sig` handed out, for the test that no output shows one.
+    sigs: Mutex<Vec<String>>,
+    http: reqwest::Client,
+}
+
+/// The test cache service; see the module doc. Stops when dropped.
+pub struct CacheService {
+    inner: Arc<Inner>,
+    pub url: String,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl CacheService {
+    /// A service whose signed URLs point at Azurite directly.
+    pub fn start() -> Self {
+        let azurite = azurite();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let own_port = listener.local_addr().unwrap().port();
+        let inner = Arc::new(Inner {
+            entries: Mutex::new(Vec::new()),
+            next_id: AtomicU64::new(1),
+            prefix: format!("svc-{}", rand_hex()),
+            azurite_port: azurite.port,
+            own_port,
+            via_proxy: AtomicBool::new(false),
+            faults: Faults::default(),
+            log: Mutex::new(Vec::new()),
+            sigs: Mutex::new(Vec::new()),
+            http: reqwest::Client::new(),
+        });
+        let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
+        let state = Arc::clone(&inner);
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let app = Router::new()
+                    .route(
+                        "/twirp/github.actions.results.api.v1.CacheService/{method}",
+                        post(rpc),
+                    )
+                    .route("/blob/{*path}", any(proxy))
+                    .layer(axum::extract::DefaultBodyLimit::disable())
+                    .with_state(state);
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async {
+                        let _ = stop.await;
+                    })
+                    .await
+                    .unwrap();
+            });
+        });
+        Self {
+            inner,
+            url: format!("http://127.0.0.1:{own_port}/"),
+            shutdown: Some(shutdown),
+            thread: Some(thread),
+        }
+    }
+
+    /// A service whose signed URLs go through its own `/blob/` proxy, where blob faults apply.
+    pub fn with_proxy() -> Self {
+        let service = Self::start();
+        service.inner.via_proxy.store(true, Ordering::SeqCst);
+        service
+    }
+
+    pub fn faults(&self) -> &Faults {
+        &self.inner.faults
+    }
+
+    pub fn entries(&self) -> Vec<Entry> {
+        self.inner.entries.lock().unwrap().clone()
+    }
+
+    pub fn log(&self) -> Vec<String> {
+        self.inner.log.lock().unwrap().clone()
+    }
+
+    pub fn sigs(&self) -> Vec<String> {
+        self.inner.sigs.lock().unwrap().clone()
+    }
+
+    pub fn clear_log(&self) {
+        self.inner.log.lock().unwrap().clear();
+    }
+}
+
+impl Drop for CacheService {
+    fn drop(&mut self) {
+        if let Some(s) = self.shutdown.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn twirp_error(status: StatusCode, code: &str, msg: &str) -> Response {
+    (status, axum::Json(json!({"code": code, "msg": msg}))).into_response()
+}
+
+/// A response that promises a body and then breaks the connection after `sent` bytes.
+fn cut_off(status: StatusCode, mut headers: HeaderMap, full: Vec<u8>, sent: usize) -> Response {
+    let head = axum::body::Bytes::from(full[..sent.min(full.len())].to_vec());
+    let chunks: Vec<Result<axum::body::Bytes, std::io::Error>> = vec![
+        Ok(head),
+        Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "fault: connection dropped",
+        )),
+    ];
+    headers.insert(
+        "content-length",
+        full.len().max(1).to_string().parse().unwrap(),
+    );
+    let mut response = Response::new(Body::from_stream(futures_util::stream::iter(chunks)));
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    response
+}
+
+/// The readable and writable scopes of a Bearer token, in claim order.
+fn scopes(headers: &HeaderMap) -> Option<Vec<(String, u64)>> {
+    let auth = headers.get("authorization")?.to_str().ok()?;
+    let jwt = auth.strip_prefix("Bearer ")?;
+    let payload = jwt.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    let claims: Value = serde_json::from_slice(&bytes).ok()?;
+    let ac: Value = serde_json::from_str(claims.get("ac")?.as_str()?).ok()?;
+    Some(
+        ac.as_array()?
+            .iter()
+            .filter_map(|s| {
+                Some((
+                    s.get("Scope")?.as_str()?.to_string(),
+                    s.get("Permission")?.as_u64()?,
+                ))
+            })
+            .collect(),
+    )
+}
+
+fn int64(v: Option<&Value>) -> Option<u64> {
+    match v? {
+        Value::String(s) => s.parse().ok(),
+        Value::Number(n) => n.as_u64(),
+        _ => None,
+    }
+}
+
+async fn rpc(
+    State(inner): State<Arc<Inner>>,
+    AxPath(method): AxPath<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    inner.log.lock().unwrap().push(method.clone());
+    let faults = &inner.faults;
+    if take(&faults.rpc_drop) {
+        return cut_off(
+            StatusCode::OK,
+            HeaderMap::new(),
+            b"{\"ok\": true}".to_vec(),
+            3,
+        );
+    }
+    if take(&faults.rpc_5xx) {
+        return twirp_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "fault: service unavailable",
+        );
+    }
+    if take(&faults.rpc_429) {
+        let mut response = twirp_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "resource_exhausted",
+            "fault: rate limited",
+        );
+        let secs = faults.retry_after_secs.load(Ordering::SeqCst);
+        response
+            .headers_mut()
+            .insert("retry-after", secs.to_string().parse().unwrap());
+        return response;
+    }
+    let Some(scopes) = scopes(&headers) else {
+        return twirp_error(StatusCode::UNAUTHORIZED, "unauthenticated", "invalid token");
+    };
+    let Ok(request) = serde_json::from_slice::<Value>(&body) else {
+        return twirp_error(StatusCode::BAD_REQUEST, "malformed", "body is not JSON");
+    };
+    let text = |name: &str| {
+        request
+            .get(name)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let (key, version) = (text("key"), text("version"));
+    if key.is_empty() || version.is_empty() {
+        return twirp_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_argument",
+            "key and version are required",
+        );
+    }
+    let writable = scopes
+        .iter()
+        .find(|(_, p)| p & 2 != 0)
+        .map(|(s, _)| s.clone());
+    let readable: Vec<String> = scopes
+        .iter()
+        .filter(|(_, p)| p & 1 != 0)
+        .map(|(s, _)| s.clone())
+        .collect();
+    match method.as_str() {
+        "CreateCacheEntry" => {
+            let Some(scope) = writable else {
+                return axum::Json(json!({"ok": false, "message": "cache write denied: token has no writable scopes"})).into_response();
+            };
+            let mut entries = inner.entries.lock().unwrap();
+            if entries
+                .iter()
+                .any(|e| e.key == key && e.version == version && e.scope == scope)
+            {
+                return twirp_error(
+                    StatusCode::CONFLICT,
+                    "already_exists",
+                    "cache entry with the same key, version, and scope already exists",
+                );
+            }
+            let id = inner.next_id.fetch_add(1, Ordering::SeqCst);
+            let blob = format!("{}/{id}", inner.prefix);
+            entries.push(Entry {
+                id,
+                key,
+                version,
+                scope,
+                blob: blob.clone(),
+                finalized: false,
+                size: 0,
+            });
+            drop(entries);
+            let url = inner.signed_url(&blob, "cw");
+            axum::Json(json!({"ok": true, "signed_upload_url": url})).into_response()
+        }
+        "FinalizeCacheEntryUpload" => {
+            let Some(scope) = writable else {
+                return axum::Json(json!({"ok": false, "message": "cache write denied: token has no writable scopes"})).into_response();
+            };
+            let Some(size) = int64(request.get("size_bytes")) else {
+                return twirp_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_argument",
+                    "size_bytes is required",
+                );
+            };
+            let mut entries = inner.entries.lock().unwrap();
+            let Some(entry) = entries
+                .iter_mut()
+                .find(|e| e.key == key && e.version == version && e.scope == scope && !e.finalized)
+            else {
+                return twirp_error(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    "no reserved entry for this key and version",
+                );
+            };
+            entry.finalized = true;
+            entry.size = size;
+            axum::Json(json!({"ok": true, "entry_id": entry.id.to_string()})).into_response()
+        }
+        "GetCacheEntryDownloadURL" => {
+            if readable.is_empty() {
+                return twirp_error(
+                    StatusCode::FORBIDDEN,
+                    "permission_denied",
+                    "cache read denied: token has no readable scopes",
+                );
+            }
+            let mut keys = vec![key.clone()];
+            if let Some(more) = request.get("restore_keys").and_then(Value::as_array) {
+                keys.extend(more.iter().filter_map(Value::as_str).map(str::to_string));
+            }
+            let found = {
+                let entries = inner.entries.lock().unwrap();
+                find_entry(&entries, &readable, &version, &keys)
+            };
+            match found {
+                Some(entry) => {
+                    let url = inner.signed_url(&entry.blob, "r");
+                    axum::Json(
+                        json!({"ok": true, "signed_download_url": url, "matched_key": entry.key}),
+                    )
+                    .into_response()
+                }
+                None => axum::Json(json!({"ok": false})).into_response(),
+            }
+        }
+        _ => twirp_error(StatusCode::NOT_FOUND, "bad_route", "no such method"),
+    }
+}
+
+/// GitHub's matching (docs §7): per readable scope in order; the first key exactly, then as a
+/// prefix; then each further key exactly, then as a prefix; newest first; same version only.
+fn find_entry(
+    entries: &[Entry],
+    scopes: &[String],
+    version: &str,
+    keys: &[String],
+) -> Option<Entry> {
+    for scope in scopes {
+        let candidates: Vec<&Entry> = entries
+            .iter()
+            .filter(|e| e.finalized && &e.scope == scope && e.version == version)
+            .collect();
+        for key in keys {
+            let newest = |pred: &dyn Fn(&Entry) -> bool| {
+                candidates
+                    .iter()
+                    .filter(|e| pred(e))
+                    .max_by_key(|e| e.id)
+                    .map(|e| (*e).clone())
+            };
+            if let Some(e) = newest(&|e| &e.key == key) {
+                return Some(e);
+            }
+            if let Some(e) = newest(&|e| e.key.starts_with(key.as_str())) {
+                return Some(e);
+            }
+        }
+    }
+    None
+}
+
+impl Inner {
+    /// A service SAS for one blob (Azure's 2020-12-06 string-to-sign, as Azurite checks it).
+    fn signed_url(&self, blob: &str, permissions: &str) -> String {
+        let expired = take(&self.faults.expire_urls);
+        let expiry = if expired {
+            now_secs() - 3600
+        } else {
+            now_secs() + 3600
+        };
+        let se = iso8601(expiry);
+        let canonical = format!("/blob/{ACCOUNT}/{CONTAINER}/{blob}");
+        let string_to_sign = [
+            permissions,
+            "",
+            &se,
+            &canonical,
+            "",
+            "",
+            "",
+            SAS_VERSION,
+            "b",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+        ]
+        .join("\n");
+        let key = base64::engine::general_purpose::STANDARD
+            .decode(ACCOUNT_KEY)
+            .unwrap();
+        let sig = base64::engine::general_purpose::STANDARD
+            .encode(hmac_sha256(&key, string_to_sign.as_bytes()));
+        self.sigs.lock().unwrap().push(sig.clone());
+        let query = format!(
+            "sv={SAS_VERSION}&sr=b&sp={permissions}&se={}&sig={}",
+            encode(&se),
+            encode(&sig)
+        );
+        if self.via_proxy.load(Ordering::SeqCst) {
+            format!(
+                "http://127.0.0.1:{}/blob/{ACCOUNT}/{CONTAINER}/{blob}?{query}",
+                self.own_port
+            )
+        } else {
+            format!(
+                "http://127.0.0.1:{}/{ACCOUNT}/{CONTAINER}/{blob}?{query}",
+                self.azurite_port
+            )
+        }
+    }
+}
+
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+pub fn hmac_sha256(key: &[u8], message: &[u8]) -> Vec<u8> {
+    let mut block = [0u8; 64];
+    if key.len() > 64 {
+        block[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        block[..key.len()].copy_from_slice(key);
+    }
+    let pad = |byte: u8| block.iter().map(|b| b ^ byte).collect::<Vec<u8>>();
+    let inner = Sha256::new()
+        .chain_update(pad(0x36))
+        .chain_update(message)
+        .finalize();
+    Sha256::new()
+        .chain_update(pad(0x5c))
+        .chain_update(inner)
+        .finalize()
+        .to_vec()
+}
+
+/// Seconds since the epoch as `YYYY-MM-DDTHH:MM:SSZ`.
+fn iso8601(secs: u64) -> String {
+    let days = (secs / 86400) as i64;
+    let rem = secs % 86400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Forwards a blob request to Azurite, applying the blob fault switches on the way.
+async fn proxy(
+    State(inner): State<Arc<Inner>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let query = uri.query().unwrap_or("");
+    let note = if query.contains("comp=blocklist") {
+        " blocklist"
+    } else if query.contains("comp=block") {
+        " block"
+    } else {
+        ""
+    };
+    inner
+        .log
+        .lock()
+        .unwrap()
+        .push(format!("{method} blob{note}"));
+    let faults = &inner.faults;
+    if take(&faults.blob_5xx) {
+        let mut response = (StatusCode::SERVICE_UNAVAILABLE, "fault: server busy").into_response();
+        response
+            .headers_mut()
+            .insert("x-ms-error-code", "ServerBusy".parse().unwrap());
+        return response;
+    }
+    if take(&faults.blob_drop) {
+        return cut_off(StatusCode::OK, HeaderMap::new(), vec![0; 1024], 0);
+    }
+    let path = uri.path().strip_prefix("/blob").unwrap_or(uri.path());
+    let target = format!("http://127.0.0.1:{}{path}?{query}", inner.azurite_port);
+    let mut request = inner.http.request(method.clone(), target).body(body);
+    for (name, value) in &headers {
+        let name_text = name.as_str();
+        if matches!(
+            name_text,
+            "host" | "content-length" | "connection" | "transfer-encoding"
+        ) {
+            continue;
+        }
+        if inner.faults.ignore_range.load(Ordering::SeqCst)
+            && matches!(name_text, "range" | "x-ms-range")
+        {
+            continue;
+        }
+        request = request.header(name, value);
+    }
+    let upstream = match request.send().await {
+        Ok(r) => r,
+        Err(e) => return (StatusCode::BAD_GATEWAY, format!("proxy: {e}")).into_response(),
+    };
+    let status = upstream.status();
+    let mut out_headers = HeaderMap::new();
+    for (name, value) in upstream.headers() {
+        if !matches!(
+            name.as_str(),
+            "connection" | "transfer-encoding" | "keep-alive"
+        ) {
+            out_headers.insert(name, value.clone());
+        }
+    }
+    let bytes = upstream.bytes().await.unwrap_or_default().to_vec();
+    if method == Method::GET && status.is_success() && take(&faults.truncate) {
+        let half = bytes.len() / 2;
+        return cut_off(status, out_headers, bytes, half);
+    }
+    let mut response = Response::new(Body::from(bytes));
+    *response.status_mut() = status;
+    *response.headers_mut() = out_headers;
+    response
+}
+
+/// The sandbox-side environment of a job that can reach `service` with `token`.
+pub fn job_env(cmd: &mut Command, service: &CacheService, token: &str) {
+    cmd.env("ACTIONS_RESULTS_URL", &service.url)
+        .env("ACTIONS_RUNTIME_TOKEN", token)
+        .env("ACTIONS_CACHE_SERVICE_V2", "true")
+        .env_remove("ACTIONS_CACHE_MODE")
+        .env_remove("GITHUB_SERVER_URL")
+        .env_remove("GITHUB_ACTIONS")
+        .env_remove("ACTIONS_CACHE_URL");
+}
+
+/// What an `@actions/cache` call printed and returned.
+pub struct NodeRun {
+    pub output: std::process::Output,
+    pub result: Value,
+}
+
+/// Runs `@actions/cache` `command` (`save` or `restore`) with `args` in the sandbox: cwd and
+/// `GITHUB_WORKSPACE` are `ws`, `HOME` is `home`, `RUNNER_TEMP` a fresh directory.
+pub fn node(
+    sandbox: &super::Sandbox,
+    service: &CacheService,
+    token: &str,
+    command: &str,
+    args: &Value,
+) -> NodeRun {
+    require_node_modules();
+    let runner_temp = sandbox.root().join("runner-temp");
+    std::fs::create_dir_all(&runner_temp).unwrap();
+    let mut cmd = Command::new("node");
+    cmd.arg(node_dir().join("run.mjs"))
+        .arg(command)
+        .arg(args.to_string())
+        .current_dir(sandbox.ws())
+        .env("HOME", sandbox.home())
+        .env("GITHUB_WORKSPACE", sandbox.ws())
+        .env("RUNNER_TEMP", &runner_temp);
+    job_env(&mut cmd, service, token);
+    let output = cmd.output().expect("run node");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let result = stdout
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .map(|j| serde_json::from_str(j).unwrap())
+        .unwrap_or_else(|| {
+            panic!(
+                "@actions/cache {command} printed no result ({}):\n{stdout}\n{}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            )
+        });
+    NodeRun { output, result }
+}
+
+/// `cache-heal` in the sandbox, pointed at `service` with `token`, with fast retries.
+pub fn cache_heal(sandbox: &super::Sandbox, service: &CacheService, token: &str) -> Command {
+    let mut cmd = sandbox.cmd();
+    job_env(&mut cmd, service, token);
+    cmd.env("CACHE_HEAL_STORE", "gha")
+        .env("CACHE_HEAL_HTTP_RETRY_DELAY_MS", "20")
+        .env("CACHE_HEAL_RETRY_AFTER_MAX_SECS", "5")
+        .env("CACHE_HEAL_NO_PROGRESS", "true");
+    cmd
+}
+
+/// Writes `len` bytes no compressor can shrink to `path`.
+pub fn write_incompressible(path: &Path, len: usize) {
+    use std::io::Write;
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut state = Sha256::digest(path.to_string_lossy().as_bytes()).to_vec();
+    let mut written = 0;
+    while written < len {
+        // A hash chain: fast enough, and incompressible.
+        let mut block = Vec::with_capacity(32 * 1024);
+        for _ in 0..1024 {
+            state = Sha256::digest(&state).to_vec();
+            block.extend_from_slice(&state);
+        }
+        let n = block.len().min(len - written);
+        file.write_all(&block[..n]).unwrap();
+        written += n;
+    }
+}
