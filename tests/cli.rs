@@ -56,7 +56,10 @@ fn unknown_flags_and_missing_values_exit_2() {
     let sb = Sandbox::new();
     assert_eq!(sb.run(&["restore", "--bogus"]).status.code(), Some(2));
     assert_eq!(sb.run(&["save", "--path"]).status.code(), Some(2));
-    assert_eq!(sb.run(&["restore", "--path", "x", "--key"]).status.code(), Some(2));
+    assert_eq!(
+        sb.run(&["restore", "--path", "x", "--key"]).status.code(),
+        Some(2)
+    );
 }
 
 #[test]
