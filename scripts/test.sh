@@ -11,8 +11,8 @@ cargo fmt --all -- --check
 echo "==> cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 echo "==> actionlint"
-.tools/venv/bin/actionlint
+.tools/venv/bin/actionlint .github/workflows/*.yml tests/act/e2e.yml
 echo "==> zizmor"
-.tools/venv/bin/zizmor --offline --quiet .
+.tools/venv/bin/zizmor --offline --quiet . tests/act/e2e.yml
 echo "==> cargo test"
 cargo test --all-targets --locked

@@ -34,8 +34,13 @@ use std::process::ExitCode;
 
 /// An error in what the user typed: exit code 2, like clap's own usage errors.
 #[derive(Debug, thiserror::Error)]
-#[error(transparent)]
-pub struct UsageError(#[from] key::KeyError);
+pub enum UsageError {
+    #[error(transparent)]
+    Key(#[from] key::KeyError),
+    /// A value that is required here was neither given nor found where it may come from.
+    #[error("{0}")]
+    Missing(String),
+}
 
 /// Parses the command line, runs the command, and turns the outcome into an exit code.
 pub fn run() -> ExitCode {

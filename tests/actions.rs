@@ -114,6 +114,45 @@ fn a_miss_leaves_cache_hit_unset() {
     assert!(summary.contains("| Status | miss |"), "{summary}");
 }
 
+/// The step summary of an exact hit, whole (times and sizes filtered).
+#[test]
+fn step_summary_snapshot() {
+    let sb = Sandbox::new();
+    let runner = Runner::new(&sb);
+    let dir = fill_cache(&sb);
+    sb.ok(&["save", "--path", PATH, "--key", "uv-1"]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    run(runner.step(&sb).args([
+        "restore",
+        "--path",
+        PATH,
+        "--key",
+        "uv-1",
+        "--restore-key",
+        "uv-",
+    ]));
+    let summary = std::fs::read_to_string(&runner.summary).unwrap();
+    let filtered: Vec<String> = summary
+        .lines()
+        .map(|l| match l.split(" | ").next() {
+            Some("| Time") => "| Time | [TIME] |".to_string(),
+            Some("| Restored") => format!("{} ([SIZE] archive) |", l.split(" (").next().unwrap()),
+            _ => l.to_string(),
+        })
+        .collect();
+    assert_eq!(
+        filtered.join("\n"),
+        "### cache-heal restore\n\n| | |\n| --- | --- |\n\
+         | Key | `uv-1` |\n\
+         | Restore keys | `uv-` |\n\
+         | Matched key | `uv-1` |\n\
+         | Status | exact |\n\
+         | Restored | 50 B ([SIZE] archive) |\n\
+         | Time | [TIME] |\n\
+         | Healed | 0 packages |\n"
+    );
+}
+
 /// The restore explains what it looks for in one collapsed group, then says what happened
 /// outside it.
 #[test]
@@ -267,7 +306,8 @@ fn save_without_a_key_or_a_restore_state_fails_clearly() {
         .args(["save", "--path", PATH])
         .output()
         .unwrap();
-    assert!(!out.status.success());
+    // A usage error, as a missing `--key` was before the key became optional.
+    assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
     assert!(
         err.contains("no `--key` was given, and no restore of `~/.cache/uv` earlier in this job"),

@@ -9,7 +9,7 @@
 //!   restore was an exact hit of that key with nothing changed since (then skip), and which
 //!   credential files to leave out.
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 
 use super::PathContext;
 use crate::gha::{self, Outputs, State, StateDir, Summary};
@@ -174,53 +174,52 @@ pub fn untrusted_event_skip(allowed: bool) -> Option<String> {
     Some(format!("not restored in {reason}"))
 }
 
-/// What a save should do.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SaveDecision {
-    /// Save under this key.
-    Save(String),
-    /// The restore step got an exact hit of this key and nothing changed since: skip.
-    UpToDate(String),
+/// The key a save uses, and what the restore step of this job recorded for the same paths.
+#[derive(Clone, Debug)]
+pub struct SaveKey {
+    pub key: String,
+    state: Option<State>,
 }
 
-/// Picks the key (the flag, else the restore step's primary key) and decides whether the save
-/// is needed.
-pub fn decide_save(
-    explicit_key: Option<&str>,
-    ctx: &PathContext,
-    plan: &SavePlan,
-    version: &str,
-) -> Result<SaveDecision> {
+/// Picks the key: the flag, else the primary key the restore step recorded. Neither is a usage
+/// error (exit 2), as a missing `--key` was before the flag became optional.
+pub fn save_key(explicit_key: Option<&str>, ctx: &PathContext, version: &str) -> Result<SaveKey> {
     let state = StateDir::from_env().read(version)?;
     let key = match (explicit_key, &state) {
         (Some(k), _) if !k.trim().is_empty() => k.to_string(),
         (_, Some(state)) => state.primary_key.clone(),
-        _ => bail!(
-            "no `--key` was given, and no restore of {} earlier in this job recorded one\n\n\
-             hint: pass `--key`, or restore the same `path` with the cache-heal action first",
-            ctx.inputs
-                .lines
-                .iter()
-                .map(|l| format!("`{l}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        _ => {
+            return Err(crate::UsageError::Missing(format!(
+                "no `--key` was given, and no restore of {} earlier in this job recorded one\n\n\
+                 hint: pass `--key`, or restore the same `path` with the cache-heal action first",
+                ctx.inputs
+                    .lines
+                    .iter()
+                    .map(|l| format!("`{l}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+            .into());
+        }
     };
-    let Some(state) = state else {
-        return Ok(SaveDecision::Save(key));
+    Ok(SaveKey { key, state })
+}
+
+/// Whether the restore step got an exact hit of this key and the paths have not changed since
+/// (rust-cache's "Cache up-to-date"): then the save is skipped.
+pub fn is_up_to_date(save_key: &SaveKey, plan: &SavePlan) -> Result<bool> {
+    let Some(state) = &save_key.state else {
+        return Ok(false);
     };
     let exact_hit_of_this_key = state.exact
         && state
             .matched_key
             .as_deref()
-            .is_some_and(|m| key::is_exact_hit(m, &key));
-    if exact_hit_of_this_key
-        && let Some(before) = &state.fingerprint
-        && *before == fingerprint::of_plan(plan)?
-    {
-        return Ok(SaveDecision::UpToDate(key));
+            .is_some_and(|m| key::is_exact_hit(m, &save_key.key));
+    match &state.fingerprint {
+        Some(before) if exact_hit_of_this_key => Ok(*before == fingerprint::of_plan(plan)?),
+        _ => Ok(false),
     }
-    Ok(SaveDecision::Save(key))
 }
 
 /// Leaves credential files out of the archive, with a warning naming each.

@@ -4,7 +4,7 @@
 use anyhow::Result;
 use std::time::Instant;
 
-use super::actions::{self, SaveDecision};
+use super::actions;
 use super::{open_store, path_context, print_json, progress_enabled, report_store_trouble};
 use crate::archive::pack;
 use crate::cli::{GlobalArgs, SaveArgs};
@@ -23,14 +23,15 @@ pub fn run(args: &SaveArgs, global: &GlobalArgs) -> Result<()> {
         key::validate_key(key).map_err(crate::UsageError::from)?;
     }
     let ctx = path_context(&args.paths)?;
-    let mut plan = paths::resolve_for_save(&ctx.inputs, &ctx.roots)?;
     let compression = args.paths.compression;
     let version = key::entry_version(&ctx.inputs.lines, compression);
-    let key = match actions::decide_save(explicit_key, &ctx, &plan, &version)? {
-        SaveDecision::Save(key) => key,
-        SaveDecision::UpToDate(key) => return report_up_to_date(&key, global),
-    };
+    let save_key = actions::save_key(explicit_key, &ctx, &version)?;
+    let key = save_key.key.clone();
     key::validate_key(&key).map_err(crate::UsageError::from)?;
+    let mut plan = paths::resolve_for_save(&ctx.inputs, &ctx.roots)?;
+    if actions::is_up_to_date(&save_key, &plan)? {
+        return report_up_to_date(&key, global);
+    }
     actions::exclude_credentials(&mut plan)?;
     let store = open_store(global)?;
     if let Some(root) = store.local_root() {
