@@ -116,6 +116,11 @@ impl StateDir {
         Self::new(var_path(env_vars::RUNNER_TEMP))
     }
 
+    /// Whether state is kept at all (only inside a job, where a save step can read it).
+    pub fn is_enabled(&self) -> bool {
+        self.dir.is_some()
+    }
+
     fn file(&self, version: &str) -> Option<PathBuf> {
         let short = &version[..version.len().min(16)];
         self.dir

@@ -473,7 +473,7 @@ fn write_jobs(receiver: &Mutex<mpsc::Receiver<Job>>, first_error: &Mutex<Option<
             Ok(job) => job,
             Err(_) => return,
         };
-        if let Err(e) = write_file(&job.path, &mut &job.data[..], job.mode, job.mtime) {
+        if let Err(e) = write_small_file(&job) {
             first_error
                 .lock()
                 .expect("writer error lock")
@@ -483,20 +483,38 @@ fn write_jobs(receiver: &Mutex<mpsc::Receiver<Job>>, first_error: &Mutex<Option<
     }
 }
 
+/// Writes a file whose content was read whole: one `write`, no copy buffer.
+fn write_small_file(job: &Job) -> Result<()> {
+    let mut file = create_file(&job.path, job.mode)?;
+    file.write_all(&job.data)
+        .with_context(|| format!("writing `{}`", job.path.display()))?;
+    finish_file(&file, &job.path, job.mode, job.mtime)
+}
+
+/// Streams a large member's content into a new file.
 fn write_file(path: &Path, data: &mut dyn Read, mode: u32, mtime: u64) -> Result<()> {
+    let mut file = create_file(path, mode)?;
+    copy_content(data, &mut file, path)?;
+    finish_file(&file, path, mode, mtime)
+}
+
+fn create_file(path: &Path, mode: u32) -> Result<std::fs::File> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, mode);
-    let mut file = options
+    #[cfg(not(unix))]
+    let _ = mode;
+    options
         .open(path)
-        .with_context(|| format!("creating `{}`", path.display()))?;
-    copy_content(data, &mut file, path)?;
-    set_exact_mode(&file, path, mode)?;
+        .with_context(|| format!("creating `{}`", path.display()))
+}
+
+fn finish_file(file: &std::fs::File, path: &Path, mode: u32, mtime: u64) -> Result<()> {
+    set_exact_mode(file, path, mode)?;
     let mtime = filetime::FileTime::from_unix_time(mtime as i64, 0);
-    filetime::set_file_handle_times(&file, None, Some(mtime))
-        .with_context(|| format!("setting the modification time of `{}`", path.display()))?;
-    Ok(())
+    filetime::set_file_handle_times(file, None, Some(mtime))
+        .with_context(|| format!("setting the modification time of `{}`", path.display()))
 }
 
 /// Copies a member's content, telling a damaged archive (a read error: truncated stream, bad

@@ -60,7 +60,9 @@ pub fn after_restore(ctx: &PathContext, version: &str, outcome: &RestoreOutcome)
     outputs.set("healed", &outcome.healed.to_string())?;
 
     let states = StateDir::from_env();
-    let fingerprint = if outcome.restored {
+    // The fingerprint walks the whole restored tree; it only serves the save step's "exact hit
+    // and unchanged" check, so it is taken only when that check can happen.
+    let fingerprint = if outcome.restored && exact && states.is_enabled() {
         paths::resolve_for_save(&ctx.inputs, &ctx.roots)
             .ok()
             .map(|plan| fingerprint::of_plan(&plan))
