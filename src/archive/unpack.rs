@@ -312,53 +312,63 @@ struct Unpacker<'a> {
     members: u64,
 }
 
-/// Decompressed bytes travel from the decoding thread to the unpacker in chunks of this size.
+/// Bytes travel between the pipeline's threads in chunks of this size.
 const CHUNK_SIZE: usize = 1 << 20;
-/// Chunks in flight between the two threads: bounds the memory of the hand-off.
+/// Chunks in flight between two threads: bounds the memory of each hand-off.
 const CHUNKS_IN_FLIGHT: usize = 8;
 
 /// Unpacks a compressed archive (zstd, gzip or plain tar, detected from its first bytes).
 ///
-/// Decompression runs on its own thread, the way `zstd -d | tar -x` runs two processes: the
-/// decoder and the unpacker each keep a core busy instead of taking turns on one.
+/// Three threads share the work, the way `zstd -d | tar -x` runs two processes: one reads the
+/// archive from the store (which may hash it), one decompresses, and the calling thread
+/// checks and writes members. Decompression is the slowest stage, so it gets a thread that
+/// does nothing else.
 pub fn unpack_archive<R: Read + Send>(
     archive: R,
     roots: &Roots,
     targets: &RestoreTargets,
     options: &UnpackOptions,
 ) -> Result<Unpacked> {
-    let (chunks, received) = mpsc::sync_channel::<io::Result<Vec<u8>>>(CHUNKS_IN_FLIGHT);
-    let (recycle, recycled) = mpsc::channel::<Vec<u8>>();
     std::thread::scope(|scope| {
-        scope.spawn(move || decode_chunks(archive, &chunks, &recycled));
-        let reader = ChunkReader {
-            chunks: received,
-            recycle,
-            current: Vec::new(),
-            position: 0,
-        };
-        unpack(reader, roots, targets, options)
+        let compressed = read_ahead(scope, move || Ok(archive));
+        let tar_stream = read_ahead(scope, move || super::codec::decoder(compressed));
+        unpack(tar_stream, roots, targets, options)
     })
 }
 
-fn decode_chunks<R: Read + Send>(
-    archive: R,
+/// Runs a reader on its own thread, handing its bytes over in chunks. The reader is opened
+/// on that thread too, and an error opening it arrives as the first read's error.
+fn read_ahead<'scope, R, F>(scope: &'scope std::thread::Scope<'scope, '_>, open: F) -> ChunkReader
+where
+    R: Read,
+    F: FnOnce() -> io::Result<R> + Send + 'scope,
+{
+    let (chunks, received) = mpsc::sync_channel::<io::Result<Vec<u8>>>(CHUNKS_IN_FLIGHT);
+    let (recycle, recycled) = mpsc::channel::<Vec<u8>>();
+    scope.spawn(move || match open() {
+        Ok(mut reader) => pump_chunks(&mut reader, &chunks, &recycled),
+        Err(e) => {
+            let _ = chunks.send(Err(e));
+        }
+    });
+    ChunkReader {
+        chunks: received,
+        recycle,
+        current: Vec::new(),
+        position: 0,
+    }
+}
+
+fn pump_chunks(
+    reader: &mut dyn Read,
     chunks: &mpsc::SyncSender<io::Result<Vec<u8>>>,
     recycled: &mpsc::Receiver<Vec<u8>>,
 ) {
-    let mut decoder = match super::codec::decoder(io::BufReader::with_capacity(CHUNK_SIZE, archive))
-    {
-        Ok(decoder) => decoder,
-        Err(e) => {
-            let _ = chunks.send(Err(e));
-            return;
-        }
-    };
     loop {
-        // Reuse a chunk the unpacker is done with: it is already initialized, so no memset.
-        let mut chunk = recycled.try_recv().unwrap_or_else(|_| vec![0; CHUNK_SIZE]);
+        // Reuse a chunk the consumer is done with: it is already initialized, so no memset.
+        let mut chunk = recycled.try_recv().unwrap_or_default();
         chunk.resize(CHUNK_SIZE, 0);
-        let filled = match fill(&mut *decoder, &mut chunk) {
+        let filled = match fill(reader, &mut chunk) {
             Ok(filled) => filled,
             Err(e) => {
                 let _ = chunks.send(Err(e));
@@ -366,7 +376,7 @@ fn decode_chunks<R: Read + Send>(
             }
         };
         chunk.truncate(filled);
-        // The unpacker hung up (it failed or finished): stop decoding.
+        // The consumer hung up (it failed or finished): stop reading.
         if filled == 0 || chunks.send(Ok(chunk)).is_err() {
             return;
         }
@@ -387,7 +397,8 @@ fn fill(reader: &mut dyn Read, buffer: &mut [u8]) -> io::Result<usize> {
     Ok(filled)
 }
 
-/// The unpacker's end of the decoding thread: a `Read` over the chunks it sends.
+/// The consuming end of `read_ahead`: a `BufRead` over the chunks it sends, so a decoder can
+/// work straight from them without another copy.
 struct ChunkReader {
     chunks: mpsc::Receiver<io::Result<Vec<u8>>>,
     recycle: mpsc::Sender<Vec<u8>>,
@@ -395,8 +406,8 @@ struct ChunkReader {
     position: usize,
 }
 
-impl Read for ChunkReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+impl io::BufRead for ChunkReader {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
         if self.position == self.current.len() {
             match self.chunks.recv() {
                 Ok(chunk) => {
@@ -404,13 +415,24 @@ impl Read for ChunkReader {
                     let _ = self.recycle.send(done);
                     self.position = 0;
                 }
-                // The decoder finished: the stream ended.
-                Err(_) => return Ok(0),
+                // The producer finished: the stream ended.
+                Err(_) => return Ok(&[]),
             }
         }
-        let n = buf.len().min(self.current.len() - self.position);
-        buf[..n].copy_from_slice(&self.current[self.position..self.position + n]);
-        self.position += n;
+        Ok(&self.current[self.position..])
+    }
+
+    fn consume(&mut self, amount: usize) {
+        self.position = (self.position + amount).min(self.current.len());
+    }
+}
+
+impl Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let available = io::BufRead::fill_buf(self)?;
+        let n = buf.len().min(available.len());
+        buf[..n].copy_from_slice(&available[..n]);
+        io::BufRead::consume(self, n);
         Ok(n)
     }
 }
