@@ -19,7 +19,9 @@ pub const MAX_KEYS: usize = 10;
 const VERSION_SALT: &str = "1.0";
 
 /// How an archive is compressed. The names are the ones actions/cache hashes into the version.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
     /// zstd level 3, multi-threaded, without long mode: what actions/cache writes.

@@ -326,8 +326,7 @@ mod tests {
     #[test]
     fn inputs_are_split_and_trimmed_like_actions_cache() {
         let inputs =
-            PathInputs::parse(&["  a \n\n!   b\n".to_string(), "~/.cache/uv".to_string()])
-                .unwrap();
+            PathInputs::parse(&["  a \n\n!   b\n".to_string(), "~/.cache/uv".to_string()]).unwrap();
         assert_eq!(inputs.lines, vec!["a", "!b", "~/.cache/uv"]);
         assert!(PathInputs::parse(&["\n \n".to_string()]).is_err());
         assert!(PathInputs::parse(&["!x".to_string()]).is_err());
@@ -342,7 +341,10 @@ mod tests {
             "../../home/me/.cache/uv"
         );
         assert_eq!(r.member_name(&r.absolute("..").unwrap()), ".");
-        assert_eq!(r.member_name(&r.absolute("/work/repo/x/../y").unwrap()), "y");
+        assert_eq!(
+            r.member_name(&r.absolute("/work/repo/x/../y").unwrap()),
+            "y"
+        );
     }
 
     #[test]

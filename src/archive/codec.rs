@@ -149,6 +149,9 @@ mod tests {
     #[test]
     fn unknown_magic_is_named() {
         let err = detect(&mut io::BufReader::new(&b"PK\x03\x04 zip file"[..])).unwrap_err();
-        assert!(err.to_string().contains("neither zstd, gzip nor tar"), "{err}");
+        assert!(
+            err.to_string().contains("neither zstd, gzip nor tar"),
+            "{err}"
+        );
     }
 }

@@ -59,8 +59,12 @@ pub fn pack<W: Write>(
             .map_err(|_| anyhow!("the directory walker panicked"))?;
         written
     })?;
-    let encoder = builder.into_inner().context("writing the end of the archive")?;
-    let out = encoder.finish().context("finishing the compressed stream")?;
+    let encoder = builder
+        .into_inner()
+        .context("writing the end of the archive")?;
+    let out = encoder
+        .finish()
+        .context("finishing the compressed stream")?;
     Ok((out, stats))
 }
 
@@ -79,7 +83,10 @@ enum ItemKind {
     /// A file read whole.
     SmallFile(Vec<u8>),
     /// A file to stream: too large to hold in memory.
-    LargeFile { path: PathBuf, size: u64 },
+    LargeFile {
+        path: PathBuf,
+        size: u64,
+    },
     Symlink(PathBuf),
     /// A second name of a file already in the archive (GNU tar does the same for files with
     /// several links, so a virtualenv installed by hard links from the uv cache stays small).
@@ -103,10 +110,7 @@ fn walk(plan: &SavePlan, sender: &mpsc::SyncSender<Result<Item>>) {
                     continue;
                 }
                 Ok(entry) => item_for(&root.member_name, &root.absolute, &entry, &mut seen_inodes),
-                Err(e) => Err(anyhow!(e).context(format!(
-                    "walking `{}`",
-                    root.absolute.display()
-                ))),
+                Err(e) => Err(anyhow!(e).context(format!("walking `{}`", root.absolute.display()))),
             };
             let item = match item {
                 Ok(Some(item)) => Ok(item),

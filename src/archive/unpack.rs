@@ -33,23 +33,38 @@ use crate::paths::{RestoreTargets, Roots};
 /// A member that broke one of the rules. The whole archive is refused for it.
 #[derive(Debug, thiserror::Error)]
 pub enum Refusal {
-    #[error("archive member `{member}` resolves to `{destination}`, outside every path being restored")]
-    OutsidePaths { member: String, destination: PathBuf },
+    #[error(
+        "archive member `{member}` resolves to `{destination}`, outside every path being restored"
+    )]
+    OutsidePaths {
+        member: String,
+        destination: PathBuf,
+    },
     #[error("archive member `{member}` would be written through the symlink `{link}`")]
     ThroughSymlink { member: String, link: String },
-    #[error("archive member `{member}` needs `{parent}` to be a directory, but the archive made it a file")]
+    #[error(
+        "archive member `{member}` needs `{parent}` to be a directory, but the archive made it a file"
+    )]
     ParentNotDirectory { member: String, parent: String },
     #[error("archive member `{member}` appears twice")]
     Duplicate { member: String },
-    #[error("archive member `{member}` is a hard link to `{target}`, which is not a regular file extracted earlier from this archive")]
+    #[error(
+        "archive member `{member}` is a hard link to `{target}`, which is not a regular file extracted earlier from this archive"
+    )]
     HardLinkTarget { member: String, target: String },
-    #[error("archive member `{member}` is a {kind}; devices, fifos and other special files are refused")]
+    #[error(
+        "archive member `{member}` is a {kind}; devices, fifos and other special files are refused"
+    )]
     SpecialFile { member: String, kind: String },
     #[error("archive member `{member}` has an empty name")]
     EmptyName { member: String },
-    #[error("restoring archive member `{member}` would write more than the limit of {limit} bytes (`--max-size`); stopped before writing it")]
+    #[error(
+        "restoring archive member `{member}` would write more than the limit of {limit} bytes (`--max-size`); stopped before writing it"
+    )]
     TooLarge { member: String, limit: u64 },
-    #[error("archive member `{member}` would replace `{unit}`, which holds the workspace, the current directory or the home directory")]
+    #[error(
+        "archive member `{member}` would replace `{unit}`, which holds the workspace, the current directory or the home directory"
+    )]
     ProtectedUnit { member: String, unit: PathBuf },
 }
 
@@ -75,7 +90,11 @@ pub struct Unpacked {
 impl Unpacked {
     /// The paths that `commit` will replace.
     pub fn units(&self) -> Vec<PathBuf> {
-        self.staging.units.iter().map(|u| u.target.clone()).collect()
+        self.staging
+            .units
+            .iter()
+            .map(|u| u.target.clone())
+            .collect()
     }
 
     /// Replaces each unit with its staged copy. If one rename fails, those already swapped are
@@ -176,10 +195,7 @@ fn swap_in(unit: &Unit) -> Result<Option<PathBuf>> {
     let target = &unit.target;
     let parent = target.parent().unwrap_or(target);
     let backup = if target.symlink_metadata().is_ok() {
-        let backup = parent.join(format!(
-            ".cache-heal-old-{:016x}",
-            rand::random::<u64>()
-        ));
+        let backup = parent.join(format!(".cache-heal-old-{:016x}", rand::random::<u64>()));
         fs_err::rename(target, &backup)
             .with_context(|| format!("moving the old `{}` aside", target.display()))?;
         Some(backup)
@@ -191,7 +207,10 @@ fn swap_in(unit: &Unit) -> Result<Option<PathBuf>> {
         if let Some(backup) = &backup {
             let _ = std::fs::rename(backup, target);
         }
-        return Err(anyhow!(e).context(format!("moving the restored `{}` into place", target.display())));
+        return Err(anyhow!(e).context(format!(
+            "moving the restored `{}` into place",
+            target.display()
+        )));
     }
     Ok(backup)
 }
@@ -291,7 +310,8 @@ pub fn unpack<R: Read>(
     }
     // Read to the very end so the codec checks its trailer (zstd's checksum) and a store can
     // verify the whole archive's hash: trailing damage must fail the restore too.
-    io::copy(&mut archive.into_inner(), &mut io::sink()).context("reading the end of the archive")?;
+    io::copy(&mut archive.into_inner(), &mut io::sink())
+        .context("reading the end of the archive")?;
     unpacker.finish_links()?;
     Ok(Unpacked {
         files: unpacker.files,
@@ -308,7 +328,10 @@ fn write_jobs(receiver: &Mutex<mpsc::Receiver<Job>>, first_error: &Mutex<Option<
             Err(_) => return,
         };
         if let Err(e) = write_file(&job.path, &mut &job.data[..], job.mode, job.mtime) {
-            first_error.lock().expect("writer error lock").get_or_insert(e);
+            first_error
+                .lock()
+                .expect("writer error lock")
+                .get_or_insert(e);
             return;
         }
     }
@@ -421,7 +444,16 @@ impl Unpacker<'_> {
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 let size = entry.header().size().context("reading a member size")?;
                 let mtime = entry.header().mtime().unwrap_or(0);
-                self.file(&member, &destination, unit, size, file_mode(mode), mtime, &mut entry, sender)
+                self.file(
+                    &member,
+                    &destination,
+                    unit,
+                    size,
+                    file_mode(mode),
+                    mtime,
+                    &mut entry,
+                    sender,
+                )
             }
             tar::EntryType::Symlink => {
                 let target = entry
@@ -466,7 +498,9 @@ impl Unpacker<'_> {
         if destination == self.staging.units[unit].target {
             return Ok(());
         }
-        let parent = destination.parent().expect("a member inside a unit has a parent");
+        let parent = destination
+            .parent()
+            .expect("a member inside a unit has a parent");
         match self.kinds.get(parent) {
             Some(Kind::Directory) => Ok(()),
             Some(Kind::Symlink) => Err(Refusal::ThroughSymlink {
@@ -489,7 +523,13 @@ impl Unpacker<'_> {
         }
     }
 
-    fn directory(&mut self, member: &str, destination: &Path, unit: usize, mode: u32) -> Result<()> {
+    fn directory(
+        &mut self,
+        member: &str,
+        destination: &Path,
+        unit: usize,
+        mode: u32,
+    ) -> Result<()> {
         if !self.claim(member, destination, Kind::Directory)? {
             return Ok(());
         }

@@ -20,7 +20,10 @@ pub fn run(_args: &InspectArgs, global: &GlobalArgs) -> Result<()> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    println!("{:<50} {:<14} {:>10} {:>6} {:>8}", "KEY", "VERSION", "SIZE", "CODEC", "AGE");
+    println!(
+        "{:<50} {:<14} {:>10} {:>6} {:>8}",
+        "KEY", "VERSION", "SIZE", "CODEC", "AGE"
+    );
     for entry in &entries {
         println!(
             "{:<50} {:<14} {:>10} {:>6} {:>8}",

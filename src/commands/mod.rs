@@ -1,6 +1,8 @@
 //! One module per subcommand. Each reads like the flow in DESIGN.md: one call per stage.
 
+pub mod heal;
 pub mod inspect;
+pub mod prune;
 pub mod restore;
 pub mod save;
 

@@ -215,7 +215,11 @@ fn report_lookup(
     global: &GlobalArgs,
 ) -> Result<()> {
     let size = hit.size.map_or("unknown size".to_string(), human_bytes);
-    let verb = if args.dry_run { "Would restore" } else { "Found" };
+    let verb = if args.dry_run {
+        "Would restore"
+    } else {
+        "Found"
+    };
     output::info(&format!(
         "{verb} `{}` ({} match, {size}) into {}",
         hit.matched_key,

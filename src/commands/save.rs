@@ -1,4 +1,4 @@
-//! `cache-heal save`: resolve paths → key and version → reserve → pack into the upload →
+//! `cache-heal save`: resolve paths → key and version → prune uv caches → reserve → pack into the upload →
 //! publish.
 
 use anyhow::{Context, Result};
@@ -21,6 +21,14 @@ pub fn run(args: &SaveArgs, global: &GlobalArgs) -> Result<()> {
     let compression = args.paths.compression;
     let version = key::entry_version(&ctx.inputs.lines, compression);
     let store = open_store(global)?;
+
+    let pruned = if args.no_prune {
+        super::prune::Pruned::default()
+    } else {
+        let roots: Vec<&std::path::Path> =
+            plan.roots.iter().map(|r| r.absolute.as_path()).collect();
+        super::prune::prune_before_save(&roots, args.force)?
+    };
 
     let upload = match store.create(&args.key, &version, compression)? {
         Reservation::Created(upload) => upload,
@@ -60,6 +68,8 @@ pub fn run(args: &SaveArgs, global: &GlobalArgs) -> Result<()> {
             "bytes": size,
             "content_bytes": stats.content_bytes,
             "files": stats.files,
+            "pruned_files": pruned.files,
+            "pruned_bytes": pruned.bytes,
             "seconds": seconds,
         }))?;
     }

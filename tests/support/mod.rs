@@ -53,7 +53,10 @@ impl Sandbox {
         let mut cmd = Command::new(bin());
         cmd.current_dir(self.ws())
             .env("HOME", self.home())
-            .env("CACHE_HEAL_STORE", format!("dir:{}", self.store().display()))
+            .env(
+                "CACHE_HEAL_STORE",
+                format!("dir:{}", self.store().display()),
+            )
             .env_remove("GITHUB_WORKSPACE")
             .env_remove("GITHUB_ACTIONS")
             .env_remove("XDG_CACHE_HOME")
@@ -97,9 +100,17 @@ pub fn stdout_json(out: &Output) -> serde_json::Value {
 /// One node of a tree snapshot.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Node {
-    Dir { mode: u32 },
-    File { mode: u32, size: u64, sha256: String },
-    Symlink { target: PathBuf },
+    Dir {
+        mode: u32,
+    },
+    File {
+        mode: u32,
+        size: u64,
+        sha256: String,
+    },
+    Symlink {
+        target: PathBuf,
+    },
 }
 
 /// Every path below `root` (relative, `/`-separated) with type, mode, size, content hash and
@@ -107,7 +118,10 @@ pub enum Node {
 pub fn snapshot(root: &Path) -> BTreeMap<String, Node> {
     use std::os::unix::fs::PermissionsExt;
     let mut nodes = BTreeMap::new();
-    for entry in walkdir::WalkDir::new(root).follow_links(false).sort_by_file_name() {
+    for entry in walkdir::WalkDir::new(root)
+        .follow_links(false)
+        .sort_by_file_name()
+    {
         let entry = entry.expect("walk");
         let rel = entry
             .path()
@@ -125,8 +139,7 @@ pub fn snapshot(root: &Path) -> BTreeMap<String, Node> {
             Node::Dir { mode }
         } else {
             let mut hasher = Sha256::new();
-            let mut file = std::fs::File::open(entry.path()).unwrap();
-            std::io::copy(&mut file, &mut hasher).unwrap();
+            hasher.update(std::fs::read(entry.path()).unwrap());
             Node::File {
                 mode,
                 size: meta.len(),
@@ -141,10 +154,17 @@ pub fn snapshot(root: &Path) -> BTreeMap<String, Node> {
 /// Asserts two snapshots are equal, naming the first difference.
 pub fn assert_same_tree(expected: &BTreeMap<String, Node>, actual: &BTreeMap<String, Node>) {
     for (path, node) in expected {
-        assert_eq!(Some(node), actual.get(path), "restored tree differs at `{path}`");
+        assert_eq!(
+            Some(node),
+            actual.get(path),
+            "restored tree differs at `{path}`"
+        );
     }
     for path in actual.keys() {
-        assert!(expected.contains_key(path), "restored tree has extra `{path}`");
+        assert!(
+            expected.contains_key(path),
+            "restored tree has extra `{path}`"
+        );
     }
 }
 
@@ -154,6 +174,14 @@ pub fn list_all(dir: &Path) -> Vec<String> {
         .min_depth(1)
         .sort_by_file_name()
         .into_iter()
-        .map(|e| e.unwrap().path().strip_prefix(dir).unwrap().to_string_lossy().into_owned())
+        .map(|e| {
+            e.unwrap()
+                .path()
+                .strip_prefix(dir)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
         .collect()
 }
+pub mod uv;
