@@ -127,10 +127,22 @@ pub struct Index {
 
 impl Index {
     pub fn start(files: &Path, latency_ms: u64) -> Self {
+        Self::start_with(files, latency_ms, false)
+    }
+
+    /// With `html_only`, project pages are PEP 503 HTML whatever the client asks for.
+    pub fn start_with(files: &Path, latency_ms: u64, html_only: bool) -> Self {
         let control = tempfile::tempdir().unwrap();
         let log = control.path().join("requests.log");
-        let mut child = Command::new(python("3.11"))
-            .arg(repo_root().join("tests/support/index_server.py"))
+        let mut child = Command::new(python("3.11"));
+        if html_only {
+            child
+                .arg(repo_root().join("tests/support/index_server.py"))
+                .arg("--html-only");
+        } else {
+            child.arg(repo_root().join("tests/support/index_server.py"));
+        }
+        let mut child = child
             .arg("--files")
             .arg(files)
             .args(["--latency-ms", &latency_ms.to_string()])
