@@ -35,8 +35,10 @@ pip_target() { # DIR SPEC...
 }
 pip_target "$DEPS/uv-0.13.9" uv==0.13.9
 pip_target "$DEPS/uv-0.12.24" uv==0.12.24
-# `packaging.tags` is the reference for our tag lists: 26.x for Python >= 3.8, 21.3 for 3.6/3.7.
+# `packaging.tags` is the reference for our tag lists: 26.x for Python >= 3.10, 25.0 for 3.8/3.9,
+# 21.3 for 3.6/3.7 (the newest each of them can import).
 pip_target "$DEPS/packaging" packaging==26.4
+pip_target "$DEPS/packaging-25" packaging==25.0
 pip_target "$DEPS/packaging-21" packaging==21.3 pyparsing==3.1.4
 # The build backend the local index serves, so that builds need no network at test time.
 if [ ! -e "$DEPS/index-files/.done" ]; then

@@ -1,9 +1,9 @@
 //! The wheel tags an interpreter accepts, in priority order, computed the way
 //! `packaging.tags.sys_tags()` does (packaging `tags.py`, `_manylinux.py`, `_musllinux.py`):
-//! the interpreter's own ABIs (debug `d`, free-threaded `t`, `m` before 3.8), `abi3` (never for
-//! free-threaded builds), `none`, older `abi3` versions, then the `py3x` fallbacks and `any`;
-//! platforms are manylinux down from the running glibc, musllinux down from the running musl,
-//! then `linux_<arch>`; macOS from the running version down, with its binary formats; Windows
+//! the interpreter's own ABIs (debug `d`, free-threaded `t`, `m` before 3.8), `abi3` (`abi3t`
+//! for free-threaded builds), `none`, older `abi3` versions, then the `py3x` fallbacks and
+//! `any`; platforms are `linux_<arch>`, then manylinux down from the running glibc, then
+//! musllinux down from the running musl (packaging 26.3+ order); macOS from the running version down, with its binary formats; Windows
 //! and others use `sysconfig.get_platform()`.
 //!
 //! We compute them in Rust from what [`super::interpreter`] reports instead of importing
@@ -98,7 +98,12 @@ pub fn sys_tags(interp: &Interpreter) -> Vec<Tag> {
             tags.push(Tag::new(version, "none", platform));
         }
     }
-    tags.push(Tag::new(&interpreter, "none", "any"));
+    // packaging names the interpreter here only for CPython (`cp312`) and PyPy (`pp3`).
+    match interpreter_name {
+        "cp" => tags.push(Tag::new(&interpreter, "none", "any")),
+        "pp" => tags.push(Tag::new("pp3", "none", "any")),
+        _ => {}
+    }
     for version in &py_range {
         tags.push(Tag::new(version, "none", "any"));
     }
@@ -114,21 +119,25 @@ fn cpython_tags(interp: &Interpreter, platforms: &[String], tags: &mut Vec<Tag>)
             tags.push(Tag::new(&interpreter, abi, platform));
         }
     }
-    let threaded = abis.first().is_some_and(|a| a.ends_with('t'))
-        || interp.gil_disabled.unwrap_or(0) != 0 && (major, minor) >= (3, 13);
-    let use_abi3 = (major, minor) >= (3, 2) && !threaded;
-    if use_abi3 {
+    // The first ABI decides (packaging `_is_threaded_cpython`): free-threaded builds take
+    // `abi3t` (PEP 803) instead of `abi3`.
+    let threaded = abis
+        .first()
+        .is_some_and(|a| a.trim_start_matches("cp").contains('t'));
+    let stable = if threaded { "abi3t" } else { "abi3" };
+    let use_stable = (major, minor) >= (3, 2);
+    if use_stable {
         for platform in platforms {
-            tags.push(Tag::new(&interpreter, "abi3", platform));
+            tags.push(Tag::new(&interpreter, stable, platform));
         }
     }
     for platform in platforms {
         tags.push(Tag::new(&interpreter, "none", platform));
     }
-    if use_abi3 {
+    if use_stable {
         for older in (2..minor).rev() {
             for platform in platforms {
-                tags.push(Tag::new(&format!("cp{major}{older}"), "abi3", platform));
+                tags.push(Tag::new(&format!("cp{major}{older}"), stable, platform));
             }
         }
     }
@@ -227,7 +236,8 @@ fn linux_platforms(interp: &Interpreter) -> Vec<String> {
     } else {
         vec![arch]
     };
-    let mut out = Vec::new();
+    // Since packaging 26.3 the native `linux_*` tags come first (packaging issue 160).
+    let mut out: Vec<String> = archs.iter().map(|a| format!("linux_{a}")).collect();
     if let Some(glibc) = interp.glibc {
         manylinux_tags(glibc, &archs, &mut out);
     }
@@ -238,7 +248,6 @@ fn linux_platforms(interp: &Interpreter) -> Vec<String> {
             }
         }
     }
-    out.extend(archs.iter().map(|a| format!("linux_{a}")));
     out
 }
 
@@ -351,13 +360,14 @@ fn mac_binary_formats(version: (u32, u32), arch: &str) -> Vec<String> {
     let mut formats = vec![arch.to_string()];
     let extra: &[&str] = match arch {
         "x86_64" if version < (10, 4) => return Vec::new(),
-        "x86_64" => &["intel", "fat64", "fat32"],
+        // packaging 26 spells it `fat3` where 21.x wrote `fat32`; we follow the reference.
+        "x86_64" => &["intel", "fat64", "fat3"],
         "i386" if version < (10, 4) => return Vec::new(),
-        "i386" => &["intel", "fat32", "fat"],
+        "i386" => &["intel", "fat3", "fat"],
         "ppc64" if !((10, 4)..=(10, 5)).contains(&version) => return Vec::new(),
         "ppc64" => &["fat64"],
         "ppc" if version > (10, 6) => return Vec::new(),
-        "ppc" => &["fat32", "fat"],
+        "ppc" => &["fat3", "fat"],
         _ => &[],
     };
     formats.extend(extra.iter().map(|s| s.to_string()));
@@ -399,8 +409,9 @@ mod tests {
     #[test]
     fn free_threaded_builds_get_no_abi3() {
         let tags = sys_tags(&linux((3, 13, 0), true));
-        assert_eq!(tags[0].to_string(), "cp313-cp313t-manylinux_2_36_x86_64");
+        assert_eq!(tags[0].to_string(), "cp313-cp313t-linux_x86_64");
         assert!(!tags.iter().any(|t| t.abi == "abi3"));
+        assert!(tags.iter().any(|t| t.abi == "abi3t"));
         let tags = sys_tags(&linux((3, 13, 0), false));
         assert!(
             tags.iter()
@@ -416,7 +427,7 @@ mod tests {
             .position(|t| t == "manylinux_2_17_x86_64")
             .unwrap();
         assert_eq!(tags[i + 1], "manylinux2014_x86_64");
-        assert_eq!(tags.last().unwrap(), "linux_x86_64");
+        assert_eq!(tags[0], "linux_x86_64");
         assert!(tags.contains(&"manylinux1_x86_64".to_string()));
         assert!(!tags.contains(&"manylinux_2_4_x86_64".to_string()));
     }

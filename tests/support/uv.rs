@@ -69,12 +69,12 @@ pub fn all_pythons() -> Vec<(String, PathBuf)> {
     out
 }
 
-/// `packaging` for one interpreter: 26.x for 3.8+, 21.3 for 3.6 and 3.7.
+/// `packaging` for one interpreter: 26.x for 3.10+, 25.0 for 3.8 and 3.9, 21.3 for 3.6 and 3.7.
 pub fn packaging_path(minor: u32) -> PathBuf {
-    let dir = test_deps().join(if minor >= 8 {
-        "packaging"
-    } else {
-        "packaging-21"
+    let dir = test_deps().join(match minor {
+        10.. => "packaging",
+        8 | 9 => "packaging-25",
+        _ => "packaging-21",
     });
     assert!(
         dir.join("packaging").is_dir(),
