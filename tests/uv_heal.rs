@@ -435,3 +435,52 @@ fn has_src(root: &Path, package: &str) -> bool {
         e.file_name() == "src" && e.path().to_string_lossy().contains(&format!("/{package}/"))
     })
 }
+
+/// `inspect --path` shows buckets, each sdist with its built wheels' tags, and which
+/// sources are missing, before and after a heal.
+#[test]
+fn inspect_shows_sdists_their_wheel_tags_and_missing_sources() {
+    let s = Scenario::new();
+    s.populate();
+    let cache = s.cache();
+    let path = cache.to_str().unwrap();
+    assert!(s.cache_heal(&["prune", "--path", path]).status.success());
+    let cext = |report: &serde_json::Value| {
+        report["sdists"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["package"] == "cext")
+            .cloned()
+            .expect("cext is listed")
+    };
+    let report = stdout_json(&s.sandbox.ok(&["inspect", "--path", path, "--json"]));
+    assert_eq!(report["generation"], "0.13");
+    assert!(
+        report["buckets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b["name"] == "sdists-v11")
+    );
+    assert_eq!(
+        cext(&report)["wheel_tags"],
+        serde_json::json!(["cp311-cp311-linux_x86_64"])
+    );
+    assert_eq!(cext(&report)["source_missing"], true);
+    let text = s.sandbox.ok(&["inspect", "--path", path]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("cext")
+            && text.contains("missing")
+            && text.contains("cp311-cp311-linux_x86_64"),
+        "{text}"
+    );
+    assert!(
+        s.cache_heal(&["heal", "--path", path, "--python", "3.12"])
+            .status
+            .success()
+    );
+    let report = stdout_json(&s.sandbox.ok(&["inspect", "--path", path, "--json"]));
+    assert_eq!(cext(&report)["source_missing"], false);
+}
