@@ -348,13 +348,14 @@ pub fn http_client() -> Result<reqwest::Client> {
         .build()?)
 }
 
-/// Step 3: finds a URL for every need (lock files first, then each index in turn).
+/// Step 3: finds a URL for every need: lock files first, then the project pages of each index,
+/// fetched in parallel (one request per project and index, however many revisions need it).
 pub async fn locate(
     client: &reqwest::Client,
     needs: Vec<Need>,
     sources: &Sources,
 ) -> (Vec<Need>, Vec<(Need, HealError)>) {
-    let mut pages: HashMap<String, Result<Vec<index::IndexFile>, String>> = HashMap::new();
+    let pages = fetch_pages(client, &needs, sources).await;
     let mut located = Vec::new();
     let mut failed = Vec::new();
     for mut need in needs {
@@ -380,26 +381,18 @@ pub async fn locate(
             located.push(need);
             continue;
         }
-        let name = match (&need.sdist.kind, &need.sdist.name) {
-            (ShardKind::Registry, Some(name)) => name.clone(),
-            _ => {
-                failed.push((need, HealError::NotFound {
-                    package,
-                    message: format!("a direct-URL sdist is only found through a lock file, and none lists sha256 {sha256}"),
-                }));
-                continue;
-            }
+        let Some(name) = index_name(&need) else {
+            failed.push((need, HealError::NotFound {
+                package,
+                message: format!(
+                    "a direct-URL sdist is only found through a lock file, and none lists sha256 {sha256}"
+                ),
+            }));
+            continue;
         };
         let mut errors = Vec::new();
         for index_url in &sources.indexes {
-            let key = format!("{index_url}\n{}", normalize_name(&name));
-            if !pages.contains_key(&key) {
-                let fetched = fetch_page(client, index_url, &name)
-                    .await
-                    .map_err(|e| format!("{e:#}"));
-                pages.insert(key.clone(), fetched);
-            }
-            match &pages[&key] {
+            match &pages[&(index_url.clone(), normalize_name(&name))] {
                 Ok(files) => {
                     if let Some(file) = files
                         .iter()
@@ -430,6 +423,53 @@ pub async fn locate(
         }
     }
     (located, failed)
+}
+
+/// The project name to look up on an index: registry shards only, and only when no lock file
+/// already has the archive.
+fn index_name(need: &Need) -> Option<String> {
+    match (&need.sdist.kind, &need.sdist.name) {
+        (ShardKind::Registry, Some(name)) => Some(name.clone()),
+        _ => None,
+    }
+}
+
+type Pages = HashMap<(String, String), Result<Vec<index::IndexFile>, String>>;
+
+/// Every project page some need may have to look at, fetched concurrently.
+async fn fetch_pages(client: &reqwest::Client, needs: &[Need], sources: &Sources) -> Pages {
+    let mut wanted = BTreeSet::new();
+    for need in needs {
+        let in_lock = need
+            .sdist
+            .sha256
+            .as_ref()
+            .is_some_and(|s| sources.locks.contains_key(s));
+        if let (false, Some(name)) = (in_lock, index_name(need)) {
+            for index_url in &sources.indexes {
+                wanted.insert((index_url.clone(), normalize_name(&name)));
+            }
+        }
+    }
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(PARALLEL_DOWNLOADS));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (index_url, name) in wanted {
+        let client = client.clone();
+        let semaphore = semaphore.clone();
+        tasks.spawn(async move {
+            let _permit = semaphore.acquire_owned().await.expect("semaphore open");
+            let result = fetch_page(&client, &index_url, &name)
+                .await
+                .map_err(|e| format!("{e:#}"));
+            ((index_url, name), result)
+        });
+    }
+    let mut pages = Pages::new();
+    while let Some(joined) = tasks.join_next().await {
+        let (key, result) = joined.expect("index page task panicked");
+        pages.insert(key, result);
+    }
+    pages
 }
 
 async fn fetch_page(

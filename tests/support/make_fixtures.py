@@ -6,7 +6,9 @@
 - sdistonly-1.0.tar.gz: a pure package published as an sdist only;
 - cext-1.0.tar.gz: a small C extension, built from source by whoever installs it;
 - urlpkg-1.0.tar.gz: a pure sdist installed by direct URL;
-- with --bench N: benchpkg00..benchpkgNN-1.0.tar.gz, pure sdists for the heal benchmark.
+- with --bench N: benchpkg00..benchpkgNN-1.0.tar.gz, pure sdists;
+- with --bench-ext N: benchext00..-1.0.tar.gz, C extensions for the heal benchmark (their
+  built wheels fit one Python only, so another Python needs every source back).
 The archives are made deterministically (fixed mtimes), so their sha256 is stable per content.
 """
 import base64
@@ -72,17 +74,17 @@ def pure_sdist(out, name, version="1.0"):
     })
 
 
-def cext_sdist(out):
-    name, version = "cext", "1.0"
+def cext_sdist(out, name="cext"):
+    version = "1.0"
     write_sdist(out, name, version, {
         "pyproject.toml": pyproject(name, version),
         "PKG-INFO": pkg_info(name, version),
         "setup.py": (
             "from setuptools import Extension, setup\n"
-            "setup(ext_modules=[Extension('cext._speed', ['cext/_speed.c'])], packages=['cext'])\n"
+            f"setup(ext_modules=[Extension('{name}._speed', ['{name}/_speed.c'])], packages=['{name}'])\n"
         ),
-        "cext/__init__.py": "from ._speed import answer\n",
-        "cext/_speed.c": (
+        f"{name}/__init__.py": "from ._speed import answer\n",
+        f"{name}/_speed.c": (
             "#include <Python.h>\n"
             "static PyObject *answer(PyObject *self, PyObject *args) { return PyLong_FromLong(42); }\n"
             "static PyMethodDef methods[] = {{\"answer\", answer, METH_NOARGS, NULL}, {NULL, NULL, 0, NULL}};\n"
@@ -126,6 +128,10 @@ def main():
         n = int(sys.argv[sys.argv.index("--bench") + 1])
         for i in range(n):
             pure_sdist(out, f"benchpkg{i:02d}")
+    if "--bench-ext" in sys.argv:
+        n = int(sys.argv[sys.argv.index("--bench-ext") + 1])
+        for i in range(n):
+            cext_sdist(out, f"benchext{i:02d}")
 
 
 if __name__ == "__main__":
