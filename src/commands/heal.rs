@@ -167,19 +167,7 @@ fn print_outcome(root: &Path, report: &HealReport, dry_run: bool) {
     for (_, error) in &report.failed {
         output::warn(&format!("{error:#}"));
     }
-    for missing in &report.missing_backends {
-        output::warn(&format!(
-            "An offline build of `{}` needs {}, which the uv cache has no wheel for (`uv cache prune --ci` removes pre-built wheels)\n\nhint: run uv once online with this cache (for example `uv pip install --target <tmp> {}`), or save with `--no-prune`",
-            missing.package,
-            missing
-                .requires
-                .iter()
-                .map(|r| format!("`{r}`"))
-                .collect::<Vec<_>>()
-                .join(", "),
-            missing.requires.join(" "),
-        ));
-    }
+    print_missing_backends(&report.missing_backends);
     if dry_run {
         output::info(&format!(
             "Would heal {} source{} in `{}` for {}",
@@ -197,6 +185,49 @@ fn print_outcome(root: &Path, report: &HealReport, dry_run: bool) {
             root.display(),
             report.targets.join(", "),
             report.seconds,
+        ));
+    }
+}
+
+/// One warning per distinct set of missing build requirements, naming the sources that need it.
+fn print_missing_backends(missing: &[MissingBackend]) {
+    let mut groups: Vec<(&Vec<String>, Vec<&str>)> = Vec::new();
+    for entry in missing {
+        match groups
+            .iter_mut()
+            .find(|(requires, _)| **requires == entry.requires)
+        {
+            Some((_, packages)) => packages.push(&entry.package),
+            None => groups.push((&entry.requires, vec![&entry.package])),
+        }
+    }
+    for (requires, packages) in groups {
+        const SHOWN: usize = 3;
+        let mut who: Vec<String> = packages
+            .iter()
+            .take(SHOWN)
+            .map(|p| format!("`{p}`"))
+            .collect();
+        if packages.len() > SHOWN {
+            who.push(format!("{} more", packages.len() - SHOWN));
+        }
+        let subject = if packages.len() == 1 {
+            format!("An offline build of {} needs", who[0])
+        } else {
+            format!("Offline builds of {} need", who.join(", "))
+        };
+        output::warn(&format!(
+            "{subject} {}, which the uv cache has no wheel for (`uv cache prune --ci` removes pre-built wheels)\n\nhint: run uv once online with this cache (for example `uv pip install --target <tmp> {}`), or save with `--no-prune`",
+            requires
+                .iter()
+                .map(|r| format!("`{r}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            requires
+                .iter()
+                .map(|r| format!("'{r}'"))
+                .collect::<Vec<_>>()
+                .join(" "),
         ));
     }
 }

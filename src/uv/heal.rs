@@ -47,7 +47,7 @@ use crate::python::tags::Tags;
 use crate::python::wheel::WheelFilename;
 
 /// How many archives are downloaded at once.
-pub const PARALLEL_DOWNLOADS: usize = 16;
+pub const PARALLEL_DOWNLOADS: usize = 32;
 /// Attempts per download or index page (uv retries three times too).
 pub const ATTEMPTS: u32 = 3;
 

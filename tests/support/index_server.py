@@ -134,6 +134,8 @@ def main():
                 return self.send(200, data, "application/octet-stream")
             return self.send(404, b"not found", "text/plain")
 
+    # The default backlog of 5 drops connections when a client opens dozens at once.
+    ThreadingHTTPServer.request_queue_size = 256
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     print(f"PORT {server.server_address[1]}", flush=True)
