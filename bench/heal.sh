@@ -76,16 +76,24 @@ mv "$B/p-uv" "$B/pruned"; rm -rf "$B/p-ch"
 echo "==> heal with ${LATENCY} ms added per request"
 echo "$LATENCY" >"$B/control/latency_ms"
 files_count() { grep -c ' /files/' "$B/requests.log" || true; }
+# Seconds from the first to the last sdist request after line $1 of the log, plus one latency:
+# how long the archives took to come in, however they were interleaved with builds.
+sdist_span() {
+  tail -n +"$(( $1 + 1 ))" "$B/requests.log" | grep ' /files/.*\.tar\.gz' | awk -v lat="$LATENCY" \
+    'NR==1 {first=$3} {last=$3} END {if (NR) printf "%.3f", last - first + lat/1000; else print "0"}'
+}
+lines() { wc -l <"$B/requests.log"; }
 
 t0=$(now); curl -s -o /dev/null "http://127.0.0.1:$PORT/files/benchext00-1.0.tar.gz"; t1=$(now)
 ONE=$(elapsed "$t0" "$t1")
 
 cp -a "$B/pruned" "$B/h-index"
-before=$(files_count); t0=$(now)
+before=$(files_count); start_line=$(lines); t0=$(now)
 "$CH" -q heal --path "$B/h-index" --python "$PY312" --index-url "$INDEX"
 t1=$(now); HEAL_INDEX=$(elapsed "$t0" "$t1"); HEAL_INDEX_FILES=$(( $(files_count) - before ))
+HEAL_SPAN=$(sdist_span "$start_line")
 
-HEAL_LOCK=n/a
+HEAL_LOCK=0
 if [ -s "$B/pylock.toml" ]; then
   cp -a "$B/pruned" "$B/h-lock"
   t0=$(now)
@@ -95,9 +103,10 @@ fi
 
 cp -a "$B/pruned" "$B/lazy"
 UV_CACHE_DIR="$B/lazy" "$UV" venv -q -p "$PY312" "$B/v312-lazy"
-before=$(files_count); t0=$(now)
+before=$(files_count); start_line=$(lines); t0=$(now)
 UV_CACHE_DIR="$B/lazy" "$UV" pip install -q -p "$B/v312-lazy/bin/python" -r "$B/requirements.in"
 t1=$(now); UV_LAZY=$(elapsed "$t0" "$t1"); UV_LAZY_FILES=$(( $(files_count) - before ))
+UV_LAZY_SPAN=$(sdist_span "$start_line")
 
 UV_CACHE_DIR="$B/h-index" "$UV" venv -q -p "$PY312" "$B/v312-healed"
 before=$(files_count); t0=$(now)
@@ -110,7 +119,9 @@ printf '%-58s %.3f  (%s)\n' "cache-heal prune (median of 5)" "$PRUNE_CH" "$PRUNE
 printf '%-58s %.3f\n' "one sdist download at ${LATENCY} ms latency (curl)" "$ONE"
 printf '%-58s %.3f\n' "  x $N, if downloaded one after another" "$(echo "$ONE * $N" | bc -l)"
 printf '%-58s %.3f  (%s archives)\n' "cache-heal heal, URLs from the index pages" "$HEAL_INDEX" "$HEAL_INDEX_FILES"
-printf '%-58s %s\n' "cache-heal heal, URLs from pylock.toml" "$HEAL_LOCK"
+printf '%-58s %s\n' "  first to last archive request, plus one latency" "$HEAL_SPAN"
+printf '%-58s %.3f\n' "cache-heal heal, URLs from pylock.toml" "$HEAL_LOCK"
 printf '%-58s %.3f  (%s archives re-downloaded)\n' "uv pip install on 3.12, pruned cache (lazy heal + builds)" "$UV_LAZY" "$UV_LAZY_FILES"
+printf '%-58s %s\n' "  first to last sdist request, plus one latency" "$UV_LAZY_SPAN"
 printf '%-58s %.3f  (%s downloads)\n' "uv pip install on 3.12, healed cache (builds only)" "$UV_HEALED" "$UV_HEALED_SDISTS"
 printf '%-58s %.3f\n' "  => uv's lazy re-download costs about" "$(echo "$UV_LAZY - $UV_HEALED" | bc -l)"

@@ -28,23 +28,23 @@
 //! of those projects have no wheel left in the cache: run uv once online (for example
 //! `uv pip install --target <tmp> setuptools`) to have uv cache them, or save with `--no-prune`.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeSet, HashMap};
-use std::io::{Read, Write};
-use std::path::{Component, Path, PathBuf};
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::layout::{BucketKind, Generation, Layout};
 use super::lock;
 use super::revision::{self, METADATA, REVISION_HTTP, Revision};
-use crate::python::index;
 use crate::python::interpreter::Interpreter;
 use crate::python::lockfile::BySha256;
 use crate::python::normalize_name;
 use crate::python::tags::Tags;
 use crate::python::wheel::WheelFilename;
+use crate::python::{index, sdist};
 
 /// How many archives are downloaded at once.
 pub const PARALLEL_DOWNLOADS: usize = 32;
@@ -640,7 +640,7 @@ fn install_source(
         .split(['?', '#'])
         .next()
         .unwrap_or("");
-    unpack_sdist(archive.path(), filename, staging.path())
+    sdist::unpack(archive.path(), filename, staging.path())
         .with_context(|| format!("unpacking `{filename}`"))?;
     let _shard_lock = lock::lock_shard(&sdist.shard)?;
     let src = rev_dir.join("src");
@@ -648,117 +648,6 @@ fn install_source(
         return Ok(());
     }
     fs_err::rename(staging.keep(), &src)?;
-    Ok(())
-}
-
-/// Unpacks a `.tar.gz` (or `.tgz`, `.tar`) sdist with its top directory stripped. Members must
-/// be plain relative paths; links may not leave the tree; devices and fifos are refused.
-pub fn unpack_sdist(archive: &Path, filename: &str, dest: &Path) -> Result<()> {
-    let file = fs_err::File::open(archive)?;
-    let reader: Box<dyn Read> = if filename.ends_with(".tar.gz") || filename.ends_with(".tgz") {
-        Box::new(flate2::read::MultiGzDecoder::new(std::io::BufReader::new(
-            file,
-        )))
-    } else if filename.ends_with(".tar") {
-        Box::new(std::io::BufReader::new(file))
-    } else {
-        bail!(
-            "`{filename}` is not a source archive format heal can unpack (`.tar.gz`, `.tgz`, `.tar`)"
-        );
-    };
-    let mut tar = tar::Archive::new(reader);
-    let mut links = Vec::new();
-    for entry in tar.entries()? {
-        let mut entry = entry?;
-        let path = entry.path()?.into_owned();
-        let Some(relative) = strip_top(&path)? else {
-            continue;
-        };
-        let target = dest.join(&relative);
-        let kind = entry.header().entry_type();
-        if kind.is_dir() {
-            fs_err::create_dir_all(&target)?;
-        } else if kind.is_file() || kind == tar::EntryType::Continuous {
-            if let Some(parent) = target.parent() {
-                fs_err::create_dir_all(parent)?;
-            }
-            let mode = entry.header().mode().unwrap_or(0o644);
-            let mut out = fs_err::File::create(&target)?;
-            std::io::copy(&mut entry, &mut out)?;
-            set_mode(&target, mode)?;
-        } else if kind.is_symlink() {
-            let link = entry
-                .link_name()?
-                .context("a symlink without a target")?
-                .into_owned();
-            let resolved =
-                crate::paths::normalize(&relative.parent().unwrap_or(Path::new("")).join(&link));
-            if link.is_absolute()
-                || resolved.components().next() == Some(Component::ParentDir)
-                || resolved.starts_with("..")
-            {
-                bail!("member `{}` links outside the source tree", path.display());
-            }
-            links.push((target, link));
-        } else if matches!(
-            kind,
-            tar::EntryType::XGlobalHeader
-                | tar::EntryType::XHeader
-                | tar::EntryType::GNULongName
-                | tar::EntryType::GNULongLink
-        ) {
-            continue;
-        } else {
-            bail!(
-                "member `{}` is a {kind:?}, which a source archive has no business holding",
-                path.display()
-            );
-        }
-    }
-    // Links last, so nothing above is ever written through one.
-    for (target, link) in links {
-        if let Some(parent) = target.parent() {
-            fs_err::create_dir_all(parent)?;
-        }
-        #[cfg(unix)]
-        std::os::unix::fs::symlink(&link, &target)
-            .with_context(|| format!("creating the symlink `{}`", target.display()))?;
-    }
-    Ok(())
-}
-
-/// `pkg-1.0/src/x.py` → `src/x.py`; `pkg-1.0/` itself → `None`. Refuses `..` and absolute names.
-fn strip_top(path: &Path) -> Result<Option<PathBuf>> {
-    let mut components = path.components().filter(|c| *c != Component::CurDir);
-    match components.next() {
-        Some(Component::Normal(_)) => {}
-        _ => bail!(
-            "member `{}` is not a relative path inside the archive",
-            path.display()
-        ),
-    }
-    let mut rest = PathBuf::new();
-    for component in components {
-        match component {
-            Component::Normal(part) => rest.push(part),
-            _ => bail!("member `{}` is not a plain relative path", path.display()),
-        }
-    }
-    Ok((!rest.as_os_str().is_empty()).then_some(rest))
-}
-
-#[cfg(unix)]
-fn set_mode(path: &Path, mode: u32) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    fs_err::set_permissions(
-        path,
-        std::fs::Permissions::from_mode((mode & 0o777) | 0o600),
-    )?;
-    Ok(())
-}
-
-#[cfg(not(unix))]
-fn set_mode(_path: &Path, _mode: u32) -> Result<()> {
     Ok(())
 }
 
@@ -844,17 +733,6 @@ fn cached_wheel_projects(layout: &Layout) -> BTreeSet<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn members_lose_their_top_directory() {
-        assert_eq!(
-            strip_top(Path::new("pkg-1.0/a/b.py")).unwrap(),
-            Some(PathBuf::from("a/b.py"))
-        );
-        assert_eq!(strip_top(Path::new("pkg-1.0/")).unwrap(), None);
-        assert!(strip_top(Path::new("pkg-1.0/../../x")).is_err());
-        assert!(strip_top(Path::new("/etc/passwd")).is_err());
-    }
 
     #[test]
     fn requirement_names() {

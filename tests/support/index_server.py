@@ -12,7 +12,7 @@ Switches, read on every request from the --control directory, so a test flips th
 restart: a file `tamper` makes /files/ serve other bytes for sdists (same name, same listed
 hash: a compromised file host); a file `latency_ms` overrides --latency-ms.
 
-It binds port 0, prints `PORT <n>` on stdout, logs `GET <path>` lines to --log, and exits by
+It binds port 0, prints `PORT <n>` on stdout, logs `GET <path> <unix time>` lines to --log, and exits by
 itself when its parent dies, its stdin closes, or after --max-seconds.
 """
 import argparse
@@ -93,7 +93,7 @@ def main():
         def do_GET(self):
             if args.log:
                 with log_lock, open(args.log, "a") as f:
-                    f.write(f"{self.command} {self.path}\n")
+                    f.write(f"{self.command} {self.path} {time.time():.3f}\n")
             delay = latency()
             if delay:
                 time.sleep(delay / 1000)
