@@ -41,7 +41,7 @@ impl HealReport {
                 "sha256": n.sdist.sha256,
                 "lacking": n.lacking,
                 "bytes": n.source.as_ref().and_then(|s| s.size).or(n.sdist.size),
-                "url": n.source.as_ref().map(|s| &s.url),
+                "url": n.source.as_ref().map(|s| crate::python::index::redact(&s.url)),
                 "origin": n.source.as_ref().map(|s| &s.origin),
             })
         };
@@ -157,7 +157,7 @@ fn print_plan(located: &[Need]) {
                 .or(need.sdist.size)
                 .map_or("size unknown".into(), human_bytes),
             need.lacking.join(", "),
-            source.url,
+            crate::python::index::redact(&source.url),
             source.origin,
         ));
     }

@@ -30,21 +30,38 @@ pub fn project_url(index: &str, name: &str) -> Result<Url> {
     Ok(base.join(&format!("{}/", normalize_name(name)))?)
 }
 
-/// Fetches a project page and lists its files.
+/// A URL fit for messages: credentials in it are masked (`https://****@host/…`), as uv's
+/// `DisplaySafeUrl` does, so an index token never reaches a log line.
+pub fn redact(url: &str) -> String {
+    match Url::parse(url) {
+        Ok(mut parsed) if !parsed.username().is_empty() || parsed.password().is_some() => {
+            let _ = parsed.set_password(None);
+            let _ = parsed.set_username("****");
+            parsed.to_string()
+        }
+        Ok(_) => url.to_string(),
+        Err(_) => "<not a URL>".to_string(),
+    }
+}
+
+/// Fetches a project page and lists its files. Errors carry no URL (it may hold credentials);
+/// callers name the page with [`redact`].
 pub async fn list_files(client: &reqwest::Client, page: &Url) -> Result<Vec<IndexFile>> {
     let response = client
         .get(page.clone())
         .header(reqwest::header::ACCEPT, ACCEPT)
         .send()
-        .await?
-        .error_for_status()?;
+        .await
+        .map_err(reqwest::Error::without_url)?
+        .error_for_status()
+        .map_err(reqwest::Error::without_url)?;
     let url = response.url().clone();
     let json = response
         .headers()
         .get(reqwest::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("json"));
-    let body = response.text().await?;
+    let body = response.text().await.map_err(reqwest::Error::without_url)?;
     if json {
         parse_json(&body, &url)
     } else {
@@ -193,6 +210,22 @@ mod tests {
         let files = parse_json(body, &page).unwrap();
         assert_eq!(files[0].url, "http://127.0.0.1:1/files/docopt-0.6.2.tar.gz");
         assert_eq!(files[0].size, Some(12));
+    }
+
+    #[test]
+    fn credentials_never_show() {
+        assert_eq!(
+            redact("https://user:s3cret@idx.example/simple/"),
+            "https://****@idx.example/simple/"
+        );
+        assert_eq!(
+            redact("https://tok@idx.example/"),
+            "https://****@idx.example/"
+        );
+        assert_eq!(
+            redact("http://127.0.0.1:1/simple"),
+            "http://127.0.0.1:1/simple"
+        );
     }
 
     #[test]

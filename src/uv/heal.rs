@@ -400,12 +400,15 @@ pub async fn locate(
                     {
                         need.source = Some(Located {
                             url: file.url.clone(),
-                            origin: format!("index `{index_url}`"),
+                            origin: format!("index `{}`", index::redact(index_url)),
                             size: file.size.or(need.sdist.size),
                         });
                         break;
                     }
-                    errors.push(format!("`{index_url}` lists no file with sha256 {sha256}"));
+                    errors.push(format!(
+                        "`{}` lists no file with sha256 {sha256}",
+                        index::redact(index_url)
+                    ));
                 }
                 Err(error) => errors.push(error.clone()),
             }
@@ -486,7 +489,12 @@ async fn fetch_page(
                 last = Some(error);
                 tokio::time::sleep(backoff(attempt)).await;
             }
-            Err(error) => return Err(error.context(format!("reading the index page `{page}`"))),
+            Err(error) => {
+                return Err(error.context(format!(
+                    "reading the index page `{}`",
+                    index::redact(page.as_str())
+                )));
+            }
         }
     }
     Err(last.expect("at least one attempt").context(format!(
@@ -558,7 +566,7 @@ async fn heal_one(client: &reqwest::Client, need: &Need) -> Result<u64, HealErro
             Err(error) if is_transient(&error) => {
                 return Err(HealError::Unreachable {
                     package,
-                    url: source.url.clone(),
+                    url: index::redact(&source.url),
                     attempts: ATTEMPTS,
                     source: error,
                 });
@@ -566,7 +574,7 @@ async fn heal_one(client: &reqwest::Client, need: &Need) -> Result<u64, HealErro
             Err(error) => {
                 return Err(HealError::Other {
                     package,
-                    source: error,
+                    source: error.context(format!("downloading `{}`", index::redact(&source.url))),
                 });
             }
         }
@@ -576,7 +584,7 @@ async fn heal_one(client: &reqwest::Client, need: &Need) -> Result<u64, HealErro
             package,
             expected,
             actual,
-            url: source.url.clone(),
+            url: index::redact(&source.url),
         });
     }
     if let Some(recorded) = need.sdist.size
@@ -586,7 +594,7 @@ async fn heal_one(client: &reqwest::Client, need: &Need) -> Result<u64, HealErro
             package,
             expected: recorded,
             actual: size,
-            url: source.url.clone(),
+            url: index::redact(&source.url),
         });
     }
     let sdist = need.sdist.clone();
@@ -606,12 +614,22 @@ async fn download(
     client: &reqwest::Client,
     url: &str,
 ) -> Result<(tempfile::NamedTempFile, u64, String)> {
-    let mut response = client.get(url).send().await?.error_for_status()?;
+    let mut response = client
+        .get(url)
+        .send()
+        .await
+        .map_err(reqwest::Error::without_url)?
+        .error_for_status()
+        .map_err(reqwest::Error::without_url)?;
     let mut file =
         tempfile::NamedTempFile::new().context("creating a temporary file for a download")?;
     let mut hasher = Sha256::new();
     let mut size = 0u64;
-    while let Some(chunk) = response.chunk().await? {
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(reqwest::Error::without_url)?
+    {
         hasher.update(&chunk);
         size += chunk.len() as u64;
         file.write_all(&chunk)?;
