@@ -36,9 +36,12 @@ rm -rf "$B"; mkdir -p "$B/control"
 "$PY311" tests/support/make_fixtures.py "$B/files" --bench-ext "$N"
 cp .test-deps/index-files/*.whl "$B/files/"
 
-# The index stops when this script ends (the trap), or by itself when its parent is gone.
+# The index's stdin is a fifo (no helper process to outlive us); it stops through the trap when
+# this script ends, or by itself once its parent is gone.
+mkfifo "$B/index-stdin"
+exec 3<>"$B/index-stdin"
 "$PY311" tests/support/index_server.py --files "$B/files" --control "$B/control" \
-  --log "$B/requests.log" >"$B/port" < <(sleep 7200) &
+  --log "$B/requests.log" >"$B/port" <&3 &
 INDEX_PID=$!
 trap 'kill $INDEX_PID 2>/dev/null || true' EXIT
 for _ in $(seq 100); do [ -s "$B/port" ] && break; sleep 0.1; done
