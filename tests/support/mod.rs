@@ -138,12 +138,11 @@ pub fn snapshot(root: &Path) -> BTreeMap<String, Node> {
         } else if meta.is_dir() {
             Node::Dir { mode }
         } else {
-            let mut hasher = Sha256::new();
-            hasher.update(std::fs::read(entry.path()).unwrap());
+            let data = std::fs::read(entry.path()).unwrap();
             Node::File {
                 mode,
                 size: meta.len(),
-                sha256: hex::encode(hasher.finalize()),
+                sha256: hex::encode(Sha256::digest(&data)),
             }
         };
         nodes.insert(if rel.is_empty() { ".".into() } else { rel }, node);
