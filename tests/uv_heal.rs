@@ -484,3 +484,33 @@ fn inspect_shows_sdists_their_wheel_tags_and_missing_sources() {
     let report = stdout_json(&s.sandbox.ok(&["inspect", "--path", path, "--json"]));
     assert_eq!(cext(&report)["source_missing"], false);
 }
+
+/// An old-style `.zip` sdist is healed too, its top directory stripped like uv does it.
+#[test]
+fn heal_unpacks_zip_sdists() {
+    let s = Scenario::new();
+    let python = s.venv("3.11");
+    uv::check(
+        s.uv()
+            .args(["pip", "install", "-p"])
+            .arg(python)
+            .arg("zipext==1.0"),
+    );
+    let cache = s.cache();
+    let path = cache.to_str().unwrap();
+    assert!(s.cache_heal(&["prune", "--path", path]).status.success());
+    assert!(!has_src(&cache, "zipext"));
+    let out = s.cache_heal(&["heal", "--path", path, "--python", "3.12", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout_json(&out)["healed"][0]["package"], "zipext");
+    let setup = walkdir::WalkDir::new(&cache)
+        .into_iter()
+        .flatten()
+        .find(|e| e.file_name() == "setup.py" && e.path().to_string_lossy().contains("/zipext/"))
+        .expect("zipext's setup.py in a healed src/");
+    assert!(
+        setup.path().parent().unwrap().ends_with("src"),
+        "top directory not stripped: {}",
+        setup.path().display()
+    );
+}

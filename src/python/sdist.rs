@@ -8,9 +8,13 @@ use anyhow::{Context, Result, bail};
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 
-/// Unpacks a `.tar.gz` (or `.tgz`, `.tar`) sdist with its top directory stripped. Members must
-/// be plain relative paths; links may not leave the tree; devices and fifos are refused.
+/// Unpacks a `.tar.gz` (or `.tgz`, `.tar`, `.zip`) sdist with its top directory stripped.
+/// Members must be plain relative paths; links may not leave the tree; devices and fifos are
+/// refused.
 pub fn unpack(archive: &Path, filename: &str, dest: &Path) -> Result<()> {
+    if filename.ends_with(".zip") {
+        return unpack_zip(archive, dest);
+    }
     let file = fs_err::File::open(archive)?;
     let reader: Box<dyn Read> = if filename.ends_with(".tar.gz") || filename.ends_with(".tgz") {
         Box::new(flate2::read::MultiGzDecoder::new(std::io::BufReader::new(
@@ -20,7 +24,7 @@ pub fn unpack(archive: &Path, filename: &str, dest: &Path) -> Result<()> {
         Box::new(std::io::BufReader::new(file))
     } else {
         bail!(
-            "`{filename}` is not a source archive format heal can unpack (`.tar.gz`, `.tgz`, `.tar`)"
+            "`{filename}` is not a source archive format heal can unpack (`.tar.gz`, `.tgz`, `.tar`, `.zip`)"
         );
     };
     let mut tar = tar::Archive::new(reader);
@@ -75,6 +79,33 @@ pub fn unpack(archive: &Path, filename: &str, dest: &Path) -> Result<()> {
         #[cfg(unix)]
         std::os::unix::fs::symlink(&link, &target)
             .with_context(|| format!("creating the symlink `{}`", target.display()))?;
+    }
+    Ok(())
+}
+
+/// Old sdists are zip files (PyPI still serves many). Symlinks are refused: no build needs them.
+fn unpack_zip(archive: &Path, dest: &Path) -> Result<()> {
+    let file = fs_err::File::open(archive)?;
+    let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file))?;
+    for index in 0..zip.len() {
+        let mut entry = zip.by_index(index)?;
+        let name = entry.name()?.into_owned();
+        let Some(relative) = strip_top(Path::new(&name))? else {
+            continue;
+        };
+        let target = dest.join(&relative);
+        if entry.is_symlink() {
+            bail!("member `{name}` is a symlink, which heal does not unpack from zip sdists");
+        } else if entry.is_dir() {
+            fs_err::create_dir_all(&target)?;
+        } else {
+            if let Some(parent) = target.parent() {
+                fs_err::create_dir_all(parent)?;
+            }
+            let mut out = fs_err::File::create(&target)?;
+            std::io::copy(&mut entry, &mut out)?;
+            set_mode(&target, entry.unix_mode().unwrap_or(0o644))?;
+        }
     }
     Ok(())
 }
@@ -135,6 +166,34 @@ fn set_mode(_path: &Path, _mode: u32) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn zip_sdists_lose_their_top_directory() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let archive = dir.path().join("pkg-1.0.zip");
+        let mut zip = zip::ZipWriter::new(fs_err::File::create(&archive).unwrap());
+        let options = zip::write::SimpleFileOptions::default();
+        zip.add_directory("pkg-1.0/", options).unwrap();
+        zip.start_file("pkg-1.0/setup.py", options).unwrap();
+        zip.write_all(b"print('hi')").unwrap();
+        zip.start_file("pkg-1.0/pkg/__init__.py", options).unwrap();
+        zip.finish().unwrap();
+        let dest = dir.path().join("src");
+        unpack(&archive, "pkg-1.0.zip", &dest).unwrap();
+        assert_eq!(
+            fs_err::read_to_string(dest.join("setup.py")).unwrap(),
+            "print('hi')"
+        );
+        assert!(dest.join("pkg/__init__.py").is_file());
+
+        let evil = dir.path().join("evil-1.0.zip");
+        let mut zip = zip::ZipWriter::new(fs_err::File::create(&evil).unwrap());
+        zip.start_file("evil-1.0/../../escape", options).unwrap();
+        zip.finish().unwrap();
+        assert!(unpack(&evil, "evil-1.0.zip", &dir.path().join("e")).is_err());
+        assert!(!dir.path().join("escape").exists());
+    }
 
     #[test]
     fn links_may_not_leave_the_tree() {

@@ -6,6 +6,7 @@
 - sdistonly-1.0.tar.gz: a pure package published as an sdist only;
 - cext-1.0.tar.gz: a small C extension, built from source by whoever installs it;
 - urlpkg-1.0.tar.gz: a pure sdist installed by direct URL;
+- zipext-1.0.zip: a C extension published as an old-style zip sdist;
 - with --bench N: benchpkg00..benchpkgNN-1.0.tar.gz, pure sdists;
 - with --bench-ext N: benchext00..-1.0.tar.gz, C extensions for the heal benchmark (their
   built wheels fit one Python only, so another Python needs every source back).
@@ -74,9 +75,8 @@ def pure_sdist(out, name, version="1.0"):
     })
 
 
-def cext_sdist(out, name="cext"):
-    version = "1.0"
-    write_sdist(out, name, version, {
+def cext_files(name, version):
+    return {
         "pyproject.toml": pyproject(name, version),
         "PKG-INFO": pkg_info(name, version),
         "setup.py": (
@@ -91,7 +91,21 @@ def cext_sdist(out, name="cext"):
             "static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, \"_speed\", NULL, -1, methods};\n"
             "PyMODINIT_FUNC PyInit__speed(void) { return PyModule_Create(&module); }\n"
         ),
-    })
+    }
+
+
+def cext_sdist(out, name="cext"):
+    write_sdist(out, name, "1.0", cext_files(name, "1.0"))
+
+
+def zip_sdist(out, name, version, files):
+    """An old-style sdist: a zip with the same `<name>-<version>/` top directory."""
+    path = os.path.join(out, f"{name}-{version}.zip")
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for rel in sorted(files):
+            info = zipfile.ZipInfo(f"{name}-{version}/{rel}", date_time=(2023, 11, 14, 0, 0, 0))
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, files[rel])
 
 
 def pure_wheel(out):
@@ -124,6 +138,7 @@ def main():
     pure_sdist(out, "sdistonly")
     pure_sdist(out, "urlpkg")
     cext_sdist(out)
+    zip_sdist(out, "zipext", "1.0", cext_files("zipext", "1.0"))
     if "--bench" in sys.argv:
         n = int(sys.argv[sys.argv.index("--bench") + 1])
         for i in range(n):
