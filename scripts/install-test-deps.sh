@@ -52,3 +52,33 @@ if ! cmp -s tests/node/package-lock.json tests/node/node_modules/.cache-heal-ins
   npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
   cp tests/node/package-lock.json tests/node/node_modules/.cache-heal-installed-lock
 fi
+
+# uv itself, for the prune/heal tests: the current layout (0.13.x: `sdists-v11`, `wheels-v8`)
+# and the previous one (0.12.x: `sdists-v9`, `wheels-v6`). Python tools (uv, packaging, the
+# setuptools wheel the local test index serves) go into `.test-deps/`, which git ignores.
+DEPS=.test-deps
+PY="${CACHE_HEAL_TEST_PYTHON:-$(command -v python3)}"
+pip_target() { # DIR SPEC...
+  local dir="$1"; shift
+  if [ ! -e "$dir/.done" ]; then
+    echo "==> pip install --target $dir $*"
+    rm -rf "$dir"
+    "$PY" -m pip install -q --disable-pip-version-check --no-deps --target "$dir" "$@"
+    touch "$dir/.done"
+  fi
+}
+pip_target "$DEPS/uv-0.13.9" uv==0.13.9
+pip_target "$DEPS/uv-0.12.24" uv==0.12.24
+# `packaging.tags` is the reference for our tag lists: 26.x for Python >= 3.10, 25.0 for 3.8/3.9,
+# 21.3 for 3.6/3.7 (the newest each of them can import).
+pip_target "$DEPS/packaging" packaging==26.4
+pip_target "$DEPS/packaging-25" packaging==25.0
+pip_target "$DEPS/packaging-21" packaging==21.3 pyparsing==3.1.4
+# The build backend the local index serves, so that builds need no network at test time.
+if [ ! -e "$DEPS/index-files/.done" ]; then
+  echo "==> pip download setuptools into $DEPS/index-files"
+  mkdir -p "$DEPS/index-files"
+  "$PY" -m pip download -q --disable-pip-version-check --no-deps --only-binary :all: \
+    -d "$DEPS/index-files" setuptools==80.9.0
+  touch "$DEPS/index-files/.done"
+fi

@@ -60,10 +60,14 @@ pub enum Command {
     Save(SaveArgs),
     /// Find the entry for a key (or a restore key) and restore it into its paths.
     Restore(RestoreArgs),
-    /// List the entries in a store.
+    /// List the entries in a store, or with `--path`, what a uv cache holds.
     Inspect(InspectArgs),
     /// Print the automatic key and restore keys for this project, and what went into them.
     Key(KeyArgs),
+    /// Prune a uv cache to wheels built from source, as `uv cache prune --ci` does.
+    Prune(PruneArgs),
+    /// Re-create the sources a uv cache lacks for the interpreters about to use it.
+    Heal(HealArgs),
 }
 
 /// The path inputs and how member names are made; shared by save and restore so that both
@@ -100,6 +104,18 @@ pub struct SaveArgs {
     /// GitHub Actions, where the restore step leaves it under `RUNNER_TEMP`).
     #[arg(long, env = env::CACHE_HEAL_KEY)]
     pub key: Option<String>,
+
+    /// Save uv caches as they are, without pruning them first.
+    ///
+    /// By default, every saved path that is a uv cache is pruned to what `uv cache prune --ci`
+    /// keeps (wheels built from source and their metadata) before it is archived: pre-built
+    /// wheels are faster to download again than to restore.
+    #[arg(long, env = env::CACHE_HEAL_NO_PRUNE)]
+    pub no_prune: bool,
+
+    /// Prune without waiting for uv's cache lock.
+    #[arg(long, env = env::CACHE_HEAL_FORCE)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -143,10 +159,82 @@ pub struct RestoreArgs {
     /// (a pull request) must not reach a job that publishes or holds the repository's secrets.
     #[arg(long, env = env::CACHE_HEAL_ALLOW_UNTRUSTED_EVENT)]
     pub allow_untrusted_event: bool,
+    /// Restore uv caches without healing them.
+    ///
+    /// By default, after a successful restore, every restored path that is a uv cache is
+    /// healed for the target interpreters (see `cache-heal heal`). A failed heal is reported
+    /// but does not fail the restore.
+    #[arg(long, env = env::CACHE_HEAL_NO_HEAL)]
+    pub no_heal: bool,
+
+    #[command(flatten)]
+    pub heal: HealTargets,
 }
 
 #[derive(Debug, Args)]
-pub struct InspectArgs {}
+pub struct InspectArgs {
+    /// Show what the uv cache at this path holds instead of listing store entries: buckets
+    /// and sizes, sdists with the tags of their built wheels, missing sources.
+    #[arg(long, env = env::CACHE_HEAL_UV_CACHE, value_name = "DIR")]
+    pub path: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// The uv cache to prune (what `uv cache dir` prints).
+    #[arg(long, env = env::CACHE_HEAL_UV_CACHE, value_name = "DIR")]
+    pub path: PathBuf,
+
+    /// List what would be removed and change nothing.
+    #[arg(long, env = env::CACHE_HEAL_DRY_RUN)]
+    pub dry_run: bool,
+
+    /// Do not wait for uv's cache lock.
+    ///
+    /// By default prune holds `<cache>/.lock` exclusively, as `uv cache prune` does, and waits
+    /// while a uv process uses the cache.
+    #[arg(long, env = env::CACHE_HEAL_FORCE)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct HealArgs {
+    /// The uv cache to heal (what `uv cache dir` prints).
+    #[arg(long, env = env::CACHE_HEAL_UV_CACHE, value_name = "DIR")]
+    pub path: PathBuf,
+
+    /// Print the plan (package, version, targets lacking a wheel, bytes to fetch, where the
+    /// URL came from) and change nothing.
+    #[arg(long, env = env::CACHE_HEAL_DRY_RUN)]
+    pub dry_run: bool,
+
+    #[command(flatten)]
+    pub targets: HealTargets,
+}
+
+/// Who the cache is healed for and where sources come from; shared by `heal` and `restore`.
+#[derive(Clone, Debug, Args)]
+pub struct HealTargets {
+    /// An interpreter the cache is healed for: a version (`3.12`, found as `python3.12` on
+    /// `PATH` or in pyenv) or a path; repeatable, or newline-separated.
+    ///
+    /// By default `UV_PYTHON` if it is set, else `python3` on `PATH`.
+    #[arg(long = "python", env = env::CACHE_HEAL_PYTHON, value_name = "PYTHON")]
+    pub pythons: Vec<String>,
+
+    /// A `uv.lock` or `pylock.toml` to take sdist URLs from (matched by sha256); repeatable.
+    ///
+    /// By default `uv.lock` and `pylock.toml` in the current directory, if present.
+    #[arg(long = "lock", env = env::CACHE_HEAL_LOCK, value_name = "FILE")]
+    pub locks: Vec<PathBuf>,
+
+    /// A simple-API index to find sdists on when no lock file has them (PEP 691 JSON, else PEP
+    /// 503 HTML); repeatable.
+    ///
+    /// By default `UV_DEFAULT_INDEX` or `UV_INDEX_URL` if set, else `https://pypi.org/simple`.
+    #[arg(long = "index-url", env = env::CACHE_HEAL_INDEX_URL, value_name = "URL")]
+    pub index_urls: Vec<String>,
+}
 
 #[derive(Debug, Args)]
 pub struct KeyArgs {

@@ -29,6 +29,27 @@ pub const CACHE_HEAL_FAIL_ON_CACHE_MISS: &str = "CACHE_HEAL_FAIL_ON_CACHE_MISS";
 pub const CACHE_HEAL_MAX_SIZE: &str = "CACHE_HEAL_MAX_SIZE";
 /// How many threads write small files during a restore (default 2); for measurements.
 pub const CACHE_HEAL_UNPACK_WRITERS: &str = "CACHE_HEAL_UNPACK_WRITERS";
+/// Equivalent to `--no-prune` (save).
+pub const CACHE_HEAL_NO_PRUNE: &str = "CACHE_HEAL_NO_PRUNE";
+/// Equivalent to `--force` (prune, save): do not wait for uv's cache lock.
+pub const CACHE_HEAL_FORCE: &str = "CACHE_HEAL_FORCE";
+/// Equivalent to `--no-heal` (restore).
+pub const CACHE_HEAL_NO_HEAL: &str = "CACHE_HEAL_NO_HEAL";
+/// Equivalent to `--path` of `prune`, `heal` and `inspect`: one uv cache directory.
+pub const CACHE_HEAL_UV_CACHE: &str = "CACHE_HEAL_UV_CACHE";
+/// Equivalent to `--python`; newline-separated.
+pub const CACHE_HEAL_PYTHON: &str = "CACHE_HEAL_PYTHON";
+/// Equivalent to `--lock`; newline-separated.
+pub const CACHE_HEAL_LOCK: &str = "CACHE_HEAL_LOCK";
+/// Equivalent to `--index-url`; newline-separated.
+pub const CACHE_HEAL_INDEX_URL: &str = "CACHE_HEAL_INDEX_URL";
+
+/// uv's default index; heal's default `--index-url`.
+pub const UV_DEFAULT_INDEX: &str = "UV_DEFAULT_INDEX";
+/// uv's older name for the default index.
+pub const UV_INDEX_URL: &str = "UV_INDEX_URL";
+/// Where pyenv keeps its Pythons (`$PYENV_ROOT/versions/X/bin/python`).
+pub const PYENV_ROOT: &str = "PYENV_ROOT";
 
 /// Set to `true` by the runner in every step.
 pub const GITHUB_ACTIONS: &str = "GITHUB_ACTIONS";
@@ -47,7 +68,8 @@ pub const CACHE_HEAL_PROJECT_DIR: &str = "CACHE_HEAL_PROJECT_DIR";
 /// Equivalent to `restore --allow-untrusted-event`.
 pub const CACHE_HEAL_ALLOW_UNTRUSTED_EVENT: &str = "CACHE_HEAL_ALLOW_UNTRUSTED_EVENT";
 
-/// uv's own choice of interpreter; `cache-heal key` reads it for the Python version.
+/// uv's own choice of interpreter: `cache-heal key` reads it for the Python version, and it
+/// is heal's default target when `--python` is not given.
 pub const UV_PYTHON: &str = "UV_PYTHON";
 /// The runner's OS (`Linux`, `macOS`, `Windows`); part of the automatic key.
 pub const RUNNER_OS: &str = "RUNNER_OS";

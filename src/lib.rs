@@ -8,6 +8,8 @@
 //! - [`key`]: key rules, the actions/cache entry version, restore-key matching;
 //! - [`store`]: where entries live (a local directory);
 //! - [`archive`]: pack and unpack actions/cache-compatible archives, safely;
+//! - [`uv`]: uv's cache layout, prune to wheels-only, heal missing sources;
+//! - [`python`]: interpreters, wheel tags, lock files, the simple index API;
 //! - [`commands`]: one module per subcommand, each a straight line of the stages above;
 //! - [`output`], [`progress`]: messages, warnings and progress, terminal or Actions log;
 //! - [`autokey`]: the automatic key (`cache-heal key`) and what goes into it;
@@ -26,8 +28,10 @@ pub mod key;
 pub mod output;
 pub mod paths;
 pub mod progress;
+pub mod python;
 pub mod store;
 pub mod trust;
+pub mod uv;
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -51,6 +55,8 @@ pub fn run() -> ExitCode {
         cli::Command::Restore(args) => commands::restore::run(args, &cli.global),
         cli::Command::Inspect(args) => commands::inspect::run(args, &cli.global),
         cli::Command::Key(args) => commands::key::run(args, &cli.global),
+        cli::Command::Prune(args) => commands::prune::run(args, &cli.global),
+        cli::Command::Heal(args) => commands::heal::run(args, &cli.global),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -23,16 +23,6 @@ const CREDENTIALS: [&str; 4] = [
     "ACTIONS_CACHE_MODE",
 ];
 
-/// Variables the action already passes for flags that issue 4 (uv prune/heal) adds to
-/// `restore` and `save`. The test requires that they are *not yet* flags, so it fails the day
-/// they land: then delete the entry, and the normal check covers them.
-const AWAITING_ISSUE_4: [(&str, &str); 4] = [
-    ("restore", "CACHE_HEAL_NO_HEAL"),
-    ("restore", "CACHE_HEAL_PYTHON"),
-    ("restore", "CACHE_HEAL_INDEX_URL"),
-    ("save", "CACHE_HEAL_NO_PRUNE"),
-];
-
 const ACTION_FILES: [&str; 2] = ["action.yml", "save/action.yml"];
 
 fn repo() -> PathBuf {
@@ -253,11 +243,6 @@ fn runtime_credentials_reach_only_the_binary_step() {
 /// or a variable that the script its step runs reads.
 #[test]
 fn every_input_reaches_a_flag_or_the_script_that_uses_it() {
-    let awaited: BTreeSet<(String, String)> = AWAITING_ISSUE_4
-        .iter()
-        .map(|(s, v)| (s.to_string(), v.to_string()))
-        .collect();
-    let mut awaited_used = BTreeSet::new();
     for rel in ACTION_FILES {
         let action = load(rel);
         let steps = steps(&action, rel);
@@ -288,10 +273,6 @@ fn every_input_reaches_a_flag_or_the_script_that_uses_it() {
             );
             for (step, var) in reached {
                 if let Some(sub) = binary_subcommand(step) {
-                    if awaited.contains(&(sub.clone(), var.clone())) {
-                        awaited_used.insert((sub, var));
-                        continue;
-                    }
                     assert!(
                         clap_envs(&sub).contains(&var),
                         "{rel}: input `{input}` is passed as {var}, which no flag of `cache-heal {sub}` reads"
@@ -315,17 +296,13 @@ fn every_input_reaches_a_flag_or_the_script_that_uses_it() {
                 }
             }
         }
-        // Every CACHE_HEAL_* variable the binary steps get is a real flag (or awaited).
+        // Every CACHE_HEAL_* variable the binary steps get is a real flag.
         for step in &steps {
             let Some(sub) = binary_subcommand(step) else {
                 continue;
             };
             for (var, _) in &step.env {
                 if !var.starts_with("CACHE_HEAL_") || var == "CACHE_HEAL_BIN" {
-                    continue;
-                }
-                if awaited.contains(&(sub.clone(), var.clone())) {
-                    awaited_used.insert((sub.clone(), var.clone()));
                     continue;
                 }
                 assert!(
@@ -335,16 +312,6 @@ fn every_input_reaches_a_flag_or_the_script_that_uses_it() {
                 );
             }
         }
-    }
-    for (sub, var) in &awaited {
-        assert!(
-            awaited_used.contains(&(sub.clone(), var.clone())),
-            "{var} is listed as awaited but the action does not pass it"
-        );
-        assert!(
-            !clap_envs(sub).contains(var),
-            "`cache-heal {sub}` now reads {var}: remove it from AWAITING_ISSUE_4 so the normal check covers it"
-        );
     }
 }
 

@@ -1,8 +1,10 @@
 //! One module per subcommand. Each reads like the flow in DESIGN.md: one call per stage.
 
 pub mod actions;
+pub mod heal;
 pub mod inspect;
 pub mod key;
+pub mod prune;
 pub mod restore;
 pub mod save;
 

@@ -1,5 +1,5 @@
 //! `cache-heal restore`: key and version → lookup → download → decompress → unpack into
-//! staging → swap into place → report.
+//! staging → swap into place → heal uv caches → report.
 
 use anyhow::{Context, Result};
 use std::io::{self, Read};
@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use super::actions::{self, RestoreOutcome};
 use super::{
-    PathContext, open_store, path_context, print_json, progress_enabled, report_store_trouble,
+    PathContext, heal, open_store, path_context, print_json, progress_enabled, report_store_trouble,
 };
 use crate::archive::unpack;
 use crate::cli::{GlobalArgs, RestoreArgs};
@@ -18,6 +18,7 @@ use crate::output::{self, human_bytes};
 use crate::paths::{PathInputs, RestoreTargets};
 use crate::progress::Progress;
 use crate::store::{self, Hit, Lookup, Query, Store};
+use crate::uv::layout::Layout;
 
 /// Space left free below a default `--max-size`: a restore should never take the last bytes.
 const MIN_FREE_MARGIN: u64 = 256 << 20;
@@ -157,17 +158,9 @@ pub fn run(args: &RestoreArgs, global: &GlobalArgs) -> Result<()> {
             return report_miss(args, &restore_keys, global, started, Some(why));
         }
     };
-    let seconds = started.elapsed().as_secs_f64();
-    let outcome = RestoreOutcome {
-        restored: true,
-        content_bytes: restored.content_bytes,
-        archive_bytes: restored.archive_bytes,
-        seconds,
-        ..found
-    };
-    actions::after_restore(&ctx, &query.version, &outcome)?;
+    let restore_seconds = started.elapsed().as_secs_f64();
     output::info(&format!(
-        "Restored `{}`{}: {} files, {} from {} in {seconds:.1}s",
+        "Restored `{}`{}: {} files, {} from {} in {restore_seconds:.1}s",
         hit.matched_key,
         match status {
             Status::Exact => String::new(),
@@ -177,6 +170,20 @@ pub fn run(args: &RestoreArgs, global: &GlobalArgs) -> Result<()> {
         human_bytes(restored.content_bytes),
         human_bytes(restored.archive_bytes),
     ));
+    let healed = if args.no_heal {
+        serde_json::Value::Null
+    } else {
+        heal_restored(args, &ctx)
+    };
+    let outcome = RestoreOutcome {
+        restored: true,
+        content_bytes: restored.content_bytes,
+        archive_bytes: restored.archive_bytes,
+        seconds: started.elapsed().as_secs_f64(),
+        healed: healed_count(&healed),
+        ..found
+    };
+    actions::after_restore(&ctx, &query.version, &outcome)?;
     if global.json {
         print_json(&serde_json::json!({
             "status": status.as_str(),
@@ -185,10 +192,60 @@ pub fn run(args: &RestoreArgs, global: &GlobalArgs) -> Result<()> {
             "bytes": restored.archive_bytes,
             "content_bytes": restored.content_bytes,
             "files": restored.files,
-            "seconds": seconds,
+            "seconds": started.elapsed().as_secs_f64(),
+            "heal": healed,
         }))?;
     }
     Ok(())
+}
+
+/// The heal stage: every restored path that is a uv cache is healed for the targets. A heal
+/// that fails is a warning: the restore itself succeeded and uv can still heal lazily online.
+/// How many sources heal re-created, over every restored uv cache.
+fn healed_count(reports: &serde_json::Value) -> u64 {
+    reports
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|report| report["healed"].as_array())
+        .map(|healed| healed.len() as u64)
+        .sum()
+}
+
+fn heal_restored(args: &RestoreArgs, ctx: &PathContext) -> serde_json::Value {
+    let mut reports = Vec::new();
+    let roots = ctx
+        .inputs
+        .lines
+        .iter()
+        .filter(|l| !l.starts_with('!'))
+        .filter_map(|l| ctx.roots.absolute(l).ok())
+        .filter(|p| Layout::is_uv_cache(p));
+    for root in roots {
+        match heal::heal_cache(&root, &args.heal, false) {
+            Ok(report) => {
+                if !report.failed.is_empty() {
+                    output::warn(&format!(
+                        "Healed the uv cache at `{}` only in part: {} of {} sources failed; the restore itself succeeded",
+                        root.display(),
+                        report.failed.len(),
+                        report.planned.len()
+                    ));
+                }
+                let mut value = report.to_json();
+                value["path"] = serde_json::json!(root);
+                reports.push(value);
+            }
+            Err(error) => {
+                output::warn(&format!(
+                    "Did not heal the uv cache at `{}`: {error:#}\nThe restore itself succeeded; uv will re-download missing sources if it is online",
+                    root.display()
+                ));
+                reports.push(serde_json::json!({ "path": root, "error": format!("{error:#}") }));
+            }
+        }
+    }
+    serde_json::Value::Array(reports)
 }
 
 struct Restored {

@@ -1,4 +1,4 @@
-//! `cache-heal save`: resolve paths → key and version → reserve → pack into the upload →
+//! `cache-heal save`: resolve paths → key and version → prune uv caches → reserve → pack into the upload →
 //! publish.
 
 use anyhow::Result;
@@ -29,6 +29,15 @@ pub fn run(args: &SaveArgs, global: &GlobalArgs) -> Result<()> {
     let key = save_key.key.clone();
     key::validate_key(&key).map_err(crate::UsageError::from)?;
     let mut plan = paths::resolve_for_save(&ctx.inputs, &ctx.roots)?;
+    // Prune before the up-to-date check: the sources heal added after the restore are exactly
+    // what pruning removes again, so they must not count as a change.
+    let pruned = if args.no_prune {
+        super::prune::Pruned::default()
+    } else {
+        let roots: Vec<&std::path::Path> =
+            plan.roots.iter().map(|r| r.absolute.as_path()).collect();
+        super::prune::prune_before_save(&roots, args.force)?
+    };
     if actions::is_up_to_date(&save_key, &plan)? {
         return report_up_to_date(&key, global);
     }
@@ -87,6 +96,8 @@ pub fn run(args: &SaveArgs, global: &GlobalArgs) -> Result<()> {
             "bytes": size,
             "content_bytes": stats.content_bytes,
             "files": stats.files,
+            "pruned_files": pruned.files,
+            "pruned_bytes": pruned.bytes,
             "seconds": seconds,
         }))?;
     }

@@ -186,3 +186,4 @@ pub fn list_all(dir: &Path) -> Vec<String> {
         })
         .collect()
 }
+pub mod uv;

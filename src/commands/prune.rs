@@ -1,0 +1,116 @@
+//! `cache-heal prune`: take uv's cache lock → plan → say what goes → remove → one-line summary
+//! (the shape of uv's `cache_prune.rs`). `save` calls [`prune_before_save`] for every saved
+//! path that is a uv cache.
+
+use anyhow::{Context, Result};
+use std::path::Path;
+
+use super::print_json;
+use crate::cli::{GlobalArgs, PruneArgs};
+use crate::output::{self, human_bytes};
+use crate::uv::layout::Layout;
+use crate::uv::lock::{self, Mode};
+use crate::uv::prune;
+
+/// What a prune removed (or would remove).
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Pruned {
+    pub files: u64,
+    pub bytes: u64,
+    pub entries: Vec<prune::Removal>,
+    pub warnings: Vec<String>,
+}
+
+pub fn run(args: &PruneArgs, global: &GlobalArgs) -> Result<()> {
+    let root = &args.path;
+    if !Layout::is_uv_cache(root) {
+        anyhow::bail!(
+            "`{}` is not a uv cache: it has neither uv's `CACHEDIR.TAG` nor a bucket of a uv version cache-heal knows",
+            root.display()
+        );
+    }
+    let pruned = prune_cache(root, args.dry_run, args.force)
+        .with_context(|| format!("Failed to prune the uv cache at `{}`", root.display()))?;
+    if args.dry_run {
+        for entry in &pruned.entries {
+            output::info(&format!(
+                "Would remove `{}` ({} files, {})",
+                entry.path.display(),
+                entry.files,
+                human_bytes(entry.bytes)
+            ));
+        }
+    }
+    output::info(&format!(
+        "{} {} files ({}) from `{}`",
+        if args.dry_run {
+            "Would remove"
+        } else {
+            "Removed"
+        },
+        pruned.files,
+        human_bytes(pruned.bytes),
+        root.display()
+    ));
+    if global.json {
+        print_json(&serde_json::json!({
+            "path": root,
+            "dry_run": args.dry_run,
+            "files": pruned.files,
+            "bytes": pruned.bytes,
+            "removed": pruned.entries.iter().map(|e| &e.path).collect::<Vec<_>>(),
+            "warnings": pruned.warnings,
+        }))?;
+    }
+    Ok(())
+}
+
+/// Prunes one uv cache under its exclusive lock (unless `force`); warnings are printed.
+pub fn prune_cache(root: &Path, dry_run: bool, force: bool) -> Result<Pruned> {
+    let _lock = if force {
+        None
+    } else {
+        Some(lock::lock_cache(root, Mode::Exclusive)?)
+    };
+    let layout = Layout::discover(root)?;
+    let plan = prune::plan(&layout)?;
+    for warning in &plan.warnings {
+        output::warn(warning);
+    }
+    if !dry_run {
+        prune::execute(&plan)?;
+    }
+    let files_removed = prune::prune_unlinked_files(&layout, dry_run)?;
+    let mut pruned = Pruned {
+        files: plan.files(),
+        bytes: plan.bytes(),
+        entries: plan.removals,
+        warnings: plan.warnings,
+    };
+    for removal in files_removed {
+        pruned.files += removal.files;
+        pruned.bytes += removal.bytes;
+        pruned.entries.push(removal);
+    }
+    Ok(pruned)
+}
+
+/// `save`'s first stage: prune every saved root that is a uv cache, and say what it removed.
+pub fn prune_before_save(roots: &[&Path], force: bool) -> Result<Pruned> {
+    let mut total = Pruned::default();
+    for root in roots.iter().filter(|r| Layout::is_uv_cache(r)) {
+        let pruned = prune_cache(root, false, force).with_context(|| {
+            format!("pruning the uv cache at `{}` before saving", root.display())
+        })?;
+        output::info(&format!(
+            "Pruned the uv cache at `{}` to wheels-only: removed {} files ({})",
+            root.display(),
+            pruned.files,
+            human_bytes(pruned.bytes)
+        ));
+        total.files += pruned.files;
+        total.bytes += pruned.bytes;
+        total.warnings.extend(pruned.warnings);
+    }
+    Ok(total)
+}

@@ -1,0 +1,764 @@
+//! Heal: re-create the `<REV>/src` directories that `uv cache prune --ci` removed, for exactly
+//! the source distributions the target interpreters will have to build.
+//!
+//! uv heals lazily since 0.4.13 (uv `heal_url_revision`, PR #7559): when it needs to build an
+//! sdist whose `src/` is gone, it downloads the archive again, checks it against the hashes in
+//! `revision.http`, and unpacks it into the same revision. Offline, or with the index down,
+//! that fails ("Network connectivity is disabled …", docs/uv-cache.md §5 T3). Heal does the
+//! same ahead of time, in parallel, while the network is there:
+//!
+//! 1. **scan** the sdist bucket: registry (`pypi/`, `index/`) and direct-URL (`url/`) shards
+//!    with their current revision, its sha256 and size, and the wheels built from it (in the
+//!    revision and its build-settings sub-shards). `path/`, `editable/` and `git/` shards are
+//!    counted and left alone: uv re-extracts or re-checks those out itself.
+//! 2. **plan**: a source is needed when its `src/` is missing and some target accepts none of
+//!    its built wheels.
+//! 3. **locate**: the URL comes from a lock file with the same sha256, else from the index's
+//!    project page, again matched by sha256. Names and versions are never trusted to pick a file.
+//! 4. **fetch**, bounded in parallel, with retries: the archive goes to a temporary file and its
+//!    size and sha256 are checked before anything touches the cache.
+//! 5. **install**: unpack with the top directory stripped into a temporary directory inside the
+//!    revision, then, holding the shard's lock, rename it to `src`. uv only checks that `src` is
+//!    a directory, so it must be complete when it appears. The pointer files are never written.
+//!
+//! Build backends: `--ci` also removes the pre-built wheels of build backends (setuptools …),
+//! which an offline build needs. Their cache entries are HTTP pointers (rkyv policy and CRC)
+//! that only uv can write, so heal does **not** fetch them. It reads each healed source's
+//! `[build-system] requires` (setuptools when absent, as uv does) and reports precisely which
+//! of those projects have no wheel left in the cache: run uv once online (for example
+//! `uv pip install --target <tmp> setuptools`) to have uv cache them, or save with `--no-prune`.
+
+use anyhow::{Context, Result};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeSet, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::layout::{BucketKind, Generation, Layout};
+use super::lock;
+use super::revision::{self, METADATA, REVISION_HTTP, Revision};
+use crate::python::interpreter::Interpreter;
+use crate::python::lockfile::BySha256;
+use crate::python::normalize_name;
+use crate::python::tags::Tags;
+use crate::python::wheel::WheelFilename;
+use crate::python::{index, sdist};
+
+/// How many archives are downloaded at once.
+pub const PARALLEL_DOWNLOADS: usize = 32;
+/// Attempts per download or index page (uv retries three times too).
+pub const ATTEMPTS: u32 = 3;
+
+/// An interpreter the cache is healed for.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub interpreter: Interpreter,
+    pub tags: Tags,
+}
+
+impl Target {
+    pub fn new(interpreter: Interpreter) -> Self {
+        let tags = Tags::for_interpreter(&interpreter);
+        Self { interpreter, tags }
+    }
+}
+
+/// Where an sdist shard's archive came from, as far as uv's layout tells.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ShardKind {
+    /// `pypi/<name>/<version>/` or `index/<digest>/<name>/<version>/`.
+    Registry,
+    /// `url/<digest>/`.
+    Url,
+}
+
+/// One sdist revision and what was built from it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SdistRevision {
+    pub kind: ShardKind,
+    /// The directory holding `revision.http`.
+    pub shard: PathBuf,
+    pub revision_id: String,
+    pub sha256: Option<String>,
+    pub size: Option<u64>,
+    pub name: Option<String>,
+    pub version: Option<String>,
+    /// File names of the wheels built from this revision, sub-shards included.
+    pub wheels: Vec<String>,
+    pub has_src: bool,
+}
+
+impl SdistRevision {
+    pub fn revision_dir(&self) -> PathBuf {
+        self.shard.join(&self.revision_id)
+    }
+
+    /// `markupsafe 3.0.4`, or the shard path when the name is unknown.
+    pub fn label(&self) -> String {
+        match (&self.name, &self.version) {
+            (Some(n), Some(v)) => format!("{n} {v}"),
+            (Some(n), None) => n.clone(),
+            _ => self.shard.display().to_string(),
+        }
+    }
+
+    fn parsed_wheels(&self) -> impl Iterator<Item = WheelFilename> + '_ {
+        self.wheels.iter().filter_map(|w| WheelFilename::parse(w))
+    }
+}
+
+/// What the sdist bucket holds.
+#[derive(Debug, Default)]
+pub struct Inventory {
+    pub revisions: Vec<SdistRevision>,
+    /// `path/`, `editable/`, `git/` shards: uv restores those itself.
+    pub left_alone: Vec<PathBuf>,
+    pub warnings: Vec<String>,
+}
+
+/// Step 1: reads every sdist bucket of a known uv version.
+pub fn scan(layout: &Layout) -> Result<Inventory> {
+    let mut inventory = Inventory::default();
+    for unknown in layout.unknown_buckets() {
+        inventory.warnings.push(format!(
+            "Left `{}` untouched: it looks like a uv bucket, but not one of a uv version cache-heal knows (0.12.x, 0.13.x)",
+            unknown.path.display()
+        ));
+    }
+    for bucket in layout.buckets_of(BucketKind::Sdists) {
+        let generation = bucket.generation();
+        for (kind, depth) in [("pypi", 2), ("index", 3), ("url", 1)] {
+            let root = bucket.path.join(kind);
+            let shard_kind = if kind == "url" {
+                ShardKind::Url
+            } else {
+                ShardKind::Registry
+            };
+            for shard in dirs_at_depth(&root, depth)? {
+                match read_shard(&shard, shard_kind, generation) {
+                    Ok(Some(rev)) => inventory.revisions.push(rev),
+                    Ok(None) => {}
+                    Err(error) => inventory
+                        .warnings
+                        .push(format!("Left `{}` untouched: {error:#}", shard.display())),
+                }
+            }
+        }
+        for kind in ["path", "editable", "git"] {
+            inventory
+                .left_alone
+                .extend(dirs_at_depth(&bucket.path.join(kind), 1)?);
+        }
+    }
+    Ok(inventory)
+}
+
+fn read_shard(
+    shard: &Path,
+    kind: ShardKind,
+    generation: Generation,
+) -> Result<Option<SdistRevision>> {
+    let pointer = shard.join(REVISION_HTTP);
+    if !pointer.is_file() {
+        return Ok(None);
+    }
+    let Revision { id, sha256, size } = revision::read(&pointer, generation)?;
+    let rev_dir = shard.join(&id);
+    let mut wheels = Vec::new();
+    let mut metadata = None;
+    if rev_dir.is_dir() {
+        collect_wheels(&rev_dir, &mut wheels)?;
+        if rev_dir.join(METADATA).is_file() {
+            metadata = revision::read_name_version(&rev_dir.join(METADATA));
+        }
+        for sub in fs_err::read_dir(&rev_dir)? {
+            let sub = sub?;
+            if sub.file_type()?.is_dir() && sub.path().join(METADATA).is_file() {
+                collect_wheels(&sub.path(), &mut wheels)?;
+                metadata =
+                    metadata.or_else(|| revision::read_name_version(&sub.path().join(METADATA)));
+            }
+        }
+    }
+    let (name, version) = match kind {
+        // `…/<name>/<version>/`: the layout names registry shards.
+        ShardKind::Registry => (
+            shard
+                .parent()
+                .and_then(|p| p.file_name())
+                .map(|n| n.to_string_lossy().into_owned()),
+            shard.file_name().map(|n| n.to_string_lossy().into_owned()),
+        ),
+        ShardKind::Url => match metadata {
+            Some((n, v)) => (Some(n), Some(v)),
+            None => (None, None),
+        },
+    };
+    Ok(Some(SdistRevision {
+        kind,
+        shard: shard.to_path_buf(),
+        revision_id: id,
+        sha256,
+        size,
+        name,
+        version,
+        wheels,
+        has_src: rev_dir.join("src").is_dir(),
+    }))
+}
+
+fn collect_wheels(dir: &Path, out: &mut Vec<String>) -> Result<()> {
+    for entry in fs_err::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".whl") && entry.file_type()?.is_file() {
+            out.push(name);
+        }
+    }
+    out.sort();
+    Ok(())
+}
+
+fn dirs_at_depth(root: &Path, depth: usize) -> Result<Vec<PathBuf>> {
+    if !root.is_dir() {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for entry in walkdir::WalkDir::new(root)
+        .min_depth(depth)
+        .max_depth(depth)
+        .follow_links(false)
+        .sort_by_file_name()
+    {
+        let entry = entry?;
+        if entry.file_type().is_dir() {
+            out.push(entry.into_path());
+        }
+    }
+    Ok(out)
+}
+
+/// One source heal has to bring back.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Need {
+    pub sdist: SdistRevision,
+    /// The targets with no compatible built wheel (`CPython 3.12.1`).
+    pub lacking: Vec<String>,
+    pub source: Option<Located>,
+}
+
+/// Where a needed archive will be downloaded from.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Located {
+    pub url: String,
+    /// `lock file <path>` or `index <url>`.
+    pub origin: String,
+    pub size: Option<u64>,
+}
+
+/// Step 2: sources missing `src/` that some target cannot install from the built wheels.
+pub fn plan(inventory: &Inventory, targets: &[Target]) -> Vec<Need> {
+    inventory
+        .revisions
+        .iter()
+        .filter(|rev| !rev.has_src)
+        .filter_map(|rev| {
+            let lacking: Vec<String> = targets
+                .iter()
+                .filter(|t| !rev.parsed_wheels().any(|w| t.tags.accepts(&w)))
+                .map(|t| t.interpreter.describe())
+                .collect();
+            (!lacking.is_empty()).then(|| Need {
+                sdist: rev.clone(),
+                lacking,
+                source: None,
+            })
+        })
+        .collect()
+}
+
+/// Why one source could not be healed.
+#[derive(Debug, thiserror::Error)]
+pub enum HealError {
+    #[error(
+        "Skipped healing `{package}`: the downloaded sdist does not match the sha256 uv recorded\n  expected: {expected}  computed: {actual}\n  from: `{url}`"
+    )]
+    HashMismatch {
+        package: String,
+        expected: String,
+        actual: String,
+        url: String,
+    },
+    #[error(
+        "Skipped healing `{package}`: the downloaded sdist is {actual} bytes, uv recorded {expected}\n  from: `{url}`"
+    )]
+    SizeMismatch {
+        package: String,
+        expected: u64,
+        actual: u64,
+        url: String,
+    },
+    #[error("Could not heal `{package}`: {message}")]
+    NotFound { package: String, message: String },
+    #[error("Could not heal `{package}`: request to `{url}` failed after {attempts} attempts")]
+    Unreachable {
+        package: String,
+        url: String,
+        attempts: u32,
+        #[source]
+        source: anyhow::Error,
+    },
+    #[error("Could not heal `{package}`")]
+    Other {
+        package: String,
+        #[source]
+        source: anyhow::Error,
+    },
+}
+
+impl HealError {
+    pub fn is_hash_mismatch(&self) -> bool {
+        matches!(self, HealError::HashMismatch { .. })
+    }
+}
+
+/// Where heal looks for archives.
+#[derive(Clone, Debug)]
+pub struct Sources {
+    pub locks: BySha256,
+    pub indexes: Vec<String>,
+}
+
+/// What happened to each needed source.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub healed: Vec<Need>,
+    pub failed: Vec<(Need, HealError)>,
+    pub bytes: u64,
+}
+
+pub fn http_client() -> Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .read_timeout(Duration::from_secs(30))
+        .user_agent(concat!("cache-heal/", env!("CARGO_PKG_VERSION")))
+        .build()?)
+}
+
+/// Step 3: finds a URL for every need: lock files first, then the project pages of each index,
+/// fetched in parallel (one request per project and index, however many revisions need it).
+pub async fn locate(
+    client: &reqwest::Client,
+    needs: Vec<Need>,
+    sources: &Sources,
+) -> (Vec<Need>, Vec<(Need, HealError)>) {
+    let pages = fetch_pages(client, &needs, sources).await;
+    let mut located = Vec::new();
+    let mut failed = Vec::new();
+    for mut need in needs {
+        let package = need.sdist.label();
+        let Some(sha256) = need.sdist.sha256.clone() else {
+            failed.push((
+                need,
+                HealError::NotFound {
+                    package,
+                    message:
+                        "uv recorded no sha256 for this revision, so no download can be verified"
+                            .into(),
+                },
+            ));
+            continue;
+        };
+        if let Some(locked) = sources.locks.get(&sha256) {
+            need.source = Some(Located {
+                url: locked.url.clone(),
+                origin: format!("lock file `{}`", locked.source.display()),
+                size: locked.size.or(need.sdist.size),
+            });
+            located.push(need);
+            continue;
+        }
+        let Some(name) = index_name(&need) else {
+            failed.push((need, HealError::NotFound {
+                package,
+                message: format!(
+                    "a direct-URL sdist is only found through a lock file, and none lists sha256 {sha256}"
+                ),
+            }));
+            continue;
+        };
+        let mut errors = Vec::new();
+        for index_url in &sources.indexes {
+            match &pages[&(index_url.clone(), normalize_name(&name))] {
+                Ok(files) => {
+                    if let Some(file) = files
+                        .iter()
+                        .find(|f| f.sha256.as_deref() == Some(sha256.as_str()))
+                    {
+                        need.source = Some(Located {
+                            url: file.url.clone(),
+                            origin: format!("index `{}`", index::redact(index_url)),
+                            size: file.size.or(need.sdist.size),
+                        });
+                        break;
+                    }
+                    errors.push(format!(
+                        "`{}` lists no file with sha256 {sha256}",
+                        index::redact(index_url)
+                    ));
+                }
+                Err(error) => errors.push(error.clone()),
+            }
+        }
+        if need.source.is_some() {
+            located.push(need);
+        } else {
+            failed.push((
+                need,
+                HealError::NotFound {
+                    package,
+                    message: errors.join("; "),
+                },
+            ));
+        }
+    }
+    (located, failed)
+}
+
+/// The project name to look up on an index: registry shards only, and only when no lock file
+/// already has the archive.
+fn index_name(need: &Need) -> Option<String> {
+    match (&need.sdist.kind, &need.sdist.name) {
+        (ShardKind::Registry, Some(name)) => Some(name.clone()),
+        _ => None,
+    }
+}
+
+type Pages = HashMap<(String, String), Result<Vec<index::IndexFile>, String>>;
+
+/// Every project page some need may have to look at, fetched concurrently.
+async fn fetch_pages(client: &reqwest::Client, needs: &[Need], sources: &Sources) -> Pages {
+    let mut wanted = BTreeSet::new();
+    for need in needs {
+        let in_lock = need
+            .sdist
+            .sha256
+            .as_ref()
+            .is_some_and(|s| sources.locks.contains_key(s));
+        if let (false, Some(name)) = (in_lock, index_name(need)) {
+            for index_url in &sources.indexes {
+                wanted.insert((index_url.clone(), normalize_name(&name)));
+            }
+        }
+    }
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(PARALLEL_DOWNLOADS));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (index_url, name) in wanted {
+        let client = client.clone();
+        let semaphore = semaphore.clone();
+        tasks.spawn(async move {
+            let _permit = semaphore.acquire_owned().await.expect("semaphore open");
+            let result = fetch_page(&client, &index_url, &name)
+                .await
+                .map_err(|e| format!("{e:#}"));
+            ((index_url, name), result)
+        });
+    }
+    let mut pages = Pages::new();
+    while let Some(joined) = tasks.join_next().await {
+        let (key, result) = joined.expect("index page task panicked");
+        pages.insert(key, result);
+    }
+    pages
+}
+
+async fn fetch_page(
+    client: &reqwest::Client,
+    index_url: &str,
+    name: &str,
+) -> Result<Vec<index::IndexFile>> {
+    let page = index::project_url(index_url, name)?;
+    let mut last = None;
+    for attempt in 0..ATTEMPTS {
+        match index::list_files(client, &page).await {
+            Ok(files) => return Ok(files),
+            Err(error) if is_transient(&error) => {
+                last = Some(error);
+                tokio::time::sleep(backoff(attempt)).await;
+            }
+            Err(error) => {
+                return Err(error.context(format!(
+                    "reading the index page `{}`",
+                    index::redact(page.as_str())
+                )));
+            }
+        }
+    }
+    Err(last.expect("at least one attempt").context(format!(
+        "could not reach the index page `{page}` after {ATTEMPTS} attempts"
+    )))
+}
+
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(200 << attempt.min(5))
+}
+
+/// Connection failures, timeouts and 5xx are retried; anything else is final.
+fn is_transient(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause.downcast_ref::<reqwest::Error>().is_some_and(|e| {
+            e.is_connect()
+                || e.is_timeout()
+                || e.is_request()
+                || e.is_body()
+                || e.status().is_some_and(|s| s.is_server_error())
+        }) || cause.downcast_ref::<std::io::Error>().is_some()
+    })
+}
+
+/// Steps 4 and 5 for every located need, at most [`PARALLEL_DOWNLOADS`] at a time.
+pub async fn fetch_and_install(client: &reqwest::Client, needs: Vec<Need>) -> Outcome {
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(PARALLEL_DOWNLOADS));
+    let mut tasks = tokio::task::JoinSet::new();
+    for need in needs {
+        let client = client.clone();
+        let semaphore = semaphore.clone();
+        tasks.spawn(async move {
+            let _permit = semaphore.acquire_owned().await.expect("semaphore open");
+            let result = heal_one(&client, &need).await;
+            (need, result)
+        });
+    }
+    let mut outcome = Outcome::default();
+    while let Some(joined) = tasks.join_next().await {
+        let (need, result) = joined.expect("heal task panicked");
+        match result {
+            Ok(bytes) => {
+                outcome.bytes += bytes;
+                outcome.healed.push(need);
+            }
+            Err(error) => outcome.failed.push((need, error)),
+        }
+    }
+    outcome.healed.sort_by_key(|n| n.sdist.label());
+    outcome
+}
+
+async fn heal_one(client: &reqwest::Client, need: &Need) -> Result<u64, HealError> {
+    let package = need.sdist.label();
+    let source = need.source.as_ref().expect("located before fetching");
+    let expected = need
+        .sdist
+        .sha256
+        .clone()
+        .expect("located needs have a sha256");
+    let mut attempt = 0;
+    let (file, size, actual) = loop {
+        match download(client, &source.url).await {
+            Ok(done) => break done,
+            Err(error) if attempt + 1 < ATTEMPTS && is_transient(&error) => {
+                attempt += 1;
+                tokio::time::sleep(backoff(attempt)).await;
+            }
+            Err(error) if is_transient(&error) => {
+                return Err(HealError::Unreachable {
+                    package,
+                    url: index::redact(&source.url),
+                    attempts: ATTEMPTS,
+                    source: error,
+                });
+            }
+            Err(error) => {
+                return Err(HealError::Other {
+                    package,
+                    source: error.context(format!("downloading `{}`", index::redact(&source.url))),
+                });
+            }
+        }
+    };
+    if actual != expected {
+        return Err(HealError::HashMismatch {
+            package,
+            expected,
+            actual,
+            url: index::redact(&source.url),
+        });
+    }
+    if let Some(recorded) = need.sdist.size
+        && recorded != size
+    {
+        return Err(HealError::SizeMismatch {
+            package,
+            expected: recorded,
+            actual: size,
+            url: index::redact(&source.url),
+        });
+    }
+    let sdist = need.sdist.clone();
+    let url = source.url.clone();
+    tokio::task::spawn_blocking(move || install_source(&sdist, &url, file))
+        .await
+        .map_err(|e| HealError::Other {
+            package: package.clone(),
+            source: e.into(),
+        })?
+        .map_err(|source| HealError::Other { package, source })?;
+    Ok(size)
+}
+
+/// Streams one archive into a temporary file, hashing as it goes.
+async fn download(
+    client: &reqwest::Client,
+    url: &str,
+) -> Result<(tempfile::NamedTempFile, u64, String)> {
+    let mut response = client
+        .get(url)
+        .send()
+        .await
+        .map_err(reqwest::Error::without_url)?
+        .error_for_status()
+        .map_err(reqwest::Error::without_url)?;
+    let mut file =
+        tempfile::NamedTempFile::new().context("creating a temporary file for a download")?;
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(reqwest::Error::without_url)?
+    {
+        hasher.update(&chunk);
+        size += chunk.len() as u64;
+        file.write_all(&chunk)?;
+    }
+    file.flush()?;
+    Ok((file, size, hex::encode(hasher.finalize())))
+}
+
+/// Unpacks a verified archive next to the revision and renames it to `src` under the shard
+/// lock. If `src` appeared meanwhile (uv healed it), ours is dropped.
+fn install_source(
+    sdist: &SdistRevision,
+    url: &str,
+    archive: tempfile::NamedTempFile,
+) -> Result<()> {
+    let rev_dir = sdist.revision_dir();
+    fs_err::create_dir_all(&rev_dir)?;
+    let staging = tempfile::Builder::new()
+        .prefix(".cache-heal-src-")
+        .tempdir_in(&rev_dir)
+        .with_context(|| format!("creating a staging directory in `{}`", rev_dir.display()))?;
+    let filename = url
+        .rsplit('/')
+        .next()
+        .unwrap_or(url)
+        .split(['?', '#'])
+        .next()
+        .unwrap_or("");
+    sdist::unpack(archive.path(), filename, staging.path())
+        .with_context(|| format!("unpacking `{filename}`"))?;
+    let _shard_lock = lock::lock_shard(&sdist.shard)?;
+    let src = rev_dir.join("src");
+    if src.exists() {
+        return Ok(());
+    }
+    fs_err::rename(staging.keep(), &src)?;
+    Ok(())
+}
+
+/// Build requirements a healed source needs that the cache has no wheel for.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct MissingBackend {
+    pub package: String,
+    /// The requirements as written in `[build-system] requires`.
+    pub requires: Vec<String>,
+}
+
+/// After healing: for each source with a `src/`, the `[build-system] requires` (setuptools
+/// when absent, as uv assumes) whose project has no wheel in the wheels bucket.
+pub fn missing_build_backends(layout: &Layout, healed: &[Need]) -> Vec<MissingBackend> {
+    let cached = cached_wheel_projects(layout);
+    let mut out = Vec::new();
+    for need in healed {
+        let src = need.sdist.revision_dir().join("src");
+        let requires = build_requires(&src);
+        let missing: Vec<String> = requires
+            .into_iter()
+            .filter(|r| !cached.contains(&normalize_name(requirement_name(r))))
+            .collect();
+        if !missing.is_empty() {
+            out.push(MissingBackend {
+                package: need.sdist.label(),
+                requires: missing,
+            });
+        }
+    }
+    out
+}
+
+fn build_requires(src: &Path) -> Vec<String> {
+    let default = vec!["setuptools>=40.8.0".to_string()];
+    let Ok(text) = fs_err::read_to_string(src.join("pyproject.toml")) else {
+        return default;
+    };
+    let Ok(doc) = toml::from_str::<toml::Table>(&text) else {
+        return default;
+    };
+    match doc
+        .get("build-system")
+        .and_then(|b| b.get("requires"))
+        .and_then(|r| r.as_array())
+    {
+        Some(list) => list
+            .iter()
+            .filter_map(|r| r.as_str().map(str::to_string))
+            .collect(),
+        None => default,
+    }
+}
+
+fn requirement_name(requirement: &str) -> &str {
+    let end = requirement
+        .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+        .unwrap_or(requirement.len());
+    &requirement[..end]
+}
+
+/// Projects that have at least one entry in a wheels bucket (`pypi/<name>/`,
+/// `index/<digest>/<name>/`, `url/<digest>/<name>/`).
+fn cached_wheel_projects(layout: &Layout) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for bucket in layout.buckets_of(BucketKind::Wheels) {
+        for (kind, depth) in [("pypi", 1), ("index", 2), ("url", 2)] {
+            if let Ok(dirs) = dirs_at_depth(&bucket.path.join(kind), depth) {
+                for dir in dirs {
+                    let has_entries = fs_err::read_dir(&dir)
+                        .map(|mut d| d.next().is_some())
+                        .unwrap_or(false);
+                    if has_entries && let Some(name) = dir.file_name() {
+                        out.insert(normalize_name(&name.to_string_lossy()));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requirement_names() {
+        assert_eq!(requirement_name("setuptools>=40.8.0"), "setuptools");
+        assert_eq!(requirement_name("wheel"), "wheel");
+        assert_eq!(
+            requirement_name("hatch-vcs; python_version>'3'"),
+            "hatch-vcs"
+        );
+    }
+}

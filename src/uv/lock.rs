@@ -1,0 +1,75 @@
+//! uv's cache lock, `<cache>/.lock`.
+//!
+//! Every uv command holds it shared while it runs; `uv cache prune` and `uv cache clean` take
+//! it exclusive and say they are waiting when it is busy (uv `Cache::init` and
+//! `commands/cache_prune.rs`). These are `flock` locks on Unix, so cache-heal takes the same
+//! lock the same way and coordinates with uv without knowing anything else about it. Shard
+//! locks (`<shard>/.lock`, exclusive) guard one source distribution while uv builds it; heal
+//! takes those too before it writes a `src/` directory.
+
+use anyhow::{Context, Result};
+use std::fs::{File, TryLockError};
+use std::path::Path;
+
+use crate::output;
+
+/// A held lock; released on drop (closing the file releases a `flock`).
+#[derive(Debug)]
+pub struct LockGuard {
+    _file: File,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Shared,
+    Exclusive,
+}
+
+/// Locks `<root>/.lock`, saying so when it has to wait for another process.
+pub fn lock_cache(root: &Path, mode: Mode) -> Result<LockGuard> {
+    lock_file(&root.join(".lock"), mode, || {
+        output::info(&format!(
+            "The uv cache at `{}` is in use, waiting for other uv processes to finish (use `--force` to skip the lock)",
+            root.display()
+        ));
+    })
+}
+
+/// Locks a shard's `.lock` exclusively, as uv does while building from that shard.
+pub fn lock_shard(shard: &Path) -> Result<LockGuard> {
+    lock_file(&shard.join(".lock"), Mode::Exclusive, || {
+        output::info(&format!(
+            "Waiting for uv to release the lock on `{}`",
+            shard.display()
+        ));
+    })
+}
+
+fn lock_file(path: &Path, mode: Mode, on_wait: impl FnOnce()) -> Result<LockGuard> {
+    let file = fs_err::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(path)?
+        .into_file();
+    let attempt = match mode {
+        Mode::Shared => file.try_lock_shared(),
+        Mode::Exclusive => file.try_lock(),
+    };
+    match attempt {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            on_wait();
+            match mode {
+                Mode::Shared => file.lock_shared(),
+                Mode::Exclusive => file.lock(),
+            }
+            .with_context(|| format!("locking `{}`", path.display()))?;
+        }
+        Err(TryLockError::Error(error)) => {
+            return Err(error).with_context(|| format!("locking `{}`", path.display()));
+        }
+    }
+    Ok(LockGuard { _file: file })
+}

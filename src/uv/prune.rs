@@ -1,0 +1,327 @@
+//! Prune a uv cache to what `uv cache prune --ci` keeps: wheels built from source, their
+//! metadata and the revision pointers; everything uv can download again goes.
+//!
+//! The rules are uv's (uv `prune` in `crates/uv-distribution/src/source/mod.rs` and
+//! `Cache::prune` in `crates/uv-cache/src/lib.rs`; docs/uv-cache.md §3), applied to the buckets
+//! of the uv line that last used the cache:
+//!
+//! 1. stale revisions: next to a `revision.http`/`revision.rev`, every directory but the
+//!    current revision goes;
+//! 2. buckets of an older uv line (`sdists-v9` in a 0.13 cache) go, as uv removes them;
+//! 3. `environments-v2/*` and `builds-v0/*` go;
+//! 4. `--ci`: every directory directly under the wheels bucket goes; in the sdist bucket, every
+//!    directory holding a `metadata.msgpack` keeps only that file, its `*.whl` files and its
+//!    build-settings sub-shards (directories with their own `metadata.msgpack`);
+//! 5. unzipped wheels in `archive-v0` that nothing links to any more go, then `files-v0`
+//!    objects no archive links to.
+//!
+//! Where we differ, on purpose: a top-level entry we do not recognise (a bucket of a newer uv,
+//! a stray file) is left alone with a warning, where uv deletes it; and a revision pointer we
+//! cannot read protects its whole shard. Everything is planned before anything is deleted, so
+//! `--dry-run` shows exactly what a real run removes.
+
+use anyhow::{Context, Result};
+use std::collections::HashSet;
+use std::path::{Component, Path, PathBuf};
+use walkdir::WalkDir;
+
+use super::layout::{BucketKind, Generation, Layout};
+use super::revision::{self, METADATA, REVISION_HTTP, REVISION_REV};
+
+/// One path that prune removes, with what it holds.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Removal {
+    pub path: PathBuf,
+    pub files: u64,
+    pub bytes: u64,
+    pub reason: Reason,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Reason {
+    StaleRevision,
+    OldBucket,
+    Environment,
+    BuildEnvironment,
+    PrebuiltWheel,
+    SourceTree,
+    UnusedArchive,
+    UnusedFile,
+}
+
+/// What prune will remove and what it leaves alone.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct PrunePlan {
+    pub removals: Vec<Removal>,
+    /// Things left untouched, each with why (shown as warnings).
+    pub warnings: Vec<String>,
+}
+
+impl PrunePlan {
+    pub fn files(&self) -> u64 {
+        self.removals.iter().map(|r| r.files).sum()
+    }
+    pub fn bytes(&self) -> u64 {
+        self.removals.iter().map(|r| r.bytes).sum()
+    }
+}
+
+/// Plans a `--ci` prune of the cache at `layout.root`. Nothing is changed.
+pub fn plan(layout: &Layout) -> Result<PrunePlan> {
+    let mut plan = PrunePlan::default();
+    for unknown in layout.unknown_buckets() {
+        plan.warnings.push(format!(
+            "Left `{}` untouched: it looks like a uv bucket, but not one of a uv version cache-heal knows (0.12.x, 0.13.x)",
+            unknown.path.display()
+        ));
+    }
+    let Some(current) = layout.current_generation() else {
+        return Ok(plan);
+    };
+    let mut removed: Vec<PathBuf> = Vec::new();
+    for bucket in &layout.buckets {
+        if !bucket.generations.contains(&current) {
+            removed.push(bucket.path.clone());
+            plan.removals.push(removal(&bucket.path, Reason::OldBucket));
+        }
+    }
+    for bucket in layout.buckets_of(BucketKind::Sdists) {
+        if bucket.generations.contains(&current) {
+            prune_sdists(&bucket.path, current, &mut plan, &mut removed)?;
+        }
+    }
+    for bucket in layout
+        .buckets
+        .iter()
+        .filter(|b| b.generations.contains(&current))
+    {
+        let reason = match bucket.kind {
+            BucketKind::Wheels => Reason::PrebuiltWheel,
+            BucketKind::Environments => Reason::Environment,
+            BucketKind::Builds => Reason::BuildEnvironment,
+            _ => continue,
+        };
+        for child in child_dirs_and_files(&bucket.path, bucket.kind == BucketKind::Wheels)? {
+            removed.push(child.clone());
+            plan.removals.push(removal(&child, reason));
+        }
+    }
+    prune_archives(layout, current, &mut plan, &removed)?;
+    Ok(plan)
+}
+
+/// Removes what the plan lists. A path already gone is not an error.
+pub fn execute(plan: &PrunePlan) -> Result<()> {
+    for removal in &plan.removals {
+        remove(&removal.path)?;
+    }
+    Ok(())
+}
+
+/// Removes `files-v0` objects that nothing links to any more; run after [`execute`], since
+/// removing archives is what drops their link counts. Returns what it removed.
+pub fn prune_unlinked_files(layout: &Layout, dry_run: bool) -> Result<Vec<Removal>> {
+    let mut out = Vec::new();
+    for bucket in layout.buckets_of(BucketKind::Files) {
+        for entry in WalkDir::new(&bucket.path).min_depth(1) {
+            let entry = entry?;
+            if entry.file_type().is_file() && link_count(entry.path())? == 1 {
+                out.push(Removal {
+                    path: entry.path().to_path_buf(),
+                    files: 1,
+                    bytes: entry.metadata()?.len(),
+                    reason: Reason::UnusedFile,
+                });
+            }
+        }
+    }
+    if !dry_run {
+        for removal in &out {
+            remove(&removal.path)?;
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(unix)]
+fn link_count(path: &Path) -> Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    Ok(fs_err::metadata(path)?.nlink())
+}
+
+#[cfg(not(unix))]
+fn link_count(_path: &Path) -> Result<u64> {
+    Ok(2)
+}
+
+/// Steps 1 and 4 for one sdist bucket.
+fn prune_sdists(
+    bucket: &Path,
+    generation: Generation,
+    plan: &mut PrunePlan,
+    removed: &mut Vec<PathBuf>,
+) -> Result<()> {
+    let mut protected: Vec<PathBuf> = Vec::new();
+    let mut walk = WalkDir::new(bucket).follow_links(false).into_iter();
+    while let Some(entry) = walk.next() {
+        let entry = entry.with_context(|| format!("walking `{}`", bucket.display()))?;
+        if !entry.file_type().is_dir() {
+            continue;
+        }
+        let dir = entry.path();
+        if under_any(dir, removed) {
+            walk.skip_current_dir();
+            continue;
+        }
+        let pointer = [REVISION_HTTP, REVISION_REV]
+            .iter()
+            .map(|name| dir.join(name))
+            .find(|p| p.is_file());
+        if let Some(pointer) = pointer {
+            match revision::read(&pointer, generation) {
+                Ok(rev) => {
+                    for child in subdirs(dir)? {
+                        if child.file_name().is_some_and(|n| n != rev.id.as_str()) {
+                            removed.push(child.clone());
+                            plan.removals.push(removal(&child, Reason::StaleRevision));
+                        }
+                    }
+                }
+                Err(error) => {
+                    plan.warnings
+                        .push(format!("Left `{}` untouched: {error}", dir.display()));
+                    protected.push(dir.to_path_buf());
+                    walk.skip_current_dir();
+                    continue;
+                }
+            }
+        }
+        if dir.join(METADATA).is_file() {
+            for child in fs_err::read_dir(dir)? {
+                let child = child?;
+                let path = child.path();
+                let kind = child.file_type()?;
+                let name = child.file_name();
+                let keep = if kind.is_dir() {
+                    path.join(METADATA).is_file()
+                } else {
+                    name == METADATA
+                        || (kind.is_file()
+                            && Path::new(&name).extension().is_some_and(|e| e == "whl"))
+                };
+                if !keep && !under_any(&path, removed) {
+                    removed.push(path.clone());
+                    plan.removals.push(removal(&path, Reason::SourceTree));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Step 5: `archive-v0/<id>` directories no remaining link points to.
+fn prune_archives(
+    layout: &Layout,
+    current: Generation,
+    plan: &mut PrunePlan,
+    removed: &[PathBuf],
+) -> Result<()> {
+    let Some(archive) = layout.buckets_of(BucketKind::Archive).next() else {
+        return Ok(());
+    };
+    let mut referenced: HashSet<PathBuf> = HashSet::new();
+    let linking = layout.buckets.iter().filter(|b| {
+        matches!(b.kind, BucketKind::Sdists | BucketKind::Wheels)
+            && b.generations.contains(&current)
+    });
+    for bucket in linking {
+        let mut walk = WalkDir::new(&bucket.path).follow_links(false).into_iter();
+        while let Some(entry) = walk.next() {
+            let entry = entry?;
+            if under_any(entry.path(), removed) {
+                if entry.file_type().is_dir() {
+                    walk.skip_current_dir();
+                }
+                continue;
+            }
+            if entry.file_type().is_symlink() {
+                let target = fs_err::read_link(entry.path())?;
+                let parent = entry.path().parent().unwrap_or(Path::new(""));
+                let resolved = crate::paths::normalize(&parent.join(target));
+                if let Ok(rest) = resolved.strip_prefix(&archive.path)
+                    && let Some(Component::Normal(id)) = rest.components().next()
+                {
+                    referenced.insert(archive.path.join(id));
+                }
+            }
+        }
+    }
+    for child in child_dirs_and_files(&archive.path, false)? {
+        if !referenced.contains(&child) {
+            plan.removals.push(removal(&child, Reason::UnusedArchive));
+        }
+    }
+    Ok(())
+}
+
+fn under_any(path: &Path, roots: &[PathBuf]) -> bool {
+    roots.iter().any(|r| path.starts_with(r))
+}
+
+fn subdirs(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for child in fs_err::read_dir(dir)? {
+        let child = child?;
+        if child.file_type()?.is_dir() {
+            out.push(child.path());
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The children of a bucket to remove: all of them, or only directories (the wheels bucket
+/// keeps its own top-level files).
+fn child_dirs_and_files(dir: &Path, dirs_only: bool) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for child in fs_err::read_dir(dir)? {
+        let child = child?;
+        if !dirs_only || child.file_type()?.is_dir() {
+            out.push(child.path());
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// A removal with its file count and size, measured without following links.
+fn removal(path: &Path, reason: Reason) -> Removal {
+    let (mut files, mut bytes) = (0, 0);
+    for entry in WalkDir::new(path).follow_links(false).into_iter().flatten() {
+        if !entry.file_type().is_dir() {
+            files += 1;
+            bytes += entry.metadata().map_or(0, |m| m.len());
+        }
+    }
+    Removal {
+        path: path.to_path_buf(),
+        files,
+        bytes,
+        reason,
+    }
+}
+
+fn remove(path: &Path) -> Result<()> {
+    let meta = match fs_err::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    if meta.is_dir() {
+        fs_err::remove_dir_all(path)?;
+    } else {
+        fs_err::remove_file(path)?;
+    }
+    Ok(())
+}
