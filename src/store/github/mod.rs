@@ -330,8 +330,9 @@ pub(crate) fn mask(secret: &str) {
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub retry: RetryPolicy,
-    /// `SEGMENT_DOWNLOAD_TIMEOUT_MINS`: how long one download segment may take, all retries
-    /// of it included.
+    /// `SEGMENT_DOWNLOAD_TIMEOUT_MINS`: how long one attempt at a download segment may take;
+    /// a segment that times out is retried like any transient failure, then the restore is a
+    /// miss.
     pub segment_timeout: Duration,
     pub upload_concurrency: usize,
     pub download_concurrency: usize,
