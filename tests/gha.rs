@@ -837,3 +837,42 @@ fn gha_store_without_a_token_says_what_is_missing() {
         "{err}"
     );
 }
+
+/// `SEGMENT_DOWNLOAD_TIMEOUT_MINS` bounds each attempt at a segment: a stalled segment is
+/// retried, and one that keeps stalling ends in a clean miss.
+#[test]
+fn stalled_segments_time_out_and_are_retried() {
+    let service = CacheService::with_proxy();
+    let (sandbox, expected) = saved_entry(&service, "kstall");
+    remove_trees(&sandbox);
+    service.faults().stall.store(1, Ordering::SeqCst);
+    let started = std::time::Instant::now();
+    let out = cache_heal(&sandbox, &service, &main_token())
+        .env("SEGMENT_DOWNLOAD_TIMEOUT_MINS", "0.01")
+        .args(["restore", "--key", "kstall", "--json"])
+        .args(path_args())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout_json(&out)["status"], "exact", "{}", stderr(&out));
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "did not wait for the stall"
+    );
+    assert_restored(&sandbox, &expected);
+
+    let previous = put_previous_content(&sandbox);
+    service.faults().stall.store(5, Ordering::SeqCst);
+    let out = cache_heal(&sandbox, &service, &main_token())
+        .env("SEGMENT_DOWNLOAD_TIMEOUT_MINS", "0.01")
+        .env("CACHE_HEAL_HTTP_RETRIES", "2")
+        .args(["restore", "--key", "kstall", "--json"])
+        .args(path_args())
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(stdout_json(&out)["status"], "miss");
+    assert!(err.contains("no complete answer within"), "{err}");
+    assert_restored(&sandbox, &previous);
+}

@@ -22,6 +22,7 @@
 //! - `blob_drop`: the next N blob requests send headers and then drop the connection;
 //! - `truncate`: the next N blob GETs send half their body and then drop the connection;
 //! - `expire_urls`: the next N signed URLs handed out expired an hour ago (Azurite answers 403);
+//! - `stall`: the next N blob GETs wait 5 s before answering (for segment timeouts);
 //! - `ignore_range` (a flag): blob GETs lose their `Range`, as on servers without range support.
 //!
 //! Blob faults need the bytes to pass through this server, so with `via_proxy` set (it is, by
@@ -217,6 +218,7 @@ pub struct Faults {
     pub blob_drop: AtomicU32,
     pub truncate: AtomicU32,
     pub expire_urls: AtomicU32,
+    pub stall: AtomicU32,
     pub ignore_range: AtomicBool,
 }
 
@@ -732,6 +734,9 @@ async fn proxy(
     }
     if take(&faults.blob_drop) {
         return cut_off(StatusCode::OK, HeaderMap::new(), vec![0; 1024], 0);
+    }
+    if method == Method::GET && take(&faults.stall) {
+        tokio::time::sleep(Duration::from_secs(5)).await;
     }
     let path = uri.path().strip_prefix("/blob").unwrap_or(uri.path());
     let target = format!("http://127.0.0.1:{}{path}?{query}", inner.azurite_port);
