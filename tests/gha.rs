@@ -87,7 +87,16 @@ fn node_save(sandbox: &Sandbox, service: &CacheService, token: &str, key: &str) 
         "save",
         &json!({"key": key, "paths": PATHS}),
     );
-    run.result["cache_id"].as_i64().unwrap()
+    let id = run.result["cache_id"].as_i64().unwrap();
+    if id <= 0 {
+        // Shown when a test that expects a save fails, with what the client said.
+        eprintln!(
+            "@actions/cache saveCache({key}) returned {id}:\n{}\n{}",
+            String::from_utf8_lossy(&run.output.stdout),
+            String::from_utf8_lossy(&run.output.stderr)
+        );
+    }
+    id
 }
 
 fn node_restore(

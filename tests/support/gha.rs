@@ -280,7 +280,12 @@ impl CacheService {
             faults: Faults::default(),
             log: Mutex::new(Vec::new()),
             sigs: Mutex::new(Vec::new()),
-            http: reqwest::Client::new(),
+            // No pooled connections: Azurite (node) closes idle ones after 5 s, and a request
+            // sent on one it just closed fails in the proxy, not in the client under test.
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .build()
+                .unwrap(),
         });
         let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
         let state = Arc::clone(&inner);
