@@ -84,11 +84,9 @@ pub fn azurite() -> &'static Azurite {
 fn start_azurite() -> Azurite {
     require_node_modules();
     let port = free_port();
-    let workdir = tempfile::Builder::new()
-        .prefix("cache-heal-azurite-")
-        .tempdir()
-        .unwrap()
-        .keep();
+    // With in-memory persistence Azurite writes no files; its working directory is only where
+    // it would.
+    let workdir = std::env::temp_dir();
     let (tx, rx) = std::sync::mpsc::channel::<Result<(), String>>();
     // The child dies with the thread that spawned it (PR_SET_PDEATHSIG), so that thread lives
     // as long as the process: Azurite stops when the tests do, however they end.
