@@ -127,6 +127,22 @@ fn bench_gha_save_and_restore() {
         assert_eq!(result["status"], "saved", "{result}");
     });
 
+    // For reference: the same save into a local-directory store, which separates packing time
+    // from transfer time.
+    let local = sandbox.root().join("local-store");
+    timed("cache-heal save, local store (reference)", || {
+        let out = cache_heal(&sandbox, &service, &token)
+            .env("CACHE_HEAL_STORE", format!("dir:{}", local.display()))
+            .args(["save", "--key", "bench-local", "--path", paths[0]])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+
     std::fs::remove_dir_all(&cache).unwrap();
     let node_restore = timed("@actions/cache restoreCache", || {
         let run = node(

@@ -22,6 +22,7 @@
 //! - `blob_drop`: the next N blob requests send headers and then drop the connection;
 //! - `truncate`: the next N blob GETs send half their body and then drop the connection;
 //! - `expire_urls`: the next N signed URLs handed out expired an hour ago (Azurite answers 403);
+//! - `stall`: the next N blob GETs wait 5 s before answering (for segment timeouts);
 //! - `ignore_range` (a flag): blob GETs lose their `Range`, as on servers without range support.
 //!
 //! Blob faults need the bytes to pass through this server, so with `via_proxy` set (it is, by
@@ -83,11 +84,9 @@ pub fn azurite() -> &'static Azurite {
 fn start_azurite() -> Azurite {
     require_node_modules();
     let port = free_port();
-    let workdir = tempfile::Builder::new()
-        .prefix("cache-heal-azurite-")
-        .tempdir()
-        .unwrap()
-        .keep();
+    // With in-memory persistence Azurite writes no files; its working directory is only where
+    // it would.
+    let workdir = std::env::temp_dir();
     let (tx, rx) = std::sync::mpsc::channel::<Result<(), String>>();
     // The child dies with the thread that spawned it (PR_SET_PDEATHSIG), so that thread lives
     // as long as the process: Azurite stops when the tests do, however they end.
@@ -217,6 +216,7 @@ pub struct Faults {
     pub blob_drop: AtomicU32,
     pub truncate: AtomicU32,
     pub expire_urls: AtomicU32,
+    pub stall: AtomicU32,
     pub ignore_range: AtomicBool,
 }
 
@@ -278,7 +278,12 @@ impl CacheService {
             faults: Faults::default(),
             log: Mutex::new(Vec::new()),
             sigs: Mutex::new(Vec::new()),
-            http: reqwest::Client::new(),
+            // No pooled connections: Azurite (node) closes idle ones after 5 s, and a request
+            // sent on one it just closed fails in the proxy, not in the client under test.
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .build()
+                .unwrap(),
         });
         let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
         let state = Arc::clone(&inner);
@@ -732,6 +737,9 @@ async fn proxy(
     }
     if take(&faults.blob_drop) {
         return cut_off(StatusCode::OK, HeaderMap::new(), vec![0; 1024], 0);
+    }
+    if method == Method::GET && take(&faults.stall) {
+        tokio::time::sleep(Duration::from_secs(5)).await;
     }
     let path = uri.path().strip_prefix("/blob").unwrap_or(uri.path());
     let target = format!("http://127.0.0.1:{}{path}?{query}", inner.azurite_port);

@@ -47,7 +47,7 @@ pub enum Error {
         #[source]
         source: reqwest::Error,
     },
-    #[error("{what}: no complete answer within {}s", .after.as_secs())]
+    #[error("{what}: no complete answer within {:.1}s", .after.as_secs_f64())]
     TimedOut { what: String, after: Duration },
     #[error("{what}: HTTP {status}{detail}")]
     Status {
@@ -330,8 +330,9 @@ pub(crate) fn mask(secret: &str) {
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub retry: RetryPolicy,
-    /// `SEGMENT_DOWNLOAD_TIMEOUT_MINS`: how long one download segment may take, all retries
-    /// of it included.
+    /// `SEGMENT_DOWNLOAD_TIMEOUT_MINS`: how long one attempt at a download segment may take;
+    /// a segment that times out is retried like any transient failure, then the restore is a
+    /// miss.
     pub segment_timeout: Duration,
     pub upload_concurrency: usize,
     pub download_concurrency: usize,
@@ -339,10 +340,22 @@ pub struct Settings {
 
 impl Settings {
     pub fn from_env() -> Result<Self> {
-        let segment_minutes = env_number(env_vars::SEGMENT_DOWNLOAD_TIMEOUT_MINS)?.unwrap_or(10);
+        // The toolkit reads it with `Number(...)`, so fractions are valid (`0.5` is 30 s).
+        let name = env_vars::SEGMENT_DOWNLOAD_TIMEOUT_MINS;
+        let segment_minutes = match std::env::var(name) {
+            Ok(v) if !v.trim().is_empty() => v
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|m| m.is_finite() && *m > 0.0)
+                .ok_or_else(|| {
+                    anyhow!("`{name}` is `{v}`; expected a positive number of minutes")
+                })?,
+            _ => 10.0,
+        };
         Ok(Self {
             retry: RetryPolicy::from_env()?,
-            segment_timeout: Duration::from_secs(segment_minutes.max(1) * 60),
+            segment_timeout: Duration::from_secs_f64(segment_minutes * 60.0),
             upload_concurrency: 4,
             download_concurrency: 8,
         })
