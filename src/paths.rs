@@ -119,14 +119,15 @@ pub fn normalize(path: &Path) -> PathBuf {
         match component {
             Component::Prefix(_) | Component::RootDir => out.push(component.as_os_str()),
             Component::CurDir => {}
-            Component::ParentDir => {
-                let at_root = out.parent().is_none();
-                if !at_root {
+            Component::ParentDir => match out.components().next_back() {
+                Some(Component::Normal(_)) => {
                     out.pop();
-                } else if !out.has_root() {
-                    out.push("..");
                 }
-            }
+                // `..` never climbs above the root.
+                Some(Component::RootDir | Component::Prefix(_)) => {}
+                // A relative path that already climbs (or is empty) climbs one more.
+                _ => out.push(".."),
+            },
             Component::Normal(name) => out.push(name),
         }
     }
@@ -354,6 +355,17 @@ mod tests {
             r.member_name(&r.absolute("/work/repo/x/../y").unwrap()),
             "y"
         );
+    }
+
+    #[test]
+    fn relative_paths_keep_their_leading_dot_dots() {
+        assert_eq!(
+            normalize(Path::new("../../etc")),
+            PathBuf::from("../../etc")
+        );
+        assert_eq!(normalize(Path::new("a/../../b")), PathBuf::from("../b"));
+        assert_eq!(normalize(Path::new("/a/../../b")), PathBuf::from("/b"));
+        assert_eq!(normalize(Path::new("./a/./b/..")), PathBuf::from("a"));
     }
 
     #[test]

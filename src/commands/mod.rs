@@ -66,7 +66,14 @@ pub fn report_store_trouble(
 }
 
 /// Prints a result object on stdout.
+///
+/// A closed pipe (`cache-heal … --json | head -c0`) is not an error: whoever reads stdout has
+/// what it wanted.
 pub fn print_json(value: &serde_json::Value) -> Result<()> {
-    println!("{}", serde_json::to_string(value)?);
-    Ok(())
+    use std::io::Write;
+    let text = serde_json::to_string(value)?;
+    match writeln!(std::io::stdout().lock(), "{text}") {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
 }
