@@ -27,7 +27,7 @@ pub const CACHE_HEAL_LOOKUP_ONLY: &str = "CACHE_HEAL_LOOKUP_ONLY";
 pub const CACHE_HEAL_FAIL_ON_CACHE_MISS: &str = "CACHE_HEAL_FAIL_ON_CACHE_MISS";
 /// Equivalent to `--max-size`.
 pub const CACHE_HEAL_MAX_SIZE: &str = "CACHE_HEAL_MAX_SIZE";
-/// How many threads write small files during a restore (default 2); for measurements.
+/// How many threads write small files during a restore (default 1); for measurements.
 pub const CACHE_HEAL_UNPACK_WRITERS: &str = "CACHE_HEAL_UNPACK_WRITERS";
 /// Equivalent to `--no-prune` (save).
 pub const CACHE_HEAL_NO_PRUNE: &str = "CACHE_HEAL_NO_PRUNE";
