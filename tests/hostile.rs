@@ -429,3 +429,32 @@ fn a_valid_archive_with_an_absolute_symlink_restores() {
         "restore replaces the path whole"
     );
 }
+
+#[test]
+fn symlinks_already_on_disk_are_replaced_never_written_through() {
+    let archive = Evil::new()
+        .dir("cache/")
+        .dir("cache/sub/")
+        .file("cache/sub/f", b"from the archive")
+        .zstd();
+    let sb = armed(&archive);
+    // The user's `cache` is now a symlink to a directory outside, holding a `sub` of its own.
+    std::fs::remove_dir_all(sb.ws().join("cache")).unwrap();
+    std::fs::create_dir_all(sb.outside().join("target/sub")).unwrap();
+    std::fs::write(sb.outside().join("target/sub/f"), b"outside content").unwrap();
+    std::os::unix::fs::symlink(sb.outside().join("target"), sb.ws().join("cache")).unwrap();
+    let outside_before = snapshot(&sb.outside());
+
+    sb.ok(&["restore", "--path", "cache", "--key", KEY]);
+    assert_eq!(
+        outside_before,
+        snapshot(&sb.outside()),
+        "written through the symlink"
+    );
+    let cache = sb.ws().join("cache");
+    assert!(!cache.symlink_metadata().unwrap().file_type().is_symlink());
+    assert_eq!(
+        std::fs::read(cache.join("sub/f")).unwrap(),
+        b"from the archive"
+    );
+}
