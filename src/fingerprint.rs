@@ -15,47 +15,37 @@ use crate::paths::SavePlan;
 /// The fingerprint of everything `plan` would archive, honouring its excludes.
 pub fn of_plan(plan: &SavePlan) -> Result<String> {
     let mut hasher = Sha256::new();
-    for root in &plan.roots {
-        hasher.update(root.member_name.as_bytes());
-        hasher.update(b"\0root\n");
-        let mut it = walkdir::WalkDir::new(&root.absolute)
-            .follow_links(false)
-            .sort_by_file_name()
-            .into_iter();
-        while let Some(entry) = it.next() {
-            let entry = entry.with_context(|| format!("walking `{}`", root.absolute.display()))?;
-            if plan.is_excluded(entry.path()) {
-                if entry.file_type().is_dir() {
-                    it.skip_current_dir();
-                }
-                continue;
-            }
-            let rel = entry
-                .path()
-                .strip_prefix(&root.absolute)
-                .unwrap_or(entry.path());
-            let meta = entry
-                .path()
-                .symlink_metadata()
-                .with_context(|| format!("reading `{}`", entry.path().display()))?;
-            let kind = if meta.file_type().is_symlink() {
-                let target = fs_err::read_link(entry.path())?;
-                format!("l {}", target.display())
-            } else if meta.is_dir() {
-                "d".to_string()
-            } else {
-                let mtime = meta
-                    .modified()
-                    .ok()
-                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                    .map_or(0, |d| d.as_nanos());
-                format!("f {} {mtime}", meta.len())
-            };
-            hasher.update(rel.to_string_lossy().as_bytes());
-            hasher.update(b"\0");
-            hasher.update(kind.as_bytes());
-            hasher.update(b"\n");
+    plan.walk(|root, entry| {
+        if entry.depth() == 0 {
+            hasher.update(root.member_name.as_bytes());
+            hasher.update(b"\0root\n");
         }
-    }
+        let rel = entry
+            .path()
+            .strip_prefix(&root.absolute)
+            .unwrap_or(entry.path());
+        let meta = entry
+            .path()
+            .symlink_metadata()
+            .with_context(|| format!("reading `{}`", entry.path().display()))?;
+        let kind = if meta.file_type().is_symlink() {
+            let target = fs_err::read_link(entry.path())?;
+            format!("l {}", target.display())
+        } else if meta.is_dir() {
+            "d".to_string()
+        } else {
+            let mtime = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_nanos());
+            format!("f {} {mtime}", meta.len())
+        };
+        hasher.update(rel.to_string_lossy().as_bytes());
+        hasher.update(b"\0");
+        hasher.update(kind.as_bytes());
+        hasher.update(b"\n");
+        Ok(())
+    })?;
     Ok(hex::encode(hasher.finalize()))
 }

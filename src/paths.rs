@@ -186,6 +186,35 @@ impl SavePlan {
             .any(|p| p.matches_path_with(path, match_options()))
     }
 
+    /// Visits everything `save` archives, in archive order: each root and all below it,
+    /// sorted, symlinks not followed (a root that is a symlink is visited as the symlink),
+    /// minus what an exclude drops. Packing, the credential check and the fingerprint all walk
+    /// through here, so they always agree on what a save holds.
+    pub fn walk(
+        &self,
+        mut visit: impl FnMut(&SaveRoot, &walkdir::DirEntry) -> Result<()>,
+    ) -> Result<()> {
+        for root in &self.roots {
+            let mut entries = walkdir::WalkDir::new(&root.absolute)
+                .follow_links(false)
+                .follow_root_links(false)
+                .sort_by_file_name()
+                .into_iter();
+            while let Some(entry) = entries.next() {
+                let entry =
+                    entry.with_context(|| format!("walking `{}`", root.absolute.display()))?;
+                if self.is_excluded(entry.path()) {
+                    if entry.file_type().is_dir() {
+                        entries.skip_current_dir();
+                    }
+                    continue;
+                }
+                visit(root, &entry)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Leaves out a directory and everything below it (the local store, when it sits inside a
     /// saved path: archiving it into itself would never end well).
     pub fn exclude_tree(&mut self, dir: &Path) {

@@ -16,7 +16,7 @@
 //!
 //! This module knows event names and file names; it knows nothing of stores or archives.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use std::path::{Path, PathBuf};
 
 use crate::paths::SavePlan;
@@ -75,30 +75,17 @@ const MAX_CONFIG_SIZE: u64 = 1 << 20;
 /// Every credential file below the paths of `plan` (not already excluded).
 pub fn credential_files(plan: &SavePlan) -> Result<Vec<CredentialFile>> {
     let mut found = Vec::new();
-    for root in &plan.roots {
-        let mut it = walkdir::WalkDir::new(&root.absolute)
-            .follow_links(false)
-            .sort_by_file_name()
-            .into_iter();
-        while let Some(entry) = it.next() {
-            let entry = entry.with_context(|| format!("walking `{}`", root.absolute.display()))?;
-            if plan.is_excluded(entry.path()) {
-                if entry.file_type().is_dir() {
-                    it.skip_current_dir();
-                }
-                continue;
-            }
-            if !entry.file_type().is_file() {
-                continue;
-            }
-            if let Some(reason) = credential_reason(entry.path())? {
-                found.push(CredentialFile {
-                    path: entry.path().to_path_buf(),
-                    reason,
-                });
-            }
+    plan.walk(|_, entry| {
+        if entry.file_type().is_file()
+            && let Some(reason) = credential_reason(entry.path())?
+        {
+            found.push(CredentialFile {
+                path: entry.path().to_path_buf(),
+                reason,
+            });
         }
-    }
+        Ok(())
+    })?;
     Ok(found)
 }
 

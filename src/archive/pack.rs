@@ -95,33 +95,17 @@ enum ItemKind {
 
 fn walk(plan: &SavePlan, sender: &mpsc::SyncSender<Result<Item>>) {
     let mut seen_inodes: HashMap<(u64, u64), String> = HashMap::new();
-    for root in &plan.roots {
-        let entries = walkdir::WalkDir::new(&root.absolute)
-            .follow_links(false)
-            .follow_root_links(false)
-            .sort_by_file_name();
-        let mut it = entries.into_iter();
-        while let Some(entry) = it.next() {
-            let item = match entry {
-                Ok(entry) if plan.is_excluded(entry.path()) => {
-                    if entry.file_type().is_dir() {
-                        it.skip_current_dir();
-                    }
-                    continue;
-                }
-                Ok(entry) => item_for(&root.member_name, &root.absolute, &entry, &mut seen_inodes),
-                Err(e) => Err(anyhow!(e).context(format!("walking `{}`", root.absolute.display()))),
-            };
-            let item = match item {
-                Ok(Some(item)) => Ok(item),
-                Ok(None) => continue,
-                Err(e) => Err(e),
-            };
-            let failed = item.is_err();
-            if sender.send(item).is_err() || failed {
-                return;
-            }
+    let walked = plan.walk(|root, entry| {
+        match item_for(&root.member_name, &root.absolute, entry, &mut seen_inodes)? {
+            // A closed channel means the tar writer stopped; its own error is what counts.
+            Some(item) => sender
+                .send(Ok(item))
+                .map_err(|_| anyhow!("the archive writer stopped")),
+            None => Ok(()),
         }
+    });
+    if let Err(error) = walked {
+        let _ = sender.send(Err(error));
     }
 }
 
