@@ -88,15 +88,6 @@ pub struct Unpacked {
 }
 
 impl Unpacked {
-    /// The paths that `commit` will replace.
-    pub fn units(&self) -> Vec<PathBuf> {
-        self.staging
-            .units
-            .iter()
-            .map(|u| u.target.clone())
-            .collect()
-    }
-
     /// Replaces each unit with its staged copy. If one rename fails, those already swapped are
     /// put back, so the destination never mixes old and new.
     pub fn commit(self) -> Result<()> {
@@ -614,7 +605,9 @@ impl Unpacker<'_> {
                 };
                 format!("reading the archive{after}: it is truncated or corrupt")
             })?;
-            last_member = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+            // Reuse one buffer: this runs for every member.
+            last_member.clear();
+            last_member.push_str(&String::from_utf8_lossy(&entry.path_bytes()));
             self.read_member(entry, sender)?;
             if first_error.lock().expect("writer error lock").is_some() {
                 break;

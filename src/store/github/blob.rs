@@ -182,19 +182,8 @@ impl BlobClient {
     /// GETs `len` bytes at `start`, expecting 206, within the segment timeout.
     async fn get_range(&self, url: &SignedUrl, start: u64, len: u64) -> Result<Bytes, Error> {
         let what = format!("GET bytes {start}-{}", start + len - 1);
-        let timeout = self.settings.segment_timeout;
-        let fetch = async {
-            let response = self
-                .http
-                .get(url.0.clone())
-                .header("x-ms-version", AZURE_VERSION)
-                .header(
-                    reqwest::header::RANGE,
-                    format!("bytes={start}-{}", start + len - 1),
-                )
-                .send()
-                .await
-                .map_err(|e| connection(&what, e))?;
+        self.within_segment_timeout(&what, async {
+            let response = self.send_range(url, start, len, &what).await?;
             if response.status() != reqwest::StatusCode::PARTIAL_CONTENT {
                 if response.status().is_success() {
                     return Err(Error::InvalidResponse {
@@ -208,11 +197,41 @@ impl BlobClient {
                 return Err(status_error(&what, response).await);
             }
             read_exact_body(&what, response, len).await
-        };
+        })
+        .await
+    }
+
+    /// Sends a ranged GET for `len` bytes at `start`; the caller judges the status.
+    async fn send_range(
+        &self,
+        url: &SignedUrl,
+        start: u64,
+        len: u64,
+        what: &str,
+    ) -> Result<reqwest::Response, Error> {
+        self.http
+            .get(url.0.clone())
+            .header("x-ms-version", AZURE_VERSION)
+            .header(
+                reqwest::header::RANGE,
+                format!("bytes={start}-{}", start + len - 1),
+            )
+            .send()
+            .await
+            .map_err(|e| connection(what, e))
+    }
+
+    /// Runs one segment's request and body, giving up after `SEGMENT_DOWNLOAD_TIMEOUT_MINS`.
+    async fn within_segment_timeout<T>(
+        &self,
+        what: &str,
+        fetch: impl std::future::Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        let timeout = self.settings.segment_timeout;
         match tokio::time::timeout(timeout, fetch).await {
             Ok(result) => result,
             Err(_) => Err(Error::TimedOut {
-                what,
+                what: what.to_string(),
                 after: timeout,
             }),
         }
@@ -711,19 +730,8 @@ enum First {
 
 async fn first_request(blob: &BlobClient, url: &SignedUrl) -> Result<First, Error> {
     let what = format!("GET bytes 0-{}", SEGMENT_SIZE - 1);
-    let timeout = blob.settings.segment_timeout;
-    let fetch = async {
-        let response = blob
-            .http
-            .get(url.0.clone())
-            .header("x-ms-version", AZURE_VERSION)
-            .header(
-                reqwest::header::RANGE,
-                format!("bytes=0-{}", SEGMENT_SIZE - 1),
-            )
-            .send()
-            .await
-            .map_err(|e| connection(&what, e))?;
+    blob.within_segment_timeout(&what, async {
+        let response = blob.send_range(url, 0, SEGMENT_SIZE, &what).await?;
         match response.status().as_u16() {
             206 => {
                 let total = content_range_total(response.headers()).ok_or_else(|| {
@@ -744,14 +752,8 @@ async fn first_request(blob: &BlobClient, url: &SignedUrl) -> Result<First, Erro
             }),
             _ => Err(status_error(&what, response).await),
         }
-    };
-    match tokio::time::timeout(timeout, fetch).await {
-        Ok(result) => result,
-        Err(_) => Err(Error::TimedOut {
-            what,
-            after: timeout,
-        }),
-    }
+    })
+    .await
 }
 
 /// `bytes 0-16777215/123456789` → 123456789.
