@@ -9,7 +9,7 @@ mod support;
 use serde_json::json;
 use std::path::Path;
 use std::time::Instant;
-use support::gha::{CacheService, cache_heal, node, token};
+use support::gha::{CacheService, azurite, cache_heal, node, token};
 use support::{Sandbox, assert_same_tree, snapshot};
 
 /// A uv-like cache: ~40,000 files, median ~2 KiB, a long tail of large files (built wheels,
@@ -67,11 +67,38 @@ fn generate_tree(root: &Path, files: usize, total_mib: u64) -> u64 {
     written
 }
 
+/// CPU seconds (user + system) of the children this process has waited for: the tool under
+/// test, with everything it ran (`@actions/cache` runs tar and zstd).
+fn children_cpu() -> f64 {
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage fills the struct it is given.
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
+}
+
+/// CPU seconds of the Azurite process so far (`/proc/PID/stat`, utime + stime in ticks).
+fn azurite_cpu() -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", azurite().pid)).unwrap();
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+}
+
+/// Runs `f`, printing its wall time and the CPU time the client and Azurite spent meanwhile:
+/// both share this machine's cores, which a real runner and the real service do not.
 fn timed(what: &str, f: impl FnOnce()) -> f64 {
+    let (client, service) = (children_cpu(), azurite_cpu());
     let started = Instant::now();
     f();
     let seconds = started.elapsed().as_secs_f64();
-    eprintln!("  {what}: {seconds:.2}s");
+    eprintln!(
+        "  {what}: {seconds:.2}s (CPU: client {:.1}s, Azurite {:.1}s)",
+        children_cpu() - client,
+        azurite_cpu() - service
+    );
     seconds
 }
 

@@ -73,6 +73,8 @@ fn require_node_modules() {
 /// A running Azurite blob service.
 pub struct Azurite {
     pub port: u16,
+    /// Its process id, for the benchmark's CPU accounting.
+    pub pid: u32,
 }
 
 /// The Azurite of this test process, started on first use.
@@ -87,7 +89,7 @@ fn start_azurite() -> Azurite {
     // With in-memory persistence Azurite writes no files; its working directory is only where
     // it would.
     let workdir = std::env::temp_dir();
-    let (tx, rx) = std::sync::mpsc::channel::<Result<(), String>>();
+    let (tx, rx) = std::sync::mpsc::channel::<Result<u32, String>>();
     // The child dies with the thread that spawned it (PR_SET_PDEATHSIG), so that thread lives
     // as long as the process: Azurite stops when the tests do, however they end.
     std::thread::spawn(move || {
@@ -117,7 +119,7 @@ fn start_azurite() -> Azurite {
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
             if !told && line.contains("successfully listen") {
-                let _ = tx.send(Ok(()));
+                let _ = tx.send(Ok(child.id()));
                 told = true;
             }
         }
@@ -129,11 +131,11 @@ fn start_azurite() -> Azurite {
             std::thread::park();
         }
     });
-    match rx.recv_timeout(Duration::from_secs(60)) {
-        Ok(Ok(())) => {}
+    let pid = match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(Ok(pid)) => pid,
         Ok(Err(e)) => panic!("{e}"),
         Err(_) => panic!("Azurite did not start listening on 127.0.0.1:{port} within 60 s"),
-    }
+    };
     let status = Command::new("node")
         .arg(node_dir().join("create-container.mjs"))
         .arg(format!("http://127.0.0.1:{port}/{ACCOUNT}"))
@@ -146,7 +148,7 @@ fn start_azurite() -> Azurite {
         "creating the Azurite container failed: {}",
         String::from_utf8_lossy(&status.stderr)
     );
-    Azurite { port }
+    Azurite { port, pid }
 }
 
 #[cfg(target_os = "linux")]
