@@ -6,6 +6,7 @@
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
+use crate::archive::level::Level;
 use crate::autokey::Tool;
 use crate::env_vars as env;
 use crate::key::Compression;
@@ -104,6 +105,21 @@ pub struct SaveArgs {
     /// GitHub Actions, where the restore step leaves it under `RUNNER_TEMP`).
     #[arg(long, env = env::CACHE_HEAL_KEY)]
     pub key: Option<String>,
+
+    /// How hard to compress: `auto`, or a fixed level (zstd 1 to 19, gzip 1 to 9).
+    ///
+    /// `auto` starts zstd at level 3, what actions/cache writes, then follows whatever holds
+    /// the save back: while the upload waits for the compressor (a fast network, a local store)
+    /// it steps down to level 1; while the compressor waits for the upload it steps back up to
+    /// 3. For gzip, `auto` is level 6. Any level restores with any tool: the level is not part
+    /// of the entry version.
+    #[arg(
+        long,
+        env = env::CACHE_HEAL_COMPRESSION_LEVEL,
+        value_name = "LEVEL",
+        default_value = "auto"
+    )]
+    pub compression_level: Level,
 
     /// Save uv caches as they are, without pruning them first.
     ///

@@ -13,6 +13,8 @@ pub const CACHE_HEAL_KEY: &str = "CACHE_HEAL_KEY";
 pub const CACHE_HEAL_RESTORE_KEYS: &str = "CACHE_HEAL_RESTORE_KEYS";
 /// Equivalent to `--compression`.
 pub const CACHE_HEAL_COMPRESSION: &str = "CACHE_HEAL_COMPRESSION";
+/// Equivalent to `--compression-level`.
+pub const CACHE_HEAL_COMPRESSION_LEVEL: &str = "CACHE_HEAL_COMPRESSION_LEVEL";
 /// Equivalent to `--json`.
 pub const CACHE_HEAL_JSON: &str = "CACHE_HEAL_JSON";
 /// Equivalent to `--quiet`.

@@ -44,6 +44,9 @@ pub enum UsageError {
     /// A value that is required here was neither given nor found where it may come from.
     #[error("{0}")]
     Missing(String),
+    /// A value outside what its setting accepts.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// Parses the command line, runs the command, and turns the outcome into an exit code.

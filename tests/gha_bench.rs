@@ -152,6 +152,7 @@ fn bench_gha_save_and_restore() {
         );
         let result = support::stdout_json(&out);
         assert_eq!(result["status"], "saved", "{result}");
+        eprintln!("  zstd levels: {}", result["compression_levels"]);
     });
 
     // For reference: the same save into a local-directory store, which separates packing time

@@ -233,3 +233,75 @@ fn gnu_tar_lists_our_members_with_actions_cache_names() {
     );
     run_checked(Command::new("zstd").arg("--version"));
 }
+
+/// `--compression-level auto` changes the zstd level inside one frame as it goes (into a local
+/// store it steps down from 3 to 1); GNU zstd and tar must read such a stream like any other.
+#[test]
+fn an_archive_whose_zstd_level_changed_midway_extracts_with_gnu_tar() {
+    let sb = Sandbox::new();
+    let data = sb.ws().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    // 48 MiB of compressible text in 2 MiB files: three decisions of the level governor.
+    let mut state = 7u64;
+    for i in 0..24 {
+        let text: String = (0..700_000)
+            .map(|_| {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+                ["def ", "self", "numpy", " = ", "\n", "return"][(state >> 60) as usize % 6]
+            })
+            .collect::<String>();
+        std::fs::write(data.join(format!("m{i}.py")), &text.as_bytes()[..2 << 20]).unwrap();
+    }
+    let before = snapshot(&data);
+    let out = sb.ok(&["--json", "save", "--path", "data", "--key", "auto"]);
+    let result = support::stdout_json(&out);
+    let levels: Vec<i64> = result["compression_levels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["level"].as_i64().unwrap())
+        .collect();
+    assert_eq!(levels.first(), Some(&3), "{result}");
+    assert!(levels.len() >= 2, "the level never changed: {result}");
+    let lines = vec!["data".to_string()];
+    let archive = export(
+        &sb.store(),
+        "auto",
+        &entry_version(&lines, Compression::Zstd),
+    );
+    std::fs::remove_dir_all(&data).unwrap();
+    let mut child = Command::new("bash")
+        .arg("-c")
+        .arg("zstd -d | tar -xf - -P -C \"$WS\"")
+        .env("WS", sb.ws())
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&archive).unwrap();
+    assert!(child.wait().unwrap().success(), "GNU tar could not extract");
+    assert_same_tree(&before, &snapshot(&data));
+}
+
+#[test]
+fn a_compression_level_out_of_range_is_a_usage_error() {
+    let sb = Sandbox::new();
+    std::fs::create_dir_all(sb.ws().join("data")).unwrap();
+    let out = sb.run(&[
+        "save",
+        "--path",
+        "data",
+        "--key",
+        "k",
+        "--compression",
+        "gzip",
+        "--compression-level",
+        "12",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = support::stderr(&out);
+    assert!(
+        err.contains("compression level 12 is out of range for gzip: use 1 to 9"),
+        "{err}"
+    );
+    assert!(support::list_all(&sb.store()).is_empty(), "nothing saved");
+}

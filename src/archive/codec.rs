@@ -11,10 +11,6 @@ use crate::key::Compression;
 
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
-/// zstd level 3 is what `zstdmt` (and so actions/cache) uses.
-const ZSTD_LEVEL: i32 = 3;
-/// gzip level 6 is GNU gzip's default, what `tar -z` writes.
-const GZIP_LEVEL: u32 = 6;
 
 /// The codec a stream starts with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,19 +73,31 @@ pub enum Encoder<W: Write> {
 }
 
 impl<W: Write> Encoder<W> {
-    pub fn new(inner: W, compression: Compression) -> io::Result<Self> {
+    /// An encoder at `level` (see [`super::level`] for the ranges and defaults).
+    pub fn new(inner: W, compression: Compression, level: i32) -> io::Result<Self> {
         Ok(match compression {
             Compression::Zstd => {
-                let mut encoder = zstd::stream::write::Encoder::new(inner, ZSTD_LEVEL)?;
+                let mut encoder = zstd::stream::write::Encoder::new(inner, level)?;
                 encoder.include_checksum(true)?;
                 encoder.multithread(zstd_workers())?;
                 Encoder::Zstd(encoder)
             }
             Compression::Gzip => Encoder::Gzip(flate2::write::GzEncoder::new(
                 inner,
-                flate2::Compression::new(GZIP_LEVEL),
+                flate2::Compression::new(level.clamp(0, 9) as u32),
             )),
         })
+    }
+
+    /// Changes the zstd level for the data that follows; the window stays, so the stream
+    /// stays one frame any decoder reads. gzip keeps its level.
+    pub fn set_level(&mut self, level: i32) -> io::Result<()> {
+        match self {
+            Encoder::Zstd(e) => {
+                e.set_parameter(zstd::zstd_safe::CParameter::CompressionLevel(level))
+            }
+            Encoder::Gzip(_) => Ok(()),
+        }
     }
 
     pub fn finish(self) -> io::Result<W> {
@@ -129,7 +137,7 @@ mod tests {
 
     fn round_trip(compression: Compression) {
         let data: Vec<u8> = (0..100_000u32).flat_map(|i| i.to_le_bytes()).collect();
-        let mut encoder = Encoder::new(Vec::new(), compression).unwrap();
+        let mut encoder = Encoder::new(Vec::new(), compression, 3).unwrap();
         encoder.write_all(&data).unwrap();
         let packed = encoder.finish().unwrap();
         let mut out = Vec::new();
@@ -144,6 +152,26 @@ mod tests {
     fn zstd_and_gzip_round_trip() {
         round_trip(Compression::Zstd);
         round_trip(Compression::Gzip);
+    }
+
+    #[test]
+    fn a_zstd_level_changed_midway_decodes_as_one_stream() {
+        let data: Vec<u8> = (0..3_000_000u32)
+            .flat_map(|i| (i % 7919).to_le_bytes())
+            .collect();
+        let mut encoder = Encoder::new(Vec::new(), Compression::Zstd, 3).unwrap();
+        let (first, rest) = data.split_at(data.len() / 3);
+        encoder.write_all(first).unwrap();
+        encoder.set_level(1).unwrap();
+        encoder.write_all(rest).unwrap();
+        let packed = encoder.finish().unwrap();
+        let mut out = Vec::new();
+        zstd::stream::read::Decoder::new(&packed[..])
+            .unwrap()
+            .single_frame()
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(out, data);
     }
 
     #[test]

@@ -1,11 +1,12 @@
-//! Archives in actions/cache's format: pax tar, compressed with zstd (level 3, no long mode) or
-//! gzip, member names relative to the workspace.
+//! Archives in actions/cache's format: pax tar, compressed with zstd (no long mode; the level
+//! adapts to the upload, see `level`) or gzip, member names relative to the workspace.
 //!
 //! `pack` walks the paths to save and streams a compressed tar into any writer; `unpack` reads
 //! one from any reader into staging directories and checks every member before anything is
 //! swapped into place. Neither knows where the bytes come from or go: stores do that.
 
 pub mod codec;
+pub mod level;
 pub mod pack;
 pub mod unpack;
 

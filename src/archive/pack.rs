@@ -18,12 +18,16 @@ use std::sync::mpsc;
 
 use super::SMALL_FILE_LIMIT;
 use super::codec::Encoder;
+use super::level::{Governor, Level, Pace};
 use crate::key::Compression;
 use crate::paths::SavePlan;
 use crate::progress::Progress;
 
+/// How much of a large file is read at a time.
+const LARGE_FILE_CHUNK: usize = 1 << 20;
+
 /// What a pack wrote.
-#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+#[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct PackStats {
     /// Members written (files, directories, links).
     pub members: u64,
@@ -31,16 +35,32 @@ pub struct PackStats {
     pub files: u64,
     /// Bytes of file content before compression.
     pub content_bytes: u64,
+    /// Bytes of file content compressed at each level, in the order the levels were used.
+    pub levels: Vec<(i32, u64)>,
+}
+
+/// How a pack compresses.
+#[derive(Clone, Debug)]
+pub struct Compressing {
+    pub compression: Compression,
+    pub level: Level,
+    /// How the sink paces the compressor, for `Level::Auto`.
+    pub pace: Pace,
 }
 
 /// Streams the archive of `plan` into `out`, returning `out` once the codec trailer is written.
 pub fn pack<W: Write>(
     plan: &SavePlan,
-    compression: Compression,
+    compressing: &Compressing,
     out: W,
     progress: &Progress,
 ) -> Result<(W, PackStats)> {
-    let encoder = Encoder::new(out, compression)?;
+    let mut governor = Governor::new(
+        compressing.level,
+        compressing.compression,
+        compressing.pace.clone(),
+    );
+    let encoder = Encoder::new(out, compressing.compression, governor.level())?;
     let mut builder = tar::Builder::new(encoder);
     let (sender, receiver) = mpsc::sync_channel::<Result<Item>>(64);
     let mut stats = PackStats::default();
@@ -49,6 +69,12 @@ pub fn pack<W: Write>(
         let written = receiver.iter().try_for_each(|item| {
             let item = item?;
             write_item(&mut builder, &item, &mut stats)?;
+            if let Some(level) = governor.observe(stats.content_bytes) {
+                builder
+                    .get_mut()
+                    .set_level(level)
+                    .context("changing the compression level")?;
+            }
             progress.set_position(stats.content_bytes);
             Ok::<_, anyhow::Error>(())
         });
@@ -59,6 +85,7 @@ pub fn pack<W: Write>(
             .map_err(|_| anyhow!("the directory walker panicked"))?;
         written
     })?;
+    stats.levels = governor.report();
     let encoder = builder
         .into_inner()
         .context("writing the end of the archive")?;
@@ -275,8 +302,11 @@ fn write_item<W: Write>(
                 left: *size,
                 path,
             };
+            // `io::copy` inside `append` moves 8 KiB at a time unless the reader is buffered:
+            // large reads mean fewer syscalls and fewer calls into the compressor.
+            let buffered = io::BufReader::with_capacity(LARGE_FILE_CHUNK, exact);
             builder
-                .append(&header, exact)
+                .append(&header, buffered)
                 .with_context(|| format!("archiving `{}`", path.display()))?;
         }
         _ => builder.append(&header, io::empty())?,

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use super::actions;
 use super::{open_store, path_context, print_json, progress_enabled, report_store_trouble};
+use crate::archive::level::Level;
 use crate::archive::pack;
 use crate::cli::{GlobalArgs, SaveArgs};
 use crate::key;
@@ -24,6 +25,9 @@ pub fn run(args: &SaveArgs, global: &GlobalArgs) -> Result<()> {
     }
     let ctx = path_context(&args.paths)?;
     let compression = args.paths.compression;
+    args.compression_level
+        .check(compression)
+        .map_err(crate::UsageError::Invalid)?;
     let version = key::entry_version(&ctx.inputs.lines, compression);
     let save_key = actions::save_key(explicit_key, &ctx, &version)?;
     let key = save_key.key.clone();
@@ -62,7 +66,12 @@ pub fn run(args: &SaveArgs, global: &GlobalArgs) -> Result<()> {
         if plan.roots.len() == 1 { "" } else { "s" }
     ));
     let progress = Progress::new("Archiving", None, progress_enabled(global));
-    let (upload, stats) = match pack::pack(&plan, compression, upload, &progress) {
+    let compressing = pack::Compressing {
+        compression,
+        level: args.compression_level,
+        pace: upload.pace(),
+    };
+    let (upload, stats) = match pack::pack(&plan, &compressing, upload, &progress) {
         Ok(packed) => packed,
         Err(error) => {
             return not_saved(&key, error.context(format!("saving `{key}`")), global);
@@ -82,11 +91,12 @@ pub fn run(args: &SaveArgs, global: &GlobalArgs) -> Result<()> {
     };
     let seconds = started.elapsed().as_secs_f64();
     output::info(&format!(
-        "Saved `{}`: {} files, {} → {} ({compression}) in {seconds:.1}s",
+        "Saved `{}`: {} files, {} → {} ({compression} {}) in {seconds:.1}s",
         key,
         stats.files,
         human_bytes(stats.content_bytes),
         human_bytes(size),
+        describe_levels(args.compression_level, &stats.levels),
     ));
     if global.json {
         print_json(&serde_json::json!({
@@ -96,12 +106,32 @@ pub fn run(args: &SaveArgs, global: &GlobalArgs) -> Result<()> {
             "bytes": size,
             "content_bytes": stats.content_bytes,
             "files": stats.files,
+            "compression_levels": stats
+                .levels
+                .iter()
+                .map(|(level, bytes)| serde_json::json!({"level": level, "content_bytes": bytes}))
+                .collect::<Vec<_>>(),
             "pruned_files": pruned.files,
             "pruned_bytes": pruned.bytes,
             "seconds": seconds,
         }))?;
     }
     Ok(())
+}
+
+/// "level 3", or for `auto` the levels it went through: "level auto: 3 for 64 MiB, 1 for 890 MiB".
+fn describe_levels(setting: Level, levels: &[(i32, u64)]) -> String {
+    match (setting, levels) {
+        (Level::Fixed(level), _) => format!("level {level}"),
+        (Level::Auto, [(level, _)]) => format!("level auto: {level}"),
+        (Level::Auto, _) => {
+            let parts: Vec<String> = levels
+                .iter()
+                .map(|(level, bytes)| format!("{level} for {}", human_bytes(*bytes)))
+                .collect();
+            format!("level auto: {}", parts.join(", "))
+        }
+    }
 }
 
 /// The restore step got an exact hit of this key and nothing changed since.

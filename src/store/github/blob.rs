@@ -28,6 +28,7 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use super::twirp::{TwirpClient, UrlRenewer};
 use super::{Error, Settings};
+use crate::archive::level::{Pace, SinkGauge};
 use crate::store::Published;
 
 /// The largest archive sent as one Put Blob (the SDK's `maxSingleShotSize` in actions/cache).
@@ -344,6 +345,8 @@ pub struct Upload {
     buffer: Vec<u8>,
     blocks: Option<Blocks>,
     size: u64,
+    /// Blocks handed over and not yet sent, for the level governor.
+    gauge: SinkGauge,
 }
 
 impl Upload {
@@ -365,42 +368,19 @@ impl Upload {
             buffer: Vec::new(),
             blocks: None,
             size: 0,
+            gauge: SinkGauge::default(),
         }
     }
 
     fn start_blocks(&mut self) {
-        let (sender, mut receiver) = tokio::sync::mpsc::channel::<(u64, Bytes)>(1);
+        let (sender, receiver) = tokio::sync::mpsc::channel::<(u64, Bytes)>(1);
         let blob = self.blob.clone();
         let url = self.url.clone();
-        let concurrency = blob.settings.upload_concurrency.max(1);
-        let uuid = uuid_v4();
-        let task = self.runtime.spawn(async move {
-            let mut ids = Vec::new();
-            let mut in_flight = JoinSet::new();
-            while let Some((index, data)) = receiver.recv().await {
-                while in_flight.len() >= concurrency {
-                    join_one(&mut in_flight).await?;
-                }
-                let id = block_id(&uuid, index);
-                ids.push(id.clone());
-                let target = url.with_params(&[("comp", "block"), ("blockid", &id)]);
-                let blob = blob.clone();
-                in_flight.spawn(async move {
-                    blob.put_retried(
-                        format!("Put Block {index}"),
-                        target,
-                        data,
-                        "application/octet-stream",
-                        false,
-                    )
-                    .await
-                });
-            }
-            while !in_flight.is_empty() {
-                join_one(&mut in_flight).await?;
-            }
-            Ok(ids)
-        });
+        let gauge = self.gauge.clone();
+        gauge.start_streaming(blob.settings.upload_concurrency.max(1) as u64);
+        let task = self
+            .runtime
+            .spawn(upload_blocks(blob, url, receiver, gauge));
         self.blocks = Some(Blocks {
             sender: Some(sender),
             task: Some(task),
@@ -417,6 +397,7 @@ impl Upload {
         let blocks = self.blocks.as_mut().expect("block mode");
         let index = blocks.next_index;
         blocks.next_index += 1;
+        self.gauge.queued();
         let sent = blocks
             .sender
             .as_ref()
@@ -503,8 +484,59 @@ impl Upload {
     }
 }
 
+/// Puts the blocks the writer sends, several at a time, and returns their ids in order. Each
+/// block that is done comes off `gauge`'s backlog (the writer puts it on).
+async fn upload_blocks(
+    blob: BlobClient,
+    url: SignedUrl,
+    mut receiver: tokio::sync::mpsc::Receiver<(u64, Bytes)>,
+    gauge: SinkGauge,
+) -> Result<Vec<String>, Error> {
+    let concurrency = blob.settings.upload_concurrency.max(1);
+    let uuid = uuid_v4();
+    let mut ids = Vec::new();
+    let mut in_flight = JoinSet::new();
+    loop {
+        // Completed blocks are reaped as they finish, not only when all slots are busy, so
+        // the backlog the governor reads is current.
+        tokio::select! {
+            joined = in_flight.join_next(), if !in_flight.is_empty() => {
+                gauge.sent();
+                joined_block(joined)?;
+            }
+            message = receiver.recv(), if in_flight.len() < concurrency => {
+                let Some((index, data)) = message else { break };
+                let id = block_id(&uuid, index);
+                ids.push(id.clone());
+                let target = url.with_params(&[("comp", "block"), ("blockid", &id)]);
+                let blob = blob.clone();
+                in_flight.spawn(async move {
+                    blob.put_retried(
+                        format!("Put Block {index}"),
+                        target,
+                        data,
+                        "application/octet-stream",
+                        false,
+                    )
+                    .await
+                });
+            }
+        }
+    }
+    while !in_flight.is_empty() {
+        join_one(&mut in_flight).await?;
+    }
+    Ok(ids)
+}
+
 async fn join_one(set: &mut JoinSet<Result<(), Error>>) -> Result<(), Error> {
-    match set.join_next().await {
+    joined_block(set.join_next().await)
+}
+
+fn joined_block(
+    joined: Option<Result<Result<(), Error>, tokio::task::JoinError>>,
+) -> Result<(), Error> {
+    match joined {
         Some(Ok(result)) => result,
         Some(Err(_)) => Err(Error::InvalidResponse {
             what: "uploading a block".into(),
@@ -548,6 +580,10 @@ impl Write for Upload {
 }
 
 impl crate::store::Upload for Upload {
+    fn pace(&self) -> Pace {
+        Pace::Network(self.gauge.clone())
+    }
+
     fn finish(self: Box<Self>) -> anyhow::Result<Published> {
         let size = (*self).finish_inner()?;
         Ok(Published::Saved { size })
