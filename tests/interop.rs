@@ -79,6 +79,26 @@ fn gnu_archive(ws: &Path, manifest: &str, compression: Compression) -> Vec<u8> {
     out.stdout
 }
 
+/// `zstd -d | tar -xf - -P -C $WS` (or `gzip -d`), as actions/cache extracts.
+fn gnu_extract(ws: &Path, compression: Compression, archive: &[u8]) {
+    let decompressor = match compression {
+        Compression::Zstd => "zstd -d",
+        Compression::Gzip => "gzip -d",
+    };
+    let mut child = Command::new("bash")
+        .arg("-c")
+        .arg(format!("{decompressor} | tar -xf - -P -C \"$WS\""))
+        .env("WS", ws)
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(archive).unwrap();
+    assert!(
+        child.wait().unwrap().success(),
+        "GNU tar could not extract our archive"
+    );
+}
+
 fn import(store: &Path, key: &str, version: &str, compression: Compression, archive: &[u8]) {
     let store = LocalStore::new(store);
     let Reservation::Created(mut upload) = store.create(key, version, compression).unwrap() else {
@@ -173,22 +193,7 @@ fn archives_made_by_cache_heal_extract_identically_with_gnu_tar() {
         std::fs::remove_dir_all(&inside).unwrap();
         std::fs::remove_dir_all(&outside).unwrap();
 
-        let decompressor = match compression {
-            Compression::Zstd => "zstd -d",
-            Compression::Gzip => "gzip -d",
-        };
-        let mut child = Command::new("bash")
-            .arg("-c")
-            .arg(format!("{decompressor} | tar -xf - -P -C \"$WS\""))
-            .env("WS", sb.ws())
-            .stdin(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(&archive).unwrap();
-        assert!(
-            child.wait().unwrap().success(),
-            "GNU tar could not extract our archive"
-        );
+        gnu_extract(&sb.ws(), compression, &archive);
         assert_same_tree(&before_inside, &snapshot(&inside));
         assert_same_tree(&before_outside, &snapshot(&outside));
         let a = std::fs::metadata(outside.join("links/first")).unwrap();
@@ -270,15 +275,7 @@ fn an_archive_whose_zstd_level_changed_midway_extracts_with_gnu_tar() {
         &entry_version(&lines, Compression::Zstd),
     );
     std::fs::remove_dir_all(&data).unwrap();
-    let mut child = Command::new("bash")
-        .arg("-c")
-        .arg("zstd -d | tar -xf - -P -C \"$WS\"")
-        .env("WS", sb.ws())
-        .stdin(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(&archive).unwrap();
-    assert!(child.wait().unwrap().success(), "GNU tar could not extract");
+    gnu_extract(&sb.ws(), Compression::Zstd, &archive);
     assert_same_tree(&before, &snapshot(&data));
 }
 
