@@ -5,7 +5,7 @@
 //! level costs nothing (the upload is waiting anyway) and every byte saved is a byte less to
 //! send; when the network is fast (a local store, a runner next to the cache), the compressor
 //! is the bottleneck and a faster level finishes sooner. So by default (`auto`) the governor
-//! watches the upload's backlog (compressed bytes handed over but not yet sent) and steps the
+//! watches the upload's backlog (blocks handed over but not yet sent) and steps the
 //! zstd level between [`AUTO_MIN`] and [`AUTO_MAX`]: a backlog that builds up means the network
 //! is the slower side, so compress harder; an upload that keeps up means the compressor is, so
 //! compress faster. It starts at 3, what actions/cache writes. While an upload only buffers
@@ -26,13 +26,13 @@ use crate::key::Compression;
 pub const AUTO_START: i32 = 3;
 /// The fastest level `auto` steps down to.
 pub const AUTO_MIN: i32 = 1;
-/// The hardest level `auto` steps up to: beyond 3 zstd switches to slower match finders whose
-/// extra few percent rarely pay for their time on CI.
+/// The hardest level `auto` steps up to: beyond 3, each level buys a few percent of size for
+/// much more time, which rarely pays on CI.
 pub const AUTO_MAX: i32 = 3;
 /// gzip's level when none is given: GNU gzip's default, what `tar -z` writes.
 pub const GZIP_DEFAULT: u32 = 6;
-/// How much input the governor lets through between two decisions: long enough for an upload
-/// block to come and go, short enough to adapt several times within a few hundred megabytes.
+/// How much input the governor lets through between two decisions: short enough to adapt
+/// several times within a few hundred megabytes ([`KEEP`] smooths the readings).
 pub const DECIDE_EVERY: u64 = 16 << 20;
 /// The upload's running backlog, as a share of its slots, at or below which the compressor is
 /// the slower side: go faster. One block of four in flight is 0.25.
