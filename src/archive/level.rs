@@ -32,7 +32,7 @@ pub const AUTO_MAX: i32 = 3;
 /// gzip's level when none is given: GNU gzip's default, what `tar -z` writes.
 pub const GZIP_DEFAULT: u32 = 6;
 /// How much input the governor lets through between two decisions: short enough to adapt
-/// several times within a few hundred megabytes ([`KEEP`] smooths the readings).
+/// several times within a few hundred megabytes (`KEEP` smooths the readings).
 pub const DECIDE_EVERY: u64 = 16 << 20;
 /// The upload's running backlog, as a share of its slots, at or below which the compressor is
 /// the slower side: go faster. One block of four in flight is 0.25.
