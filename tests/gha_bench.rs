@@ -67,6 +67,17 @@ fn generate_tree(root: &Path, files: usize, total_mib: u64) -> u64 {
     written
 }
 
+/// Runs `cmd`, failing with its stderr unless it exits 0.
+fn succeeded(cmd: &mut std::process::Command) -> std::process::Output {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// CPU seconds (user + system) of the children this process has waited for: the tool under
 /// test, with everything it ran (`@actions/cache` runs tar and zstd).
 fn children_cpu() -> f64 {
@@ -141,14 +152,9 @@ fn bench_gha_save_and_restore() {
         );
     });
     let ch_save = timed("cache-heal save", || {
-        let out = cache_heal(&sandbox, &service, &token)
-            .args(["save", "--key", "bench-ch", "--path", paths[0], "--json"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let out = succeeded(
+            cache_heal(&sandbox, &service, &token)
+                .args(["save", "--key", "bench-ch", "--path", paths[0], "--json"]),
         );
         let result = support::stdout_json(&out);
         assert_eq!(result["status"], "saved", "{result}");
@@ -159,15 +165,10 @@ fn bench_gha_save_and_restore() {
     // from transfer time.
     let local = sandbox.root().join("local-store");
     timed("cache-heal save, local store (reference)", || {
-        let out = cache_heal(&sandbox, &service, &token)
-            .env("CACHE_HEAL_STORE", format!("dir:{}", local.display()))
-            .args(["save", "--key", "bench-local", "--path", paths[0]])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        succeeded(
+            cache_heal(&sandbox, &service, &token)
+                .env("CACHE_HEAL_STORE", format!("dir:{}", local.display()))
+                .args(["save", "--key", "bench-local", "--path", paths[0]]),
         );
     });
 
@@ -185,14 +186,9 @@ fn bench_gha_save_and_restore() {
     assert_same_tree(&expected, &snapshot(&cache));
     std::fs::remove_dir_all(&cache).unwrap();
     let ch_restore = timed("cache-heal restore", || {
-        let out = cache_heal(&sandbox, &service, &token)
-            .args(["restore", "--key", "bench-ch", "--path", paths[0], "--json"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let out = succeeded(
+            cache_heal(&sandbox, &service, &token)
+                .args(["restore", "--key", "bench-ch", "--path", paths[0], "--json"]),
         );
         assert_eq!(support::stdout_json(&out)["status"], "exact");
     });

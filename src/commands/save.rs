@@ -123,6 +123,8 @@ pub fn run(args: &SaveArgs, global: &GlobalArgs) -> Result<()> {
 fn describe_levels(setting: Level, levels: &[(i32, u64)]) -> String {
     match (setting, levels) {
         (Level::Fixed(level), _) => format!("level {level}"),
+        // No file content at all: nothing was compressed at any level.
+        (Level::Auto, []) => "level auto".to_string(),
         (Level::Auto, [(level, _)]) => format!("level auto: {level}"),
         (Level::Auto, _) => {
             let parts: Vec<String> = levels
