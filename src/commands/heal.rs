@@ -253,7 +253,7 @@ fn lock_paths(given: &[std::path::PathBuf]) -> Result<Vec<std::path::PathBuf>> {
 
 /// `--index-url`, else uv's own default index variables, else PyPI.
 fn index_urls(given: &[String]) -> Vec<String> {
-    let given = split_lines(given);
+    let given = super::split_lines(given);
     if !given.is_empty() {
         return given;
     }
@@ -269,22 +269,12 @@ fn index_urls(given: &[String]) -> Vec<String> {
 
 /// `--python` values (newline-separated too) → queried interpreters with their tags.
 pub fn resolve_targets(specs: &[String]) -> Result<Vec<Target>> {
-    let mut specs: Vec<String> = split_lines(specs);
+    let mut specs: Vec<String> = super::split_lines(specs);
     if specs.is_empty() {
         specs = interpreter::default_specs();
     }
     specs
         .iter()
         .map(|spec| interpreter::find(spec).map(Target::new))
-        .collect()
-}
-
-fn split_lines(values: &[String]) -> Vec<String> {
-    values
-        .iter()
-        .flat_map(|v| v.split('\n'))
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(str::to_string)
         .collect()
 }

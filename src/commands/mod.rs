@@ -69,6 +69,18 @@ pub fn report_store_trouble(
 ///
 /// A closed pipe (`cache-heal … --json | head -c0`) is not an error: whoever reads stdout has
 /// what it wanted.
+/// Values that may come as several flags or as newline-separated lines in one (an action
+/// input), trimmed, without empty lines.
+pub fn split_lines(values: &[String]) -> Vec<String> {
+    values
+        .iter()
+        .flat_map(|v| v.split('\n'))
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
 pub fn print_json(value: &serde_json::Value) -> Result<()> {
     use std::io::Write;
     let text = serde_json::to_string(value)?;

@@ -45,7 +45,7 @@ impl Status {
 
 pub fn run(args: &RestoreArgs, global: &GlobalArgs) -> Result<()> {
     let started = Instant::now();
-    let restore_keys = split_lines(&args.restore_keys);
+    let restore_keys = super::split_lines(&args.restore_keys);
     key::validate_keys(&args.key, &restore_keys).map_err(crate::UsageError::from)?;
     let ctx = path_context(&args.paths)?;
     let targets = RestoreTargets::new(&ctx.inputs, &ctx.roots)?;
@@ -416,17 +416,6 @@ fn quote_list(items: &[String]) -> String {
         .map(|i| format!("`{i}`"))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// Restore keys may come as several flags or as newline-separated lines in one value.
-fn split_lines(values: &[String]) -> Vec<String> {
-    values
-        .iter()
-        .flat_map(|v| v.split('\n'))
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(str::to_string)
-        .collect()
 }
 
 /// Counts the archive bytes read from the store, for progress and the report.
