@@ -258,7 +258,7 @@ pub struct KeyArgs {
     ///
     /// By default `UV_PYTHON`, else the first line of `.python-version` in the project
     /// directory, else what `python3 --version` prints.
-    #[arg(long, env = env::CACHE_HEAL_PYTHON_VERSION, value_name = "VERSION")]
+    #[arg(long, env = env::CACHE_HEAL_PYTHON_VERSION, value_name = "VERSION", value_parser = parse_python_version)]
     pub python_version: Option<String>,
 
     /// Which tool's cache the key is for.
@@ -272,6 +272,19 @@ pub struct KeyArgs {
     /// virtualenvs and build trees.
     #[arg(long, env = env::CACHE_HEAL_PROJECT_DIR, value_name = "DIR")]
     pub project_dir: Option<PathBuf>,
+}
+
+/// Checks `--python-version`: anything a tool prints that holds `X.Y` (`3.12`, `3.12.4`,
+/// `cpython-3.12`, `pypy@3.10`); empty means "not given" (the action passes empty inputs).
+fn parse_python_version(text: &str) -> Result<String, String> {
+    if text.trim().is_empty() {
+        return Ok(String::new());
+    }
+    crate::autokey::parse_minor(text, crate::autokey::PythonSource::Flag)
+        .map(|_| text.to_string())
+        .map_err(|_| {
+            format!("`{text}` is not a Python version; expected `X.Y`, like `3.12` or `3.12.4`")
+        })
 }
 
 /// Parses `1048576`, `10G`, `512MiB`, `1.5GB`.

@@ -22,6 +22,7 @@ pub mod autokey;
 pub mod cli;
 pub mod commands;
 pub mod env_vars;
+pub mod error;
 pub mod fingerprint;
 pub mod gha;
 pub mod key;
@@ -29,6 +30,7 @@ pub mod output;
 pub mod paths;
 pub mod progress;
 pub mod python;
+pub mod report;
 pub mod store;
 pub mod trust;
 pub mod uv;
@@ -36,40 +38,33 @@ pub mod uv;
 use clap::Parser;
 use std::process::ExitCode;
 
-/// An error in what the user typed: exit code 2, like clap's own usage errors.
-#[derive(Debug, thiserror::Error)]
-pub enum UsageError {
-    #[error(transparent)]
-    Key(#[from] key::KeyError),
-    /// A value that is required here was neither given nor found where it may come from.
-    #[error("{0}")]
-    Missing(String),
-    /// A value outside what its setting accepts.
-    #[error("{0}")]
-    Invalid(String),
+pub use error::UsageError;
+
+/// Parses the command line, runs the command, renders its report (or its error) once, and
+/// returns the exit code.
+pub fn run() -> ExitCode {
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return report::render_usage_error(&error, json_requested()),
+    };
+    output::set_quiet(cli.global.quiet);
+    let printer = report::Printer {
+        json: cli.global.json,
+    };
+    let (name, outcome) = match &cli.command {
+        cli::Command::Save(args) => ("save", commands::save::run(args, &cli.global)),
+        cli::Command::Restore(args) => ("restore", commands::restore::run(args, &cli.global)),
+        cli::Command::Inspect(args) => ("inspect", commands::inspect::run(args, &cli.global)),
+        cli::Command::Key(args) => ("key", commands::key::run(args, &cli.global)),
+        cli::Command::Prune(args) => ("prune", commands::prune::run(args, &cli.global)),
+        cli::Command::Heal(args) => ("heal", commands::heal::run(args, &cli.global)),
+    };
+    report::render(name, outcome, printer)
 }
 
-/// Parses the command line, runs the command, and turns the outcome into an exit code.
-pub fn run() -> ExitCode {
-    let cli = cli::Cli::parse();
-    output::set_quiet(cli.global.quiet);
-    let result = match &cli.command {
-        cli::Command::Save(args) => commands::save::run(args, &cli.global),
-        cli::Command::Restore(args) => commands::restore::run(args, &cli.global),
-        cli::Command::Inspect(args) => commands::inspect::run(args, &cli.global),
-        cli::Command::Key(args) => commands::key::run(args, &cli.global),
-        cli::Command::Prune(args) => commands::prune::run(args, &cli.global),
-        cli::Command::Heal(args) => commands::heal::run(args, &cli.global),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            output::error(&error);
-            if error.downcast_ref::<UsageError>().is_some() {
-                ExitCode::from(2)
-            } else {
-                ExitCode::FAILURE
-            }
-        }
-    }
+/// Whether `--json` was asked for, when the command line did not parse: a script that asked
+/// for JSON gets its one object even for a usage error.
+fn json_requested() -> bool {
+    std::env::args_os().any(|a| a == "--json")
+        || std::env::var(env_vars::CACHE_HEAL_JSON).is_ok_and(|v| v == "true" || v == "1")
 }

@@ -2,11 +2,14 @@
 //! goes to stderr. In GitHub Actions warnings become `::warning::` annotations, elsewhere they
 //! are `warning:` lines; both come from the same call site.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::error::Failure;
+
+/// `--quiet`, set once at start-up: like a logger's level, the one setting every message
+/// site reads. What a command *reports* is not routed through here but rendered once by
+/// `report`.
 static QUIET: AtomicBool = AtomicBool::new(false);
-static FOOTER: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 /// Silences `info` lines (warnings and errors still show).
 pub fn set_quiet(quiet: bool) {
@@ -38,27 +41,28 @@ pub fn warn(message: &str) {
     }
 }
 
-/// An error line, with its causes below it.
-pub fn error(error: &anyhow::Error) {
-    let mut chain = error.chain();
-    let first = chain.next().map(ToString::to_string).unwrap_or_default();
+/// The error that ended a command: an annotation in Actions, then `error:` with its causes
+/// and its hint.
+pub fn failure(failure: &Failure) {
     if in_github_actions() {
-        let whole: Vec<String> = error.chain().map(ToString::to_string).collect();
+        let mut whole = vec![failure.message.clone()];
+        whole.extend(failure.causes.iter().cloned());
         eprintln!("::error::{}", escape_annotation(&whole.join(": ")));
     }
-    eprintln!("error: {first}");
-    for cause in chain {
-        eprintln!("  Caused by: {cause}");
-    }
-    for line in FOOTER.lock().expect("footer lock").drain(..) {
+    let mut lines = failure.message.lines();
+    eprintln!("error: {}", lines.next().unwrap_or_default());
+    for line in lines {
         eprintln!("{line}");
     }
-}
-
-/// A line printed after the error, if the command fails: what state things were left in, or a
-/// hint.
-pub fn on_error_say(line: impl Into<String>) {
-    FOOTER.lock().expect("footer lock").push(line.into());
+    for cause in &failure.causes {
+        eprintln!("  Caused by: {}", cause.replace('\n', "\n  "));
+    }
+    if let Some(consequence) = &failure.consequence {
+        eprintln!("{consequence}");
+    }
+    if let Some(hint) = &failure.hint {
+        eprintln!("\nhint: {hint}");
+    }
 }
 
 /// Annotation text is one line; GitHub decodes these three escapes.

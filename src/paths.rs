@@ -53,6 +53,12 @@ impl PathInputs {
     }
 }
 
+/// Whether an input names its path without the current directory: `/…` or `~`, `~/…`.
+pub fn is_absolute_input(pattern: &str) -> bool {
+    let pattern = pattern.strip_prefix('!').unwrap_or(pattern);
+    pattern == "~" || pattern.starts_with("~/") || Path::new(pattern).is_absolute()
+}
+
 fn normalize_input_line(line: &str) -> String {
     let line = line.trim();
     match line.strip_prefix('!') {
@@ -62,12 +68,23 @@ fn normalize_input_line(line: &str) -> String {
 }
 
 /// Where relative inputs resolve and what member names are relative to.
+///
+/// Two layouts:
+/// - with a workspace (`GITHUB_WORKSPACE` in Actions, or `--workspace`), every member name is
+///   relative to it, exactly as actions/cache names members, so entries move both ways;
+/// - without one (a laptop), the matches of an absolute input (`/…`, `~/…`) are named by their
+///   absolute path and only relative inputs are named relative to the current directory. The
+///   same absolute `--path` then restores from any current directory, and the archive still
+///   extracts with GNU `tar -P`, as actions/cache's does.
 #[derive(Clone, Debug)]
 pub struct Roots {
     /// The current directory: relative patterns resolve against it.
     pub cwd: PathBuf,
-    /// `GITHUB_WORKSPACE` or the current directory: member names are relative to it.
+    /// `GITHUB_WORKSPACE`, `--workspace`, or the current directory: relative member names are
+    /// relative to it.
     pub workspace: PathBuf,
+    /// Whether a workspace was given; without one, absolute inputs get absolute member names.
+    pub workspace_given: bool,
     /// The home directory, for `~`.
     pub home: Option<PathBuf>,
 }
@@ -75,14 +92,24 @@ pub struct Roots {
 impl Roots {
     pub fn new(cwd: PathBuf, workspace: Option<PathBuf>, home: Option<PathBuf>) -> Self {
         let cwd = normalize(&cwd);
+        let workspace_given = workspace.is_some();
         let workspace = workspace
             .map(|w| normalize(&cwd.join(w)))
             .unwrap_or_else(|| cwd.clone());
         Self {
             cwd,
             workspace,
+            workspace_given,
             home,
         }
+    }
+
+    /// The member name of a match of `pattern` (see the layouts above).
+    pub fn member_name_for(&self, pattern: &str, path: &Path) -> String {
+        if !self.workspace_given && is_absolute_input(pattern) {
+            return path.to_string_lossy().replace('\\', "/");
+        }
+        self.member_name(path)
     }
 
     /// Makes one pattern absolute: `~` expanded, relative ones joined to the current directory,
@@ -110,6 +137,22 @@ impl Roots {
     pub fn destination(&self, member_name: &Path) -> PathBuf {
         normalize(&self.workspace.join(member_name))
     }
+}
+
+/// Files (anything not a directory) and their bytes below a path, without following links.
+pub fn tree_size(path: &Path) -> (u64, u64) {
+    let (mut files, mut bytes) = (0, 0);
+    for entry in walkdir::WalkDir::new(path)
+        .follow_links(false)
+        .into_iter()
+        .flatten()
+    {
+        if !entry.file_type().is_dir() {
+            files += 1;
+            bytes += entry.metadata().map_or(0, |m| m.len());
+        }
+    }
+    (files, bytes)
 }
 
 /// Folds `.` and `..` without touching the file system. `..` never climbs above the root.
@@ -151,7 +194,7 @@ fn relative_name(from: &Path, to: &Path) -> String {
     }
 }
 
-fn has_glob_chars(pattern: &str) -> bool {
+pub fn has_glob_chars(pattern: &str) -> bool {
     pattern.contains(['*', '?', '['])
 }
 
@@ -231,29 +274,29 @@ pub fn resolve_for_save(inputs: &PathInputs, roots: &Roots) -> Result<SavePlan> 
         .excludes()
         .map(|p| compile_pattern(roots, p))
         .collect::<Result<Vec<_>>>()?;
-    let mut found: Vec<PathBuf> = Vec::new();
+    let mut found: Vec<(PathBuf, &str)> = Vec::new();
     for pattern in inputs.includes() {
         let absolute = roots.absolute(pattern)?;
         if has_glob_chars(pattern) {
             let text = absolute.to_string_lossy();
             let matches = glob::glob_with(&text, match_options())
                 .with_context(|| format!("`--path` pattern `{pattern}` is not a valid glob"))?;
-            found.extend(matches.filter_map(|m| m.ok()).map(|m| normalize(&m)));
+            found.extend(matches.filter_map(|m| m.ok()).map(|m| (normalize(&m), pattern)));
         } else if absolute.symlink_metadata().is_ok() {
-            found.push(absolute);
+            found.push((absolute, pattern));
         }
     }
     found.sort();
-    found.dedup();
+    found.dedup_by(|a, b| a.0 == b.0);
     let plan = SavePlan {
         roots: Vec::new(),
         excludes,
     };
     let roots_list: Vec<SaveRoot> = found
         .into_iter()
-        .filter(|path| !plan.is_excluded(path))
-        .map(|absolute| SaveRoot {
-            member_name: roots.member_name(&absolute),
+        .filter(|(path, _)| !plan.is_excluded(path))
+        .map(|(absolute, pattern)| SaveRoot {
+            member_name: roots.member_name_for(pattern, &absolute),
             absolute,
         })
         .collect();
@@ -383,6 +426,26 @@ mod tests {
         assert_eq!(
             r.member_name(&r.absolute("/work/repo/x/../y").unwrap()),
             "y"
+        );
+    }
+
+    #[test]
+    fn without_a_workspace_absolute_inputs_get_absolute_names() {
+        let r = Roots::new(
+            PathBuf::from("/work/repo/sub"),
+            None,
+            Some(PathBuf::from("/home/me")),
+        );
+        let uv = r.absolute("~/.cache/uv").unwrap();
+        assert_eq!(r.member_name_for("~/.cache/uv", &uv), "/home/me/.cache/uv");
+        let abs = r.absolute("/srv/x").unwrap();
+        assert_eq!(r.member_name_for("/srv/x", &abs), "/srv/x");
+        let rel = r.absolute("data").unwrap();
+        assert_eq!(r.member_name_for("data", &rel), "data");
+        // With a workspace, actions/cache's names.
+        assert_eq!(
+            roots().member_name_for("~/.cache/uv", &uv),
+            "../../home/me/.cache/uv"
         );
     }
 

@@ -72,7 +72,7 @@ fn fill_cache(sb: &Sandbox) -> PathBuf {
 
 fn entries(sb: &Sandbox) -> Vec<String> {
     let out = sb.ok(&["inspect", "--json"]);
-    stdout_json(&out)
+    stdout_json(&out)["entries"]
         .as_array()
         .unwrap()
         .iter()
@@ -310,7 +310,7 @@ fn save_without_a_key_or_a_restore_state_fails_clearly() {
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
     assert!(
-        err.contains("no `--key` was given, and no restore of `~/.cache/uv` earlier in this job"),
+        err.contains("`--key` is empty or not given, and no restore of `~/.cache/uv` earlier in this job"),
         "{err}"
     );
     assert!(entries(&sb).is_empty());

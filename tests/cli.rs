@@ -226,7 +226,7 @@ fn concurrent_saves_of_one_key_publish_exactly_one_entry() {
         "{statuses:?}"
     );
     let entries = stdout_json(&sb.ok(&["inspect", "--json"]));
-    assert_eq!(entries.as_array().unwrap().len(), 1);
+    assert_eq!(entries["entries"].as_array().unwrap().len(), 1);
     let archives: Vec<_> = list_all(&sb.store().join("entries"))
         .into_iter()
         .filter(|n| n.ends_with(".tzst"))
@@ -331,7 +331,7 @@ fn restoring_over_the_store_itself_is_refused() {
     let out = sb.run(&[
         "restore", "--path", "cache", "--key", "k", "--store", &store_arg,
     ]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2), "a usage error: {}", stderr(&out));
     assert!(
         stderr(&out).contains("which a restore replaces whole"),
         "{}",

@@ -5,7 +5,7 @@
 mod support;
 
 use cache_heal::key::{Compression, entry_version};
-use cache_heal::store::{Reservation, Store, local::LocalStore};
+use cache_heal::store::{NewEntry, Reservation, Store, local::LocalStore};
 use std::io::Write;
 use std::path::Path;
 use support::{Sandbox, list_all, snapshot, stderr};
@@ -114,7 +114,7 @@ fn armed(archive: &[u8]) -> Sandbox {
     std::fs::write(sb.outside().join("secret"), b"outside file").unwrap();
     let store = LocalStore::new(sb.store());
     let version = entry_version(&["cache".to_string()], Compression::Zstd);
-    let Reservation::Created(mut upload) = store.create(KEY, &version, Compression::Zstd).unwrap()
+    let Reservation::Created(mut upload) = store.create(&NewEntry::new(KEY, &version, Compression::Zstd)).unwrap()
     else {
         panic!("fresh store");
     };
@@ -380,7 +380,7 @@ fn restoring_over_the_workspace_itself_is_refused() {
     let store = LocalStore::new(sb.store());
     let version = entry_version(&[".".to_string()], Compression::Zstd);
     let Reservation::Created(mut upload) =
-        store.create("dot", &version, Compression::Zstd).unwrap()
+        store.create(&NewEntry::new("dot", &version, Compression::Zstd)).unwrap()
     else {
         panic!("fresh store");
     };

@@ -5,7 +5,7 @@
 mod support;
 
 use cache_heal::key::{Compression, entry_version};
-use cache_heal::store::{Lookup, Query, Reservation, Store, local::LocalStore};
+use cache_heal::store::{Lookup, NewEntry, Query, Reservation, Store, local::LocalStore};
 use std::io::{Read, Write};
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::Path;
@@ -101,7 +101,7 @@ fn gnu_extract(ws: &Path, compression: Compression, archive: &[u8]) {
 
 fn import(store: &Path, key: &str, version: &str, compression: Compression, archive: &[u8]) {
     let store = LocalStore::new(store);
-    let Reservation::Created(mut upload) = store.create(key, version, compression).unwrap() else {
+    let Reservation::Created(mut upload) = store.create(&NewEntry::new(key, version, compression)).unwrap() else {
         panic!("entry exists already");
     };
     upload.write_all(archive).unwrap();

@@ -1,9 +1,8 @@
 //! What `restore` and `save` do for GitHub Actions and its trust rules, kept out of the two
 //! commands so that each of them calls one function per concern.
 //!
-//! - after a restore: the step outputs (actions/cache's `cache-hit`, `cache-primary-key`,
-//!   `cache-matched-key`, plus `cache-status`, `bytes-restored`, `healed`), the state for the
-//!   save step, and a step-summary table;
+//! - after a restore: the fingerprint the save step compares (the outputs, state and summary
+//!   are rendered from the report, in `report::restore`);
 //! - before a restore: refuse untrusted events unless allowed ([`crate::trust`]);
 //! - before a save: which key (the flag, else the restore step's primary key), whether the
 //!   restore was an exact hit of that key with nothing changed since (then skip), and which
@@ -12,122 +11,31 @@
 use anyhow::Result;
 
 use super::PathContext;
-use crate::gha::{self, Outputs, State, StateDir, Summary};
+use crate::gha::{self, State, StateDir};
 use crate::key;
-use crate::output::{self, human_bytes};
+use crate::output;
 use crate::paths::{self, SavePlan};
+use crate::report::RestoreReport;
+use crate::store::Query;
 use crate::{fingerprint, trust};
 
-/// How a restore ended, for outputs, state and summary.
-#[derive(Clone, Debug)]
-pub struct RestoreOutcome<'a> {
-    pub primary_key: &'a str,
-    pub restore_keys: &'a [String],
-    /// The key of the entry found, if any.
-    pub matched_key: Option<&'a str>,
-    /// `exact`, `partial` or `miss`.
-    pub status: &'static str,
-    /// Whether the entry was written into place (not a dry run or lookup).
-    pub restored: bool,
-    /// File content written.
-    pub content_bytes: u64,
-    /// Archive bytes read.
-    pub archive_bytes: u64,
-    pub seconds: f64,
-    /// How many packages heal fetched sources for (0 until heal runs).
-    pub healed: u64,
-    /// Why nothing was restored, when it was a decision (an untrusted event).
-    pub skipped_because: Option<String>,
-}
-
-/// Writes the step outputs, the state for the save step and the summary. Outside Actions (no
-/// `GITHUB_OUTPUT`, `RUNNER_TEMP`, `GITHUB_STEP_SUMMARY`) it does nothing.
-pub fn after_restore(ctx: &PathContext, version: &str, outcome: &RestoreOutcome) -> Result<()> {
-    let exact = outcome
-        .matched_key
-        .is_some_and(|m| key::is_exact_hit(m, outcome.primary_key));
-
-    let outputs = Outputs::from_env();
-    // actions/cache leaves `cache-hit` unset on a miss (actions/cache#1466) and sets
-    // `cache-matched-key` only when something matched; workflows test both as strings.
-    if let Some(matched) = outcome.matched_key {
-        outputs.set("cache-hit", if exact { "true" } else { "false" })?;
-        outputs.set("cache-matched-key", matched)?;
+/// The fingerprint of the restored paths, which the save step compares to tell "unchanged".
+/// It walks the whole restored tree, so it is taken only when that check can happen: an exact
+/// hit, restored, inside a job.
+pub fn fingerprint_for_save(ctx: &PathContext, report: &RestoreReport) -> Result<Option<String>> {
+    if !(report.restored && report.is_exact() && StateDir::from_env().is_enabled()) {
+        return Ok(None);
     }
-    outputs.set("cache-primary-key", outcome.primary_key)?;
-    outputs.set("cache-status", outcome.status)?;
-    outputs.set("bytes-restored", &outcome.content_bytes.to_string())?;
-    outputs.set("healed", &outcome.healed.to_string())?;
-
-    let states = StateDir::from_env();
-    // The fingerprint walks the whole restored tree; it only serves the save step's "exact hit
-    // and unchanged" check, so it is taken only when that check can happen.
-    let fingerprint = if outcome.restored && exact && states.is_enabled() {
-        paths::resolve_for_save(&ctx.inputs, &ctx.roots)
-            .ok()
-            .map(|plan| fingerprint::of_plan(&plan))
-            .transpose()?
-    } else {
-        None
-    };
-    states.write(
-        version,
-        &State {
-            primary_key: outcome.primary_key.to_string(),
-            matched_key: outcome.matched_key.map(str::to_string),
-            exact: exact && outcome.restored,
-            fingerprint,
-        },
-    )?;
-
-    let mut rows = vec![
-        ("Key", format!("`{}`", outcome.primary_key)),
-        (
-            "Restore keys",
-            outcome
-                .restore_keys
-                .iter()
-                .map(|k| format!("`{k}`"))
-                .collect::<Vec<_>>()
-                .join(" "),
-        ),
-        (
-            "Matched key",
-            outcome
-                .matched_key
-                .map_or("none".to_string(), |m| format!("`{m}`")),
-        ),
-        ("Status", outcome.status.to_string()),
-        (
-            "Restored",
-            if outcome.restored {
-                format!(
-                    "{} ({} archive)",
-                    human_bytes(outcome.content_bytes),
-                    human_bytes(outcome.archive_bytes)
-                )
-            } else {
-                "nothing".to_string()
-            },
-        ),
-        ("Time", format!("{:.1}s", outcome.seconds)),
-        ("Healed", format!("{} packages", outcome.healed)),
-    ];
-    if let Some(reason) = &outcome.skipped_because {
-        rows.push(("Skipped", reason.clone()));
-    }
-    Summary::from_env().table("cache-heal restore", &rows)
+    paths::resolve_for_save(&ctx.inputs, &ctx.roots)
+        .ok()
+        .map(|plan| fingerprint::of_plan(&plan))
+        .transpose()
 }
 
 /// Explains what a restore looks for in one collapsed group (STYLE.md §4): the paths, the key,
 /// the restore keys and the entry version with what it hashes.
-pub fn explain_restore(
-    ctx: &PathContext,
-    primary_key: &str,
-    restore_keys: &[String],
-    version: &str,
-    compression: crate::key::Compression,
-) {
+pub fn explain_restore(ctx: &PathContext, query: &Query, compression: crate::key::Compression) {
+    let (primary_key, restore_keys, version) = (&query.key, &query.restore_keys, &query.version);
     let paths = ctx
         .inputs
         .lines
@@ -192,7 +100,7 @@ pub fn save_key(explicit_key: Option<&str>, ctx: &PathContext, version: &str) ->
         (_, Some(state)) => state.primary_key.clone(),
         _ => {
             return Err(crate::UsageError::Missing(format!(
-                "no `--key` was given, and no restore of {} earlier in this job recorded one\n\n\
+                "`--key` is empty or not given, and no restore of {} earlier in this job recorded one\n\n\
                  hint: pass `--key`, or restore the same `path` with the cache-heal action first",
                 ctx.inputs
                     .lines

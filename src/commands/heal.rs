@@ -6,8 +6,8 @@ use anyhow::{Context, Result, bail};
 use std::path::Path;
 use std::time::Instant;
 
-use super::print_json;
 use crate::cli::{GlobalArgs, HealArgs, HealTargets};
+use crate::report::{DataReport, Report};
 use crate::env_vars;
 use crate::output::{self, human_bytes};
 use crate::python::{interpreter, lockfile};
@@ -62,23 +62,27 @@ impl HealReport {
     }
 }
 
-pub fn run(args: &HealArgs, global: &GlobalArgs) -> Result<()> {
+pub fn run(args: &HealArgs, _global: &GlobalArgs) -> Result<Report> {
     let report = heal_cache(&args.path, &args.targets, args.dry_run)?;
-    if global.json {
-        let mut value = report.to_json();
-        value["path"] = serde_json::json!(args.path);
-        value["dry_run"] = serde_json::json!(args.dry_run);
-        print_json(&value)?;
-    }
+    let mut value = report.to_json();
+    value["status"] = serde_json::json!(if report.failed.is_empty() {
+        "ok"
+    } else {
+        "error"
+    });
+    value["path"] = serde_json::json!(args.path);
+    value["dry_run"] = serde_json::json!(args.dry_run);
+    let mut data = DataReport::new(&value)?;
     if !report.failed.is_empty() {
-        bail!(
-            "Failed to heal {} of {} sources in the uv cache at `{}`",
+        data.stderr.push(format!(
+            "error: Failed to heal {} of {} sources in the uv cache at `{}`",
             report.failed.len(),
             report.planned.len(),
             args.path.display()
-        );
+        ));
+        data.exit_code = 1;
     }
-    Ok(())
+    Ok(Report::Data(data))
 }
 
 /// Heals one uv cache for the targets and prints what happened. Per-source failures are in the

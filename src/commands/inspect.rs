@@ -6,44 +6,55 @@ use anyhow::{Result, bail};
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::{open_store, print_json};
 use crate::cli::{GlobalArgs, InspectArgs};
 use crate::output::{self, human_bytes};
+use crate::report::{DataReport, EntriesReport, Report};
+use crate::store::{EntryInfo, StoreSpec};
 use crate::python::wheel::WheelFilename;
 use crate::uv::heal;
 use crate::uv::layout::Layout;
 
-pub fn run(args: &InspectArgs, global: &GlobalArgs) -> Result<()> {
+pub fn run(args: &InspectArgs, global: &GlobalArgs) -> Result<Report> {
     if let Some(path) = &args.path {
-        return inspect_uv_cache(path, global);
+        return inspect_uv_cache(path);
     }
-    let store = open_store(global)?;
-    let entries = store.list()?;
-    if global.json {
-        return print_json(&serde_json::to_value(&entries)?);
-    }
-    if entries.is_empty() {
-        eprintln!("No entries in {}", store.describe());
-        return Ok(());
-    }
+    let cwd = std::env::current_dir()?;
+    let home = super::home_dir();
+    let spec = StoreSpec::parse(global.store.as_deref(), &cwd, home.as_deref())?;
+    let store = spec.open()?;
+    Ok(Report::Entries(EntriesReport {
+        store: store.describe(),
+        entries: store.list()?,
+    }))
+}
+
+/// The table `inspect` prints: one line per entry, then its path lines and workspace.
+pub fn entry_table(entries: &[EntryInfo]) -> Vec<String> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    println!(
+    let mut lines = vec![format!(
         "{:<50} {:<14} {:>10} {:>6} {:>8}",
         "KEY", "VERSION", "SIZE", "CODEC", "AGE"
-    );
-    for entry in &entries {
-        println!(
+    )];
+    for entry in entries {
+        lines.push(format!(
             "{:<50} {:<14} {:>10} {:>6} {:>8}",
             entry.key,
             &entry.version[..entry.version.len().min(12)],
             human_bytes(entry.size),
             entry.compression.to_string(),
             human_age(now.saturating_sub(entry.created)),
-        );
+        ));
+        if let Some(paths) = &entry.paths {
+            let quoted: Vec<String> = paths.iter().map(|p| format!("`{p}`")).collect();
+            lines.push(format!("  paths: {}", quoted.join(", ")));
+        }
+        if let Some(workspace) = &entry.workspace {
+            lines.push(format!("  workspace: `{}`", workspace.display()));
+        }
     }
-    Ok(())
+    lines
 }
 
 fn human_age(seconds: u64) -> String {
@@ -57,7 +68,7 @@ fn human_age(seconds: u64) -> String {
 
 /// Buckets with their sizes, then every sdist revision with the tags of its built wheels and
 /// whether its source is there.
-fn inspect_uv_cache(root: &Path, global: &GlobalArgs) -> Result<()> {
+fn inspect_uv_cache(root: &Path) -> Result<Report> {
     if !Layout::is_uv_cache(root) {
         bail!(
             "`{}` is not a uv cache: it has neither uv's `CACHEDIR.TAG` nor a bucket of a uv version cache-heal knows",
@@ -73,7 +84,7 @@ fn inspect_uv_cache(root: &Path, global: &GlobalArgs) -> Result<()> {
         .buckets
         .iter()
         .map(|b| {
-            let (files, bytes) = tree_size(&b.path);
+            let (files, bytes) = crate::paths::tree_size(&b.path);
             (
                 b.name.clone(),
                 format!("{:?}", b.kind).to_lowercase(),
@@ -88,8 +99,8 @@ fn inspect_uv_cache(root: &Path, global: &GlobalArgs) -> Result<()> {
             .filter_map(|w| WheelFilename::parse(w).map(|w| w.tag_string()))
             .collect()
     };
-    if global.json {
-        return print_json(&serde_json::json!({
+    let mut report = DataReport::new(&serde_json::json!({
+            "status": "ok",
             "path": root,
             "generation": layout.current_generation(),
             "buckets": buckets.iter().map(|(name, kind, files, bytes)| serde_json::json!({
@@ -108,35 +119,35 @@ fn inspect_uv_cache(root: &Path, global: &GlobalArgs) -> Result<()> {
                 "source_missing": !r.has_src,
             })).collect::<Vec<_>>(),
             "left_alone": inventory.left_alone,
-        }));
-    }
-    println!("uv cache `{}`", root.display());
-    println!(
+        }))?;
+    let out = &mut report.stdout;
+    out.push(format!("uv cache `{}`", root.display()));
+    out.push(format!(
         "{:<20} {:<13} {:>8} {:>11}",
         "BUCKET", "KIND", "FILES", "SIZE"
-    );
+    ));
     for (name, kind, files, bytes) in &buckets {
-        println!(
+        out.push(format!(
             "{name:<20} {kind:<13} {files:>8} {:>11}",
             human_bytes(*bytes)
-        );
+        ));
     }
     for unknown in &layout.unknown {
-        println!(
+        out.push(format!(
             "{:<20} {:<13} (not a bucket of a uv version cache-heal knows; left alone)",
             unknown.name, "unknown"
-        );
+        ));
     }
-    println!();
-    println!(
+    out.push(String::new());
+    out.push(format!(
         "{:<28} {:<10} {:<8} {:<7} BUILT WHEEL TAGS",
         "SDIST", "VERSION", "KIND", "SOURCE"
-    );
+    ));
     let mut missing = 0;
     for rev in &inventory.revisions {
         missing += usize::from(!rev.has_src);
         let tags = tags_of(&rev.wheels);
-        println!(
+        out.push(format!(
             "{:<28} {:<10} {:<8} {:<7} {}",
             rev.name.as_deref().unwrap_or("?"),
             rev.version.as_deref().unwrap_or("?"),
@@ -150,30 +161,14 @@ fn inspect_uv_cache(root: &Path, global: &GlobalArgs) -> Result<()> {
             } else {
                 tags.join(", ")
             },
-        );
+        ));
     }
-    println!();
-    println!(
+    out.push(String::new());
+    out.push(format!(
         "{} sdists, {} without their source; {} path, editable or git shards left to uv",
         inventory.revisions.len(),
         missing,
         inventory.left_alone.len()
-    );
-    Ok(())
-}
-
-/// Files and bytes below a directory, without following links.
-fn tree_size(dir: &Path) -> (u64, u64) {
-    let (mut files, mut bytes) = (0, 0);
-    for entry in walkdir::WalkDir::new(dir)
-        .follow_links(false)
-        .into_iter()
-        .flatten()
-    {
-        if !entry.file_type().is_dir() {
-            files += 1;
-            bytes += entry.metadata().map_or(0, |m| m.len());
-        }
-    }
-    (files, bytes)
+    ));
+    Ok(Report::Data(report))
 }

@@ -3,14 +3,14 @@
 
 use anyhow::{Context, Result};
 
-use super::print_json;
 use crate::autokey::{KeyInputs, Options};
 use crate::cli::{GlobalArgs, KeyArgs};
-use crate::gha::{self, Outputs};
+use crate::gha;
 use crate::key;
 use crate::output;
+use crate::report::{DataReport, Report};
 
-pub fn run(args: &KeyArgs, global: &GlobalArgs) -> Result<()> {
+pub fn run(args: &KeyArgs, _global: &GlobalArgs) -> Result<Report> {
     let project_dir = match &args.project_dir {
         Some(dir) => dir.clone(),
         None => std::env::current_dir().context("reading the current directory")?,
@@ -35,29 +35,27 @@ pub fn run(args: &KeyArgs, global: &GlobalArgs) -> Result<()> {
         }
     }
 
-    let outputs = Outputs::from_env();
-    outputs.set("key", &key)?;
-    outputs.set("restore-keys", &restore_keys.join("\n"))?;
-    outputs.set("python-version", &inputs.python.minor)?;
-
-    if global.json {
-        print_json(&serde_json::json!({
-            "key": key,
-            "restore_keys": restore_keys,
-            "os": inputs.os,
-            "arch": inputs.arch,
-            "tool": inputs.tool.as_str(),
-            "python": {
-                "version": inputs.python.minor,
-                "raw": inputs.python.raw,
-            },
-            "files": inputs.files.iter().map(|f| serde_json::json!({
-                "path": f.path,
-                "sha256": f.sha256,
-            })).collect::<Vec<_>>(),
-        }))?;
-    } else {
-        println!("{key}");
-    }
-    Ok(())
+    let mut report = DataReport::new(&serde_json::json!({
+        "status": "ok",
+        "key": key,
+        "restore_keys": restore_keys,
+        "os": inputs.os,
+        "arch": inputs.arch,
+        "tool": inputs.tool.as_str(),
+        "python": {
+            "version": inputs.python.minor,
+            "raw": inputs.python.raw,
+        },
+        "files": inputs.files.iter().map(|f| serde_json::json!({
+            "path": f.path,
+            "sha256": f.sha256,
+        })).collect::<Vec<_>>(),
+    }))?;
+    report.outputs = vec![
+        ("key", key.clone()),
+        ("restore-keys", restore_keys.join("\n")),
+        ("python-version", inputs.python.minor.clone()),
+    ];
+    report.stdout.push(key);
+    Ok(Report::Data(report))
 }

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 use crate::cli::{GlobalArgs, PathArgs};
 use crate::paths::{PathInputs, Roots};
-use crate::store::{self, Store};
+use crate::store;
 
 /// What every command needs: the parsed path inputs, where they resolve, and the store.
 pub struct PathContext {
@@ -23,7 +23,8 @@ pub struct PathContext {
 
 /// Resolves the roots (current directory, workspace, home) and parses the path inputs.
 pub fn path_context(args: &PathArgs) -> Result<PathContext> {
-    let inputs = PathInputs::parse(&args.paths)?;
+    let inputs = PathInputs::parse(&args.paths)
+        .map_err(|e| crate::UsageError::Invalid(e.to_string()))?;
     let cwd = std::env::current_dir().context("reading the current directory")?;
     let roots = Roots::new(cwd, args.workspace.clone(), home_dir());
     Ok(PathContext { inputs, roots })
@@ -36,8 +37,16 @@ pub fn home_dir() -> Option<PathBuf> {
         .or_else(|| std::env::var_os("USERPROFILE").map(PathBuf::from))
 }
 
-pub fn open_store(global: &GlobalArgs) -> Result<Box<dyn Store>> {
-    store::open(global.store.as_deref())
+/// An empty value for a key flag is a usage error that names the flag (the action passes
+/// empty inputs through as empty strings).
+pub fn check_key_flag(flag: &str, value: &str) -> Result<()> {
+    if value.trim().is_empty() {
+        return Err(crate::UsageError::Missing(format!(
+            "`{flag}` is empty: it needs the key of the entry\n\nhint: `cache-heal key` prints the automatic key for this project"
+        ))
+        .into());
+    }
+    Ok(())
 }
 
 /// Whether progress should be drawn for this invocation.
@@ -65,10 +74,6 @@ pub fn report_store_trouble(
     }
 }
 
-/// Prints a result object on stdout.
-///
-/// A closed pipe (`cache-heal … --json | head -c0`) is not an error: whoever reads stdout has
-/// what it wanted.
 /// Values that may come as several flags or as newline-separated lines in one (an action
 /// input), trimmed, without empty lines.
 pub fn split_lines(values: &[String]) -> Vec<String> {
@@ -81,11 +86,3 @@ pub fn split_lines(values: &[String]) -> Vec<String> {
         .collect()
 }
 
-pub fn print_json(value: &serde_json::Value) -> Result<()> {
-    use std::io::Write;
-    let text = serde_json::to_string(value)?;
-    match writeln!(std::io::stdout().lock(), "{text}") {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
-        _ => Ok(()),
-    }
-}

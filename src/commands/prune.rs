@@ -5,8 +5,8 @@
 use anyhow::{Context, Result};
 use std::path::Path;
 
-use super::print_json;
 use crate::cli::{GlobalArgs, PruneArgs};
+use crate::report::{DataReport, Report};
 use crate::output::{self, human_bytes};
 use crate::uv::layout::Layout;
 use crate::uv::lock::{self, Mode};
@@ -21,19 +21,29 @@ pub struct Pruned {
     pub warnings: Vec<String>,
 }
 
-pub fn run(args: &PruneArgs, global: &GlobalArgs) -> Result<()> {
+pub fn run(args: &PruneArgs, _global: &GlobalArgs) -> Result<Report> {
     let root = &args.path;
     if !Layout::is_uv_cache(root) {
-        anyhow::bail!(
-            "`{}` is not a uv cache: it has neither uv's `CACHEDIR.TAG` nor a bucket of a uv version cache-heal knows",
+        return Err(crate::UsageError::Invalid(format!(
+            "`{}` is not a uv cache: it has neither uv's `CACHEDIR.TAG` nor a bucket of a uv version cache-heal knows\n\nhint: `uv cache dir` prints where uv's cache is",
             root.display()
-        );
+        ))
+        .into());
     }
     let pruned = prune_cache(root, args.dry_run, args.force)
         .with_context(|| format!("Failed to prune the uv cache at `{}`", root.display()))?;
+    let mut report = DataReport::new(&serde_json::json!({
+        "status": "ok",
+        "path": root,
+        "dry_run": args.dry_run,
+        "files": pruned.files,
+        "bytes": pruned.bytes,
+        "removed": pruned.entries.iter().map(|e| &e.path).collect::<Vec<_>>(),
+        "warnings": pruned.warnings,
+    }))?;
     if args.dry_run {
         for entry in &pruned.entries {
-            output::info(&format!(
+            report.stderr.push(format!(
                 "Would remove `{}` ({} files, {})",
                 entry.path.display(),
                 entry.files,
@@ -41,7 +51,7 @@ pub fn run(args: &PruneArgs, global: &GlobalArgs) -> Result<()> {
             ));
         }
     }
-    output::info(&format!(
+    report.stderr.push(format!(
         "{} {} files ({}) from `{}`",
         if args.dry_run {
             "Would remove"
@@ -52,17 +62,7 @@ pub fn run(args: &PruneArgs, global: &GlobalArgs) -> Result<()> {
         human_bytes(pruned.bytes),
         root.display()
     ));
-    if global.json {
-        print_json(&serde_json::json!({
-            "path": root,
-            "dry_run": args.dry_run,
-            "files": pruned.files,
-            "bytes": pruned.bytes,
-            "removed": pruned.entries.iter().map(|e| &e.path).collect::<Vec<_>>(),
-            "warnings": pruned.warnings,
-        }))?;
-    }
-    Ok(())
+    Ok(Report::Data(report))
 }
 
 /// Prunes one uv cache under its exclusive lock (unless `force`); warnings are printed.

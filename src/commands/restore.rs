@@ -1,5 +1,6 @@
-//! `cache-heal restore`: key and version → lookup → download → decompress → unpack into
-//! staging → swap into place → heal uv caches → report.
+//! `cache-heal restore`: plan (paths, key and version, store, trust, limits; all checked before
+//! any I/O) → look up → download → decompress → unpack into staging → swap into place → heal
+//! uv caches → report.
 
 use anyhow::{Context, Result};
 use std::io::{self, Read};
@@ -7,213 +8,304 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use super::actions::{self, RestoreOutcome};
-use super::{
-    PathContext, heal, open_store, path_context, print_json, progress_enabled, report_store_trouble,
-};
+use super::{PathContext, heal, progress_enabled, report_store_trouble};
 use crate::archive::unpack;
-use crate::cli::{GlobalArgs, RestoreArgs};
-use crate::key;
-use crate::output::{self, human_bytes};
-use crate::paths::{PathInputs, RestoreTargets};
+use crate::cli::{GlobalArgs, HealTargets, RestoreArgs};
+use crate::error::Headline;
+use crate::key::{self, Compression};
+use crate::output;
+use crate::paths::RestoreTargets;
 use crate::progress::Progress;
-use crate::store::{self, Hit, Lookup, Query, Store};
+use crate::report::restore::{HealedPath, MissReason, OtherVersion, Replaced, Status};
+use crate::report::{Report, RestoreReport, quote_list};
+use crate::store::{self, Hit, Lookup, Query, Store, StoreSpec};
 use crate::uv::layout::Layout;
 
 /// Space left free below a default `--max-size`: a restore should never take the last bytes.
 const MIN_FREE_MARGIN: u64 = 256 << 20;
+/// A default `--max-size` allows at most this many times the archive's size: real caches
+/// compress 2 to 10 times, a compression bomb thousands of times.
+const MAX_EXPANSION: u64 = 32;
+/// ... but never less than this, so small archives of very compressible files still restore.
+const MAX_SIZE_FLOOR: u64 = 512 << 20;
 
-/// How a restore ended, in actions/cache's terms.
+/// What to do once the entry is found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Status {
-    /// The primary key matched (ignoring case).
-    Exact,
-    /// A prefix or a restore key matched.
-    Partial,
-    Miss,
+enum Mode {
+    Restore,
+    /// `--dry-run`: say what would be restored and replaced.
+    DryRun,
+    /// `--lookup-only`: set the outputs, download nothing.
+    LookupOnly,
 }
 
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Exact => "exact",
-            Status::Partial => "partial",
-            Status::Miss => "miss",
+/// Everything a restore needs, resolved and checked from the flags before anything is read or
+/// written: a bad flag is a usage error here, never halfway through.
+pub struct RestorePlan {
+    ctx: PathContext,
+    targets: RestoreTargets,
+    query: Query,
+    compression: Compression,
+    store: StoreSpec,
+    /// Why this run must not restore (an untrusted event), if it must not.
+    untrusted: Option<String>,
+    max_size: Option<u64>,
+    /// Who restored uv caches are healed for; `None` with `--no-heal`.
+    heal: Option<HealTargets>,
+    mode: Mode,
+    fail_on_cache_miss: bool,
+}
+
+impl RestorePlan {
+    pub fn new(args: &RestoreArgs, global: &GlobalArgs) -> Result<Self> {
+        let restore_keys = super::split_lines(&args.restore_keys);
+        super::check_key_flag("--key", &args.key)?;
+        key::validate_keys(&args.key, &restore_keys).map_err(crate::UsageError::from)?;
+        let ctx = super::path_context(&args.paths)?;
+        let targets = RestoreTargets::new(&ctx.inputs, &ctx.roots)?;
+        let store = StoreSpec::parse(
+            global.store.as_deref(),
+            &ctx.roots.cwd,
+            ctx.roots.home.as_deref(),
+        )?;
+        let compression = args.paths.compression;
+        let query = Query {
+            key: args.key.clone(),
+            restore_keys,
+            version: key::entry_version(&ctx.inputs.lines, compression),
+        };
+        let mode = match (args.dry_run, args.lookup_only) {
+            (true, _) => Mode::DryRun,
+            (false, true) => Mode::LookupOnly,
+            (false, false) => Mode::Restore,
+        };
+        Ok(Self {
+            untrusted: super::actions::untrusted_event_skip(args.allow_untrusted_event),
+            ctx,
+            targets,
+            query,
+            compression,
+            store,
+            max_size: args.max_size,
+            heal: (!args.no_heal).then(|| args.heal.clone()),
+            mode,
+            fail_on_cache_miss: args.fail_on_cache_miss,
+        })
+    }
+
+    fn report(&self) -> RestoreReport {
+        RestoreReport {
+            status: Status::Miss,
+            primary_key: self.query.key.clone(),
+            restore_keys: self.query.restore_keys.clone(),
+            matched_key: None,
+            version: self.query.version.clone(),
+            store: self.store.describe(),
+            paths: self.ctx.inputs.lines.clone(),
+            dry_run: self.mode == Mode::DryRun,
+            lookup_only: self.mode == Mode::LookupOnly,
+            restored: false,
+            bytes: None,
+            content_bytes: 0,
+            files: 0,
+            seconds: 0.0,
+            miss: None,
+            other_versions: Vec::new(),
+            would_replace: Vec::new(),
+            heal: None,
+            healed: 0,
+            fingerprint: None,
+            fail_on_cache_miss: self.fail_on_cache_miss,
         }
     }
 }
 
-pub fn run(args: &RestoreArgs, global: &GlobalArgs) -> Result<()> {
+pub fn run(args: &RestoreArgs, global: &GlobalArgs) -> Result<Report> {
     let started = Instant::now();
-    let restore_keys = super::split_lines(&args.restore_keys);
-    key::validate_keys(&args.key, &restore_keys).map_err(crate::UsageError::from)?;
-    let ctx = path_context(&args.paths)?;
-    let targets = RestoreTargets::new(&ctx.inputs, &ctx.roots)?;
-    let query = Query {
-        key: args.key.clone(),
-        restore_keys: restore_keys.clone(),
-        version: key::entry_version(&ctx.inputs.lines, args.paths.compression),
-    };
-    actions::explain_restore(
-        &ctx,
-        &args.key,
-        &restore_keys,
-        &query.version,
-        args.paths.compression,
-    );
-    let miss = RestoreOutcome {
-        primary_key: &args.key,
-        restore_keys: &restore_keys,
-        matched_key: None,
-        status: Status::Miss.as_str(),
-        restored: false,
-        content_bytes: 0,
-        archive_bytes: 0,
-        seconds: 0.0,
-        healed: 0,
-        skipped_because: actions::untrusted_event_skip(args.allow_untrusted_event),
-    };
-    if miss.skipped_because.is_some() {
-        return actions::after_restore(&ctx, &query.version, &miss);
-    }
-    let store = open_store(global)?;
-    refuse_store_inside_targets(&*store, &ctx, &targets)?;
+    let plan = RestorePlan::new(args, global)?;
+    super::actions::explain_restore(&plan.ctx, &plan.query, plan.compression);
+    let mut report = plan.report();
+    let outcome = restore(&plan, global, &mut report);
+    report.seconds = started.elapsed().as_secs_f64();
+    outcome.map(|()| Report::Restore(Box::new(report)))
+}
 
-    let hit = match store.lookup(&query) {
-        Ok(Lookup::Found(hit)) => hit,
+/// The stages, top to bottom. A miss or a store failure ends early with the report saying
+/// why; only a refused archive or a local failure is an error.
+fn restore(plan: &RestorePlan, global: &GlobalArgs, report: &mut RestoreReport) -> Result<()> {
+    if let Some(event) = &plan.untrusted {
+        report.miss(MissReason::UntrustedEvent {
+            event: event.clone(),
+        });
+        return Ok(());
+    }
+    let store = plan.store.open()?;
+    refuse_store_inside_targets(&*store, plan)?;
+    report.store = store.describe();
+    let Some(hit) = look_up(&*store, plan, report)? else {
+        return Ok(());
+    };
+    report.status = if key::is_exact_hit(&hit.matched_key, &plan.query.key) {
+        Status::Exact
+    } else {
+        Status::Partial
+    };
+    report.matched_key = Some(hit.matched_key.clone());
+    report.bytes = hit.size;
+    match plan.mode {
+        Mode::LookupOnly => return Ok(()),
+        Mode::DryRun => {
+            report.would_replace = what_is_replaced(plan);
+            return Ok(());
+        }
+        Mode::Restore => {}
+    }
+    let max_bytes = max_size(plan, hit.size)?;
+    let Some(restored) = download_and_unpack(&*store, &hit, plan, max_bytes, global, report)?
+    else {
+        return Ok(());
+    };
+    report.restored = true;
+    report.bytes = Some(restored.archive_bytes);
+    report.content_bytes = restored.content_bytes;
+    report.files = restored.files;
+    output::info(&format!(
+        "Restored `{}` into {}: {} files",
+        hit.matched_key,
+        quote_list(&plan.ctx.inputs.lines),
+        restored.files
+    ));
+    if let Some(targets) = &plan.heal {
+        let healed = heal_restored(&plan.ctx, targets);
+        report.healed = healed.iter().map(healed_count).sum();
+        report.heal = Some(healed);
+    }
+    report.fingerprint = super::actions::fingerprint_for_save(&plan.ctx, report)?;
+    Ok(())
+}
+
+/// Asks the store. A store that cannot be reached (or says no) is a miss, as in actions/cache,
+/// with a warning; `None` means the report already says why nothing matched.
+fn look_up(store: &dyn Store, plan: &RestorePlan, report: &mut RestoreReport) -> Result<Option<Hit>> {
+    match store.lookup(&plan.query) {
+        Ok(Lookup::Found(hit)) => Ok(Some(hit)),
         Ok(Lookup::Miss) => {
-            let seconds = started.elapsed().as_secs_f64();
-            actions::after_restore(&ctx, &query.version, &RestoreOutcome { seconds, ..miss })?;
-            return report_miss(args, &restore_keys, global, started, None);
+            report.miss(MissReason::NoEntry);
+            report.other_versions = other_versions(store, plan);
+            Ok(None)
         }
         Err(error) => {
-            // Like actions/cache: a cache service that says no or cannot be reached is a miss.
             let Some((severity, why)) = store::nonfatal(&error) else {
                 return Err(error);
             };
             report_store_trouble(
                 severity,
-                &format!("Did not look up `{}`: {why}", args.key),
+                &format!("Did not look up `{}`: {why}", plan.query.key),
                 &error,
-                "Continuing with an empty cache",
+                continuing(plan),
             );
-            let seconds = started.elapsed().as_secs_f64();
-            actions::after_restore(&ctx, &query.version, &RestoreOutcome { seconds, ..miss })?;
-            return report_miss(args, &restore_keys, global, started, Some(why));
+            report.miss(MissReason::StoreUnavailable {
+                message: why.to_string(),
+            });
+            Ok(None)
         }
-    };
-    let status = if key::is_exact_hit(&hit.matched_key, &args.key) {
-        Status::Exact
-    } else {
-        Status::Partial
-    };
-    let found = RestoreOutcome {
-        matched_key: Some(&hit.matched_key),
-        status: status.as_str(),
-        seconds: started.elapsed().as_secs_f64(),
-        ..miss
-    };
-    if args.dry_run || args.lookup_only {
-        actions::after_restore(&ctx, &query.version, &found)?;
-        return report_lookup(args, &ctx.inputs, &hit, status, global);
     }
+}
 
-    let max_bytes = match args.max_size {
-        Some(limit) => limit,
-        None => default_max_size(&ctx)?,
-    };
-    output::on_error_say(format!(
-        "Nothing was written: the staging directories were removed and {} unchanged",
-        describe_paths(&ctx.inputs)
-    ));
-    let restored = match download_and_unpack(&*store, &hit, &ctx, &targets, max_bytes, global) {
-        Ok(restored) => restored,
-        Err(error) => {
-            // A download that fails midway is a miss, as in actions/cache; but unlike
-            // actions/cache, nothing partial was written: staging is gone, the paths unchanged.
-            // Anything else (a hostile or corrupt archive) stays an error.
-            let Some((severity, why)) = store::nonfatal(&error) else {
-                return Err(error.context(format!(
-                    "Refused to restore `{}` into {}",
-                    hit.matched_key,
-                    describe_paths(&ctx.inputs)
-                )));
-            };
-            report_store_trouble(
-                severity,
-                &format!("Did not restore `{}`: {why}", hit.matched_key),
-                &error,
-                &format!(
-                    "Nothing was written: {} unchanged; continuing with an empty cache",
-                    describe_paths(&ctx.inputs)
-                ),
-            );
-            let failed = RestoreOutcome {
-                matched_key: None,
-                status: Status::Miss.as_str(),
-                seconds: started.elapsed().as_secs_f64(),
-                ..found
-            };
-            actions::after_restore(&ctx, &query.version, &failed)?;
-            return report_miss(args, &restore_keys, global, started, Some(why));
-        }
-    };
-    let restore_seconds = started.elapsed().as_secs_f64();
-    output::info(&format!(
-        "Restored `{}`{}: {} files, {} from {} in {restore_seconds:.1}s",
-        hit.matched_key,
-        match status {
-            Status::Exact => String::new(),
-            _ => format!(" (partial match for `{}`)", args.key),
-        },
-        restored.files,
-        human_bytes(restored.content_bytes),
-        human_bytes(restored.archive_bytes),
-    ));
-    let healed = if args.no_heal {
-        serde_json::Value::Null
+fn continuing(plan: &RestorePlan) -> &'static str {
+    if plan.fail_on_cache_miss {
+        "Nothing was restored"
     } else {
-        heal_restored(args, &ctx)
-    };
-    let outcome = RestoreOutcome {
-        restored: true,
-        content_bytes: restored.content_bytes,
-        archive_bytes: restored.archive_bytes,
-        seconds: started.elapsed().as_secs_f64(),
-        healed: healed_count(&healed),
-        ..found
-    };
-    actions::after_restore(&ctx, &query.version, &outcome)?;
-    if global.json {
-        print_json(&serde_json::json!({
-            "status": status.as_str(),
-            "primary_key": args.key,
-            "matched_key": hit.matched_key,
-            "bytes": restored.archive_bytes,
-            "content_bytes": restored.content_bytes,
-            "files": restored.files,
-            "seconds": started.elapsed().as_secs_f64(),
-            "heal": healed,
-        }))?;
+        "Continuing with an empty cache"
     }
-    Ok(())
+}
+
+/// Entries under the key (or a restore key) saved with other inputs, with what differs: the
+/// usual reason for "no entry" while `inspect` lists the key.
+fn other_versions(store: &dyn Store, plan: &RestorePlan) -> Vec<OtherVersion> {
+    let Ok(entries) = store.list() else {
+        return Vec::new();
+    };
+    let wanted: Vec<&str> = std::iter::once(plan.query.key.as_str())
+        .chain(plan.query.restore_keys.iter().map(String::as_str))
+        .collect();
+    entries
+        .into_iter()
+        .filter(|e| e.version != plan.query.version)
+        .filter(|e| wanted.iter().any(|k| e.key.starts_with(k)))
+        .take(3)
+        .map(|e| OtherVersion {
+            differences: differences(&e, plan),
+            key: e.key,
+            version: e.version,
+        })
+        .collect()
+}
+
+/// What makes an entry's version differ from the one looked for, each with the flag to fix it.
+fn differences(entry: &store::EntryInfo, plan: &RestorePlan) -> Vec<String> {
+    let mut found = Vec::new();
+    if entry.compression != plan.compression {
+        found.push(format!(
+            "`--compression {}` (this restore asked for {})",
+            entry.compression, plan.compression
+        ));
+    }
+    match &entry.paths {
+        Some(paths) if *paths != plan.ctx.inputs.lines => found.push(format!(
+            "`--path` lines {} (this restore gave {}); the lines are hashed as typed, so spell them the same",
+            quote_list(paths),
+            quote_list(&plan.ctx.inputs.lines)
+        )),
+        Some(_) => {}
+        None => found.push(
+            "path lines that were not recorded (the entry predates recording them, or comes from another tool)"
+                .to_string(),
+        ),
+    }
+    if found.is_empty() {
+        found.push("the same paths and compression on another OS (Windows versions differ)".into());
+    }
+    found
+}
+
+/// The limit on what a restore may write: `--max-size`, else a multiple of the archive's size
+/// (with a floor), and never more than the free space less a margin.
+fn max_size(plan: &RestorePlan, archive_size: Option<u64>) -> Result<u64> {
+    if let Some(limit) = plan.max_size {
+        return Ok(limit);
+    }
+    let free = free_space_limit(&plan.ctx)?;
+    let by_archive = archive_size.map_or(u64::MAX, |size| {
+        size.saturating_mul(MAX_EXPANSION).max(MAX_SIZE_FLOOR)
+    });
+    Ok(free.min(by_archive))
+}
+
+/// What a dry run says the restore would replace: each declared path, whole, and what is there.
+fn what_is_replaced(plan: &RestorePlan) -> Vec<Replaced> {
+    plan.ctx
+        .inputs
+        .lines
+        .iter()
+        .filter(|l| !l.starts_with('!') && !crate::paths::has_glob_chars(l))
+        .filter_map(|l| plan.ctx.roots.absolute(l).ok())
+        .map(|path| {
+            let exists = path.symlink_metadata().is_ok();
+            let (files, bytes) = if exists { crate::paths::tree_size(&path) } else { (0, 0) };
+            Replaced {
+                path,
+                exists,
+                files,
+                bytes,
+            }
+        })
+        .collect()
 }
 
 /// The heal stage: every restored path that is a uv cache is healed for the targets. A heal
 /// that fails is a warning: the restore itself succeeded and uv can still heal lazily online.
-/// How many sources heal re-created, over every restored uv cache.
-fn healed_count(reports: &serde_json::Value) -> u64 {
-    reports
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|report| report["healed"].as_array())
-        .map(|healed| healed.len() as u64)
-        .sum()
-}
-
-fn heal_restored(args: &RestoreArgs, ctx: &PathContext) -> serde_json::Value {
-    let mut reports = Vec::new();
+fn heal_restored(ctx: &PathContext, targets: &HealTargets) -> Vec<HealedPath> {
     let roots = ctx
         .inputs
         .lines
@@ -221,8 +313,9 @@ fn heal_restored(args: &RestoreArgs, ctx: &PathContext) -> serde_json::Value {
         .filter(|l| !l.starts_with('!'))
         .filter_map(|l| ctx.roots.absolute(l).ok())
         .filter(|p| Layout::is_uv_cache(p));
+    let mut healed = Vec::new();
     for root in roots {
-        match heal::heal_cache(&root, &args.heal, false) {
+        let outcome = match heal::heal_cache(&root, targets, false) {
             Ok(report) => {
                 if !report.failed.is_empty() {
                     output::warn(&format!(
@@ -232,20 +325,29 @@ fn heal_restored(args: &RestoreArgs, ctx: &PathContext) -> serde_json::Value {
                         report.planned.len()
                     ));
                 }
-                let mut value = report.to_json();
-                value["path"] = serde_json::json!(root);
-                reports.push(value);
+                report.to_json()
             }
             Err(error) => {
                 output::warn(&format!(
                     "Did not heal the uv cache at `{}`: {error:#}\nThe restore itself succeeded; uv will re-download missing sources if it is online",
                     root.display()
                 ));
-                reports.push(serde_json::json!({ "path": root, "error": format!("{error:#}") }));
+                serde_json::json!({ "error": format!("{error:#}") })
             }
-        }
+        };
+        healed.push(HealedPath {
+            path: root,
+            outcome,
+        });
     }
-    serde_json::Value::Array(reports)
+    healed
+}
+
+/// How many sources heal re-created in one restored uv cache.
+fn healed_count(path: &HealedPath) -> u64 {
+    path.outcome["healed"]
+        .as_array()
+        .map_or(0, |healed| healed.len() as u64)
 }
 
 struct Restored {
@@ -254,11 +356,70 @@ struct Restored {
     files: u64,
 }
 
+/// Streams the entry into staging and swaps it into place. A download that fails midway is a
+/// miss, as in actions/cache; but unlike actions/cache nothing partial was written. Anything
+/// else (a hostile archive, a full disk) is an error. `None`: the report says why not.
 fn download_and_unpack(
     store: &dyn Store,
     hit: &Hit,
-    ctx: &PathContext,
-    targets: &RestoreTargets,
+    plan: &RestorePlan,
+    max_bytes: u64,
+    global: &GlobalArgs,
+    report: &mut RestoreReport,
+) -> Result<Option<Restored>> {
+    let unchanged = format!(
+        "Nothing was written: the staging directories were removed and {} unchanged",
+        quote_list(&plan.ctx.inputs.lines)
+    );
+    let error = match stream_into_place(store, hit, plan, max_bytes, global) {
+        Ok(restored) => return Ok(Some(restored)),
+        Err(error) => error,
+    };
+    let Some((severity, why)) = store::nonfatal(&error) else {
+        let headline = Headline {
+            message: format!(
+                "Refused to restore `{}` into {}",
+                hit.matched_key,
+                quote_list(&plan.ctx.inputs.lines)
+            ),
+            consequence: unchanged,
+        };
+        return Err(add_layout_hint(error, plan).context(headline));
+    };
+    report_store_trouble(
+        severity,
+        &format!("Did not restore `{}`: {why}", hit.matched_key),
+        &error,
+        &format!("{unchanged}; {}", continuing(plan).to_lowercase()),
+    );
+    report.miss(MissReason::StoreUnavailable {
+        message: why.to_string(),
+    });
+    Ok(None)
+}
+
+/// An entry saved with actions/cache's layout from another directory names its members
+/// relative to that directory: say so, rather than let it read like an attack.
+fn add_layout_hint(error: anyhow::Error, plan: &RestorePlan) -> anyhow::Error {
+    let outside = error.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<unpack::Refusal>(),
+            Some(unpack::Refusal::OutsidePaths { .. })
+        )
+    });
+    if !outside || plan.ctx.roots.workspace_given {
+        return error;
+    }
+    error.context(format!(
+        "the entry's member names are relative to the directory it was saved from, and this restore runs in `{}`\n\nhint: restore from the directory the entry was saved in, or pass `--workspace <that directory>` (`cache-heal inspect` shows it)",
+        plan.ctx.roots.cwd.display()
+    ))
+}
+
+fn stream_into_place(
+    store: &dyn Store,
+    hit: &Hit,
+    plan: &RestorePlan,
     max_bytes: u64,
     global: &GlobalArgs,
 ) -> Result<Restored> {
@@ -272,13 +433,15 @@ fn download_and_unpack(
     let options = unpack::UnpackOptions {
         max_bytes,
         writers: unpack_writers(),
-        protected: protected_paths(ctx),
+        protected: protected_paths(&plan.ctx),
     };
-    let unpacked = unpack::unpack_archive(counting, &ctx.roots, targets, &options)?;
+    let unpacked = unpack::unpack_archive(counting, &plan.ctx.roots, &plan.targets, &options)?;
     let archive_bytes = archive_bytes.into_inner();
     progress.finish();
     let (files, content_bytes) = (unpacked.files, unpacked.content_bytes);
+    let swapping = Progress::phase("Swapping into place", progress_enabled(global));
     unpacked.commit()?;
+    swapping.finish();
     Ok(Restored {
         archive_bytes,
         content_bytes,
@@ -288,21 +451,18 @@ fn download_and_unpack(
 
 /// A restore replaces each restored path whole, so a local store inside one would be deleted
 /// by the very restore that reads from it.
-fn refuse_store_inside_targets(
-    store: &dyn Store,
-    ctx: &PathContext,
-    targets: &RestoreTargets,
-) -> Result<()> {
+fn refuse_store_inside_targets(store: &dyn Store, plan: &RestorePlan) -> Result<()> {
     let Some(root) = store.local_root() else {
         return Ok(());
     };
-    let root = ctx.roots.absolute(&root.to_string_lossy())?;
-    if let Some(unit) = targets.unit_for(&root) {
-        anyhow::bail!(
+    let root = plan.ctx.roots.absolute(&root.to_string_lossy())?;
+    if let Some(unit) = plan.targets.unit_for(&root) {
+        return Err(crate::UsageError::Invalid(format!(
             "the store `{}` is inside `{}`, which a restore replaces whole\n\nhint: keep the store outside the restored paths (`--store dir:<DIR>`)",
             root.display(),
             unit.display()
-        );
+        ))
+        .into());
     }
     Ok(())
 }
@@ -315,7 +475,7 @@ fn protected_paths(ctx: &PathContext) -> Vec<PathBuf> {
 }
 
 /// The free space where the first restored path will land, less a margin.
-fn default_max_size(ctx: &PathContext) -> Result<u64> {
+fn free_space_limit(ctx: &PathContext) -> Result<u64> {
     let first = ctx
         .inputs
         .lines
@@ -332,90 +492,6 @@ fn default_max_size(ctx: &PathContext) -> Result<u64> {
     let free = fs4::available_space(&existing)
         .with_context(|| format!("reading the free space at `{}`", existing.display()))?;
     Ok(free.saturating_sub(MIN_FREE_MARGIN.max(free / 20)))
-}
-
-/// Reports a miss; `failure` says why when the store failed rather than found nothing.
-fn report_miss(
-    args: &RestoreArgs,
-    restore_keys: &[String],
-    global: &GlobalArgs,
-    started: Instant,
-    failure: Option<&str>,
-) -> Result<()> {
-    let fallbacks = if restore_keys.is_empty() {
-        String::new()
-    } else {
-        format!("\n  or restore keys {}", quote_list(restore_keys))
-    };
-    if failure.is_none() {
-        output::info(&format!(
-            "No cache entry for `{}`{fallbacks}; continuing with an empty cache",
-            args.key
-        ));
-    }
-    if global.json {
-        print_json(&serde_json::json!({
-            "status": Status::Miss.as_str(),
-            "primary_key": args.key,
-            "matched_key": null,
-            "bytes": 0,
-            "files": 0,
-            "seconds": started.elapsed().as_secs_f64(),
-            "store_failure": failure,
-        }))?;
-    }
-    if args.fail_on_cache_miss {
-        anyhow::bail!(
-            "no entry matched `{}` or its restore keys, and `--fail-on-cache-miss` is set",
-            args.key
-        );
-    }
-    Ok(())
-}
-
-fn report_lookup(
-    args: &RestoreArgs,
-    inputs: &PathInputs,
-    hit: &Hit,
-    status: Status,
-    global: &GlobalArgs,
-) -> Result<()> {
-    let size = hit.size.map_or("unknown size".to_string(), human_bytes);
-    let verb = if args.dry_run {
-        "Would restore"
-    } else {
-        "Found"
-    };
-    output::info(&format!(
-        "{verb} `{}` ({} match, {size}) into {}",
-        hit.matched_key,
-        status.as_str(),
-        describe_paths(inputs)
-    ));
-    if global.json {
-        print_json(&serde_json::json!({
-            "status": status.as_str(),
-            "primary_key": args.key,
-            "matched_key": hit.matched_key,
-            "bytes": hit.size,
-            "files": null,
-            "dry_run": args.dry_run,
-            "lookup_only": args.lookup_only,
-        }))?;
-    }
-    Ok(())
-}
-
-fn describe_paths(inputs: &PathInputs) -> String {
-    quote_list(&inputs.lines)
-}
-
-fn quote_list(items: &[String]) -> String {
-    items
-        .iter()
-        .map(|i| format!("`{i}`"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// Counts the archive bytes read from the store, for progress and the report.

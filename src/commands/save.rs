@@ -1,155 +1,199 @@
-//! `cache-heal save`: resolve paths → key and version → prune uv caches → reserve → pack into the upload →
-//! publish.
+//! `cache-heal save`: plan (key, version, paths, store; all checked before anything is read)
+//! → store writable? → what to archive (uv caches as `uv cache prune --ci` leaves them) →
+//! up to date? → reserve → pack into the upload → publish → report.
 
 use anyhow::Result;
 use std::time::Instant;
 
-use super::actions;
-use super::{open_store, path_context, print_json, progress_enabled, report_store_trouble};
+use super::actions::{self, SaveKey};
+use super::{PathContext, progress_enabled, report_store_trouble};
 use crate::archive::level::Level;
 use crate::archive::pack;
 use crate::cli::{GlobalArgs, SaveArgs};
-use crate::key;
-use crate::output::{self, human_bytes};
+use crate::key::{self, Compression};
+use crate::output;
 use crate::paths;
 use crate::progress::Progress;
-use crate::store::{self, Published, Reservation};
+use crate::report::save::{LevelUse, SaveStatus};
+use crate::report::{Report, SaveReport};
+use crate::store::{self, NewEntry, Published, Reservation, Store, StoreSpec};
 
-pub fn run(args: &SaveArgs, global: &GlobalArgs) -> Result<()> {
+/// Everything a save needs, resolved and checked from the flags before anything is read.
+pub struct SavePlan {
+    ctx: PathContext,
+    key: SaveKey,
+    version: String,
+    compression: Compression,
+    level: Level,
+    store: StoreSpec,
+    prune: bool,
+    force: bool,
+}
+
+impl SavePlan {
+    pub fn new(args: &SaveArgs, global: &GlobalArgs) -> Result<Self> {
+        // The save action passes its `key` input even when it is empty: then the restore
+        // step's key is used.
+        let explicit_key = args.key.as_deref().filter(|k| !k.trim().is_empty());
+        if let Some(key) = explicit_key {
+            key::validate_key(key).map_err(crate::UsageError::from)?;
+        }
+        let ctx = super::path_context(&args.paths)?;
+        let compression = args.paths.compression;
+        args.compression_level
+            .check(compression)
+            .map_err(crate::UsageError::Invalid)?;
+        let version = key::entry_version(&ctx.inputs.lines, compression);
+        let key = actions::save_key(explicit_key, &ctx, &version)?;
+        key::validate_key(&key.key).map_err(crate::UsageError::from)?;
+        let store = StoreSpec::parse(
+            global.store.as_deref(),
+            &ctx.roots.cwd,
+            ctx.roots.home.as_deref(),
+        )?;
+        Ok(Self {
+            ctx,
+            key,
+            version,
+            compression,
+            level: args.compression_level,
+            store,
+            prune: !args.no_prune,
+            force: args.force,
+        })
+    }
+
+    fn report(&self, status: SaveStatus) -> SaveReport {
+        SaveReport {
+            status,
+            key: self.key.key.clone(),
+            version: self.version.clone(),
+            store: self.store.describe(),
+            paths: self.ctx.inputs.lines.clone(),
+            reason: None,
+            bytes: 0,
+            content_bytes: 0,
+            files: 0,
+            compression: self.compression,
+            level_setting: self.level,
+            compression_levels: Vec::new(),
+            pruned_files: 0,
+            pruned_bytes: 0,
+            seconds: 0.0,
+        }
+    }
+}
+
+pub fn run(args: &SaveArgs, global: &GlobalArgs) -> Result<Report> {
     let started = Instant::now();
-    // The save action passes its `key` input even when it is empty: then the restore step's
-    // key is used.
-    let explicit_key = args.key.as_deref().filter(|k| !k.is_empty());
-    if let Some(key) = explicit_key {
-        key::validate_key(key).map_err(crate::UsageError::from)?;
-    }
-    let ctx = path_context(&args.paths)?;
-    let compression = args.paths.compression;
-    args.compression_level
-        .check(compression)
-        .map_err(crate::UsageError::Invalid)?;
-    let version = key::entry_version(&ctx.inputs.lines, compression);
-    let save_key = actions::save_key(explicit_key, &ctx, &version)?;
-    let key = save_key.key.clone();
-    key::validate_key(&key).map_err(crate::UsageError::from)?;
-    let mut plan = paths::resolve_for_save(&ctx.inputs, &ctx.roots)?;
-    // Prune before the up-to-date check: the sources heal added after the restore are exactly
-    // what pruning removes again, so they must not count as a change.
-    let pruned = if args.no_prune {
-        super::prune::Pruned::default()
-    } else {
-        let roots: Vec<&std::path::Path> =
-            plan.roots.iter().map(|r| r.absolute.as_path()).collect();
-        super::prune::prune_before_save(&roots, args.force)?
-    };
-    if actions::is_up_to_date(&save_key, &plan)? {
-        return report_up_to_date(&key, global);
-    }
-    actions::exclude_credentials(&mut plan)?;
-    let store = open_store(global)?;
-    if let Some(root) = store.local_root() {
-        plan.exclude_tree(&ctx.roots.absolute(&root.to_string_lossy())?);
-    }
+    let plan = SavePlan::new(args, global)?;
+    let mut report = plan.report(SaveStatus::Saved);
+    save(&plan, global, &mut report)?;
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(Report::Save(report))
+}
 
-    let upload = match store.create(&key, &version, compression) {
+/// The stages, top to bottom. A store that cannot take the entry is found out before the
+/// paths are read, and is a warning, not an error (actions/cache never fails a build over a
+/// save).
+fn save(plan: &SavePlan, global: &GlobalArgs, report: &mut SaveReport) -> Result<()> {
+    let key = &plan.key.key;
+    let store = plan.store.open()?;
+    report.store = store.describe();
+    if let Err(error) = store.check_writable() {
+        return not_saved(key, error, report);
+    }
+    let mut tree = paths::resolve_for_save(&plan.ctx.inputs, &plan.ctx.roots)?;
+    // Before the up-to-date check: the sources heal added after the restore are exactly what
+    // pruning leaves out again, so they must not count as a change.
+    let pruned = if plan.prune {
+        let roots: Vec<&std::path::Path> =
+            tree.roots.iter().map(|r| r.absolute.as_path()).collect();
+        super::prune::prune_before_save(&roots, plan.force)?
+    } else {
+        super::prune::Pruned::default()
+    };
+    report.pruned_files = pruned.files;
+    report.pruned_bytes = pruned.bytes;
+    if actions::is_up_to_date(&plan.key, &tree)? {
+        report.status = SaveStatus::UpToDate;
+        return Ok(());
+    }
+    actions::exclude_credentials(&mut tree)?;
+    if let Some(root) = store.local_root() {
+        tree.exclude_tree(&plan.ctx.roots.absolute(&root.to_string_lossy())?);
+    }
+    upload(&*store, plan, &tree, global, report)
+}
+
+/// Reserves the entry, packs the paths into it and publishes it.
+fn upload(
+    store: &dyn Store,
+    plan: &SavePlan,
+    tree: &paths::SavePlan,
+    global: &GlobalArgs,
+    report: &mut SaveReport,
+) -> Result<()> {
+    let key = &plan.key.key;
+    let entry = NewEntry {
+        key,
+        version: &plan.version,
+        compression: plan.compression,
+        paths: Some(&plan.ctx.inputs.lines),
+        workspace: Some(&plan.ctx.roots.workspace),
+    };
+    let upload = match store.create(&entry) {
         Ok(Reservation::Created(upload)) => upload,
         Ok(Reservation::AlreadyExists) => {
-            return report_exists(&key, global, &store.describe());
+            report.status = SaveStatus::Exists;
+            return Ok(());
         }
-        Err(error) => return not_saved(&key, error, global),
+        Err(error) => return not_saved(key, error, report),
     };
     output::info(&format!(
-        "Saving `{}` to {} ({} path{})",
-        key,
+        "Saving `{key}` to {} ({} path{})",
         store.describe(),
-        plan.roots.len(),
-        if plan.roots.len() == 1 { "" } else { "s" }
+        tree.roots.len(),
+        if tree.roots.len() == 1 { "" } else { "s" }
     ));
     let progress = Progress::new("Archiving", None, progress_enabled(global));
     let compressing = pack::Compressing {
-        compression,
-        level: args.compression_level,
+        compression: plan.compression,
+        level: plan.level,
         pace: upload.pace(),
     };
-    let (upload, stats) = match pack::pack(&plan, &compressing, upload, &progress) {
+    let (upload, stats) = match pack::pack(tree, &compressing, upload, &progress) {
         Ok(packed) => packed,
-        Err(error) => {
-            return not_saved(&key, error.context(format!("saving `{key}`")), global);
-        }
+        Err(error) => return not_saved(key, error.context(format!("saving `{key}`")), report),
     };
     progress.finish();
-    let published = match upload.finish() {
-        Ok(published) => published,
+    let finishing = Progress::phase("Publishing the entry", progress_enabled(global));
+    let published = upload.finish();
+    finishing.finish();
+    report.files = stats.files;
+    report.content_bytes = stats.content_bytes;
+    report.compression_levels = stats
+        .levels
+        .iter()
+        .map(|&(level, content_bytes)| LevelUse {
+            level,
+            content_bytes,
+        })
+        .collect();
+    match published {
+        Ok(Published::Saved { size }) => report.bytes = size,
+        Ok(Published::AlreadyExists) => report.status = SaveStatus::Exists,
         Err(error) => {
             let error = error.context(format!("saving `{key}` to {}", store.describe()));
-            return not_saved(&key, error, global);
+            return not_saved(key, error, report);
         }
-    };
-    let size = match published {
-        Published::Saved { size } => size,
-        Published::AlreadyExists => return report_exists(&key, global, &store.describe()),
-    };
-    let seconds = started.elapsed().as_secs_f64();
-    output::info(&format!(
-        "Saved `{}`: {} files, {} → {} ({compression} {}) in {seconds:.1}s",
-        key,
-        stats.files,
-        human_bytes(stats.content_bytes),
-        human_bytes(size),
-        describe_levels(args.compression_level, &stats.levels),
-    ));
-    if global.json {
-        print_json(&serde_json::json!({
-            "status": "saved",
-            "key": key,
-            "version": version,
-            "bytes": size,
-            "content_bytes": stats.content_bytes,
-            "files": stats.files,
-            "compression_levels": stats
-                .levels
-                .iter()
-                .map(|(level, bytes)| serde_json::json!({"level": level, "content_bytes": bytes}))
-                .collect::<Vec<_>>(),
-            "pruned_files": pruned.files,
-            "pruned_bytes": pruned.bytes,
-            "seconds": seconds,
-        }))?;
     }
     Ok(())
 }
 
-/// "level 3", or for `auto` the levels it went through: "level auto: 3 for 64 MiB, 1 for 890 MiB".
-fn describe_levels(setting: Level, levels: &[(i32, u64)]) -> String {
-    match (setting, levels) {
-        (Level::Fixed(level), _) => format!("level {level}"),
-        // No file content at all: nothing was compressed at any level.
-        (Level::Auto, []) => "level auto".to_string(),
-        (Level::Auto, [(level, _)]) => format!("level auto: {level}"),
-        (Level::Auto, _) => {
-            let parts: Vec<String> = levels
-                .iter()
-                .map(|(level, bytes)| format!("{level} for {}", human_bytes(*bytes)))
-                .collect();
-            format!("level auto: {}", parts.join(", "))
-        }
-    }
-}
-
-/// The restore step got an exact hit of this key and nothing changed since.
-fn report_up_to_date(key: &str, global: &GlobalArgs) -> Result<()> {
-    output::info(&format!(
-        "Cache up-to-date: `{key}` was restored as an exact hit and nothing changed; not saving"
-    ));
-    if global.json {
-        print_json(&serde_json::json!({ "status": "up-to-date", "key": key }))?;
-    }
-    Ok(())
-}
-
-/// A store failure: a warning and exit 0 when the store says it must not fail the build (as
-/// actions/cache never fails a build over a save), else the error.
-fn not_saved(key: &str, error: anyhow::Error, global: &GlobalArgs) -> Result<()> {
+/// A store failure: a warning and `not-saved` (exit 0) when the store says it must not fail
+/// the build, else the error.
+fn not_saved(key: &str, error: anyhow::Error, report: &mut SaveReport) -> Result<()> {
     let Some((severity, why)) = store::nonfatal(&error) else {
         return Err(error);
     };
@@ -159,19 +203,7 @@ fn not_saved(key: &str, error: anyhow::Error, global: &GlobalArgs) -> Result<()>
         &error,
         "The build is unaffected; the next run will try to save again",
     );
-    if global.json {
-        print_json(&serde_json::json!({ "status": "not-saved", "key": key, "reason": why }))?;
-    }
-    Ok(())
-}
-
-/// Another save of the same key and version won: entries are immutable, so this is success.
-fn report_exists(key: &str, global: &GlobalArgs, store: &str) -> Result<()> {
-    output::info(&format!(
-        "Entry `{key}` already exists in {store}; not saving (another job saved this key first)"
-    ));
-    if global.json {
-        print_json(&serde_json::json!({ "status": "exists", "key": key }))?;
-    }
+    report.status = SaveStatus::NotSaved;
+    report.reason = Some(why.to_string());
     Ok(())
 }

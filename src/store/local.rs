@@ -21,7 +21,7 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::{EntryInfo, Hit, Lookup, Published, Query, Reservation, Store, Upload};
+use super::{EntryInfo, Hit, Lookup, NewEntry, Published, Query, Reservation, Store, Upload};
 use crate::key::{self, Compression};
 
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -35,6 +35,12 @@ struct Metadata {
     created_ns: u128,
     /// The archive's file name inside `entries/`.
     archive: String,
+    /// The `--path` lines it was saved with (absent in entries saved before they were kept).
+    #[serde(default)]
+    paths: Option<Vec<String>>,
+    /// What relative member names are relative to (absent in older entries).
+    #[serde(default)]
+    workspace: Option<PathBuf>,
 }
 
 impl key::Candidate for Metadata {
@@ -139,7 +145,21 @@ impl Store for LocalStore {
         }))
     }
 
-    fn create(&self, key: &str, version: &str, compression: Compression) -> Result<Reservation> {
+    fn check_writable(&self) -> Result<()> {
+        for dir in [self.entries_dir(), self.tmp_dir()] {
+            fs::create_dir_all(&dir)
+                .with_context(|| format!("the store {} cannot be written", self.describe()))?;
+        }
+        let probe = tempfile::Builder::new()
+            .prefix("probe-")
+            .tempfile_in(self.tmp_dir())
+            .with_context(|| format!("the store {} cannot be written", self.describe()))?;
+        drop(probe);
+        Ok(())
+    }
+
+    fn create(&self, entry: &NewEntry) -> Result<Reservation> {
+        let (key, version) = (entry.key, entry.version);
         if self.metadata_path(key, version).exists() {
             return Ok(Reservation::AlreadyExists);
         }
@@ -157,7 +177,9 @@ impl Store for LocalStore {
             size: 0,
             key: key.to_string(),
             version: version.to_string(),
-            compression,
+            compression: entry.compression,
+            paths: entry.paths.map(<[String]>::to_vec),
+            workspace: entry.workspace.map(Path::to_path_buf),
         })))
     }
 
@@ -171,6 +193,8 @@ impl Store for LocalStore {
                 size: m.size,
                 compression: m.compression,
                 created: (m.created_ns / 1_000_000_000) as u64,
+                paths: m.paths,
+                workspace: m.workspace,
             })
             .collect();
         entries.sort_by(|a, b| b.created.cmp(&a.created).then(a.key.cmp(&b.key)));
@@ -242,6 +266,8 @@ struct LocalUpload {
     key: String,
     version: String,
     compression: Compression,
+    paths: Option<Vec<String>>,
+    workspace: Option<PathBuf>,
 }
 
 impl Write for LocalUpload {
@@ -267,6 +293,8 @@ impl Upload for LocalUpload {
             key,
             version,
             compression,
+            paths,
+            workspace,
         } = *self;
         let store = LocalStore::new(store_root);
         let temp = file.into_inner().map_err(|e| e.into_error())?;
@@ -289,6 +317,8 @@ impl Upload for LocalUpload {
             sha256: hex::encode(hasher.finalize()),
             created_ns: now_ns(),
             archive: archive_name,
+            paths,
+            workspace,
         };
         let published = publish_metadata(&store, &meta);
         if !matches!(published, Ok(Published::Saved { .. })) {

@@ -11,6 +11,7 @@ pub mod local;
 
 use anyhow::Result;
 use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
 
 use crate::key::Compression;
 
@@ -78,6 +79,37 @@ pub struct EntryInfo {
     pub compression: Compression,
     /// Seconds since the Unix epoch.
     pub created: u64,
+    /// The `--path` lines it was saved with, when the store recorded them.
+    pub paths: Option<Vec<String>>,
+    /// The directory relative member names are relative to, when recorded.
+    pub workspace: Option<PathBuf>,
+}
+
+/// What a save asks the store to create: the entry's identity, and what restore and `inspect`
+/// need to know about how it was made.
+#[derive(Clone, Copy, Debug)]
+pub struct NewEntry<'a> {
+    pub key: &'a str,
+    pub version: &'a str,
+    pub compression: Compression,
+    /// The `--path` lines, as typed (what the version hashes); `None` for an archive made
+    /// elsewhere and imported.
+    pub paths: Option<&'a [String]>,
+    /// What relative member names are relative to, when known.
+    pub workspace: Option<&'a Path>,
+}
+
+impl<'a> NewEntry<'a> {
+    /// An entry whose making is not known (an archive made by another tool).
+    pub fn new(key: &'a str, version: &'a str, compression: Compression) -> Self {
+        Self {
+            key,
+            version,
+            compression,
+            paths: None,
+            workspace: None,
+        }
+    }
 }
 
 pub trait Store: Send + Sync {
@@ -85,8 +117,13 @@ pub trait Store: Send + Sync {
     fn describe(&self) -> String;
     fn lookup(&self, query: &Query) -> Result<Lookup>;
     fn open(&self, hit: &Hit) -> Result<Box<dyn Read + Send>>;
-    fn create(&self, key: &str, version: &str, compression: Compression) -> Result<Reservation>;
+    fn create(&self, entry: &NewEntry) -> Result<Reservation>;
     fn list(&self) -> Result<Vec<EntryInfo>>;
+    /// Whether a save can write here at all, asked before the save reads anything: a local
+    /// directory that cannot be created or written, a cache mode that forbids saves.
+    fn check_writable(&self) -> Result<()> {
+        Ok(())
+    }
     /// The directory a store keeps its files in, when it is on this machine: a save must not
     /// archive the store into itself.
     fn local_root(&self) -> Option<&std::path::Path> {
@@ -94,21 +131,94 @@ pub trait Store: Send + Sync {
     }
 }
 
-/// Opens the store a `--store` value names, or the default one.
-///
-/// `gha` is the GitHub Actions cache (service v2). `dir:PATH` or a plain path is a local
-/// directory. Without a value: `gha` when the runner's `ACTIONS_RESULTS_URL` and
-/// `ACTIONS_RUNTIME_TOKEN` are both set, else `$XDG_CACHE_HOME/cache-heal`, else
-/// `~/.cache/cache-heal`.
-pub fn open(spec: Option<&str>) -> Result<Box<dyn Store>> {
-    let root = match spec.map(str::trim).filter(|s| !s.is_empty()) {
-        Some("gha") => return Ok(Box::new(github::GhaStore::from_env()?)),
-        Some(spec) => std::path::PathBuf::from(spec.strip_prefix("dir:").unwrap_or(spec)),
-        None if github::configured_in_env() => return Ok(Box::new(github::GhaStore::from_env()?)),
-        None => default_local_root()?,
-    };
-    local::check_root(&root)?;
-    Ok(Box::new(local::LocalStore::new(root)))
+/// Which store a `--store` value names, checked before anything is opened: a value that is
+/// not a store is a usage error, never a directory created by surprise.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreSpec {
+    /// The GitHub Actions cache service (v2).
+    Gha,
+    /// A local directory (absolute).
+    Dir(PathBuf),
+}
+
+impl StoreSpec {
+    /// Parses `--store`: `gha`, `dir:PATH`, or a path (one that starts with `/`, `.` or `~`,
+    /// or holds a `/`). Without a value: `gha` when the runner's `ACTIONS_RESULTS_URL` and
+    /// `ACTIONS_RUNTIME_TOKEN` are both set, else `$XDG_CACHE_HOME/cache-heal`, else
+    /// `~/.cache/cache-heal`.
+    pub fn parse(value: Option<&str>, cwd: &Path, home: Option<&Path>) -> Result<Self> {
+        let Some(text) = value.map(str::trim).filter(|s| !s.is_empty()) else {
+            if github::configured_in_env() {
+                return Ok(StoreSpec::Gha);
+            }
+            return Ok(StoreSpec::Dir(default_local_root(home)?));
+        };
+        if text == "gha" {
+            return Ok(StoreSpec::Gha);
+        }
+        let path = match text.strip_prefix("dir:") {
+            Some("") => return Err(usage(format!(
+                "`--store dir:` names no directory\n\nhint: pass `--store dir:<DIR>`, for example `--store dir:{}`",
+                home.map_or("~/.cache/cache-heal".into(), |h| h.join(".cache/cache-heal").display().to_string())
+            ))),
+            Some(path) => path,
+            None if text.contains("://") => {
+                let scheme = text.split("://").next().unwrap_or_default();
+                return Err(usage(format!(
+                    "`--store {text}`: stores of the kind `{scheme}://` are not supported\n\nhint: use `gha` (the GitHub Actions cache) or `dir:<DIR>` (a local directory)"
+                )));
+            }
+            None if text.eq_ignore_ascii_case("gha") => {
+                return Err(usage(format!(
+                    "`--store {text}` is not a store; store names are lower case\n\nhint: did you mean `--store gha`?"
+                )));
+            }
+            None if looks_like_a_path(text) => text,
+            None => {
+                return Err(usage(format!(
+                    "`--store {text}` is not a store: expected `gha`, `dir:<DIR>` or a path\n\nhint: for a directory named `{text}` here, pass `--store dir:{text}` or `--store ./{text}`"
+                )));
+            }
+        };
+        let expanded = match (path.strip_prefix("~/").or((path == "~").then_some("")), home) {
+            (Some(rest), Some(home)) => home.join(rest),
+            (Some(_), None) => {
+                return Err(usage(format!(
+                    "`--store {text}` starts with `~`, but there is no home directory (set `HOME`)"
+                )));
+            }
+            (None, _) => PathBuf::from(path),
+        };
+        Ok(StoreSpec::Dir(crate::paths::normalize(&cwd.join(expanded))))
+    }
+
+    /// Opens the store. A local directory that exists but is not a directory is refused here,
+    /// before a save does any work.
+    pub fn open(&self) -> Result<Box<dyn Store>> {
+        match self {
+            StoreSpec::Gha => Ok(Box::new(github::GhaStore::from_env()?)),
+            StoreSpec::Dir(root) => {
+                local::check_root(root)?;
+                Ok(Box::new(local::LocalStore::new(root.clone())))
+            }
+        }
+    }
+
+    /// How messages name the store before it is opened.
+    pub fn describe(&self) -> String {
+        match self {
+            StoreSpec::Gha => "the GitHub Actions cache".to_string(),
+            StoreSpec::Dir(root) => format!("dir:{}", root.display()),
+        }
+    }
+}
+
+fn usage(message: String) -> anyhow::Error {
+    crate::UsageError::Invalid(message).into()
+}
+
+fn looks_like_a_path(text: &str) -> bool {
+    text.starts_with(['/', '.', '~']) || text.contains('/')
 }
 
 /// How a command reports a store failure that must not fail the build.
@@ -149,11 +259,11 @@ pub fn nonfatal(error: &anyhow::Error) -> Option<(Severity, &'static str)> {
     Some((severity, found.summary()))
 }
 
-fn default_local_root() -> Result<std::path::PathBuf> {
+fn default_local_root(home: Option<&Path>) -> Result<PathBuf> {
     if let Some(xdg) = std::env::var_os(crate::env_vars::XDG_CACHE_HOME).filter(|v| !v.is_empty()) {
-        return Ok(std::path::PathBuf::from(xdg).join("cache-heal"));
+        return Ok(PathBuf::from(xdg).join("cache-heal"));
     }
-    let home = crate::commands::home_dir().ok_or_else(|| {
+    let home = home.ok_or_else(|| {
         anyhow::anyhow!("no store was given and there is no home directory for the default one\n\nhint: pass `--store dir:<DIR>`")
     })?;
     Ok(home.join(".cache").join("cache-heal"))

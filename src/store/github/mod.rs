@@ -29,9 +29,8 @@ use std::io::Read;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{EntryInfo, Hit, Lookup, Query, Reservation, Store};
+use super::{EntryInfo, Hit, Lookup, NewEntry, Query, Reservation, Store};
 use crate::env_vars;
-use crate::key::Compression;
 use blob::{BlobClient, SignedUrl};
 use twirp::{DownloadUrl, TwirpClient};
 
@@ -496,7 +495,15 @@ impl Store for GhaStore {
         )))
     }
 
-    fn create(&self, key: &str, version: &str, _compression: Compression) -> Result<Reservation> {
+    fn check_writable(&self) -> Result<()> {
+        if !self.mode.allows_save() {
+            return Err(self.mode.forbids("saves").into());
+        }
+        Ok(())
+    }
+
+    fn create(&self, entry: &NewEntry) -> Result<Reservation> {
+        let (key, version) = (entry.key, entry.version);
         if !self.mode.allows_save() {
             return Err(self.mode.forbids("saves").into());
         }
