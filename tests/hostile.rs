@@ -361,18 +361,52 @@ fn flipped_bits_in_a_zstd_frame() {
 #[test]
 fn compression_bomb_is_stopped_by_max_size() {
     // 2 GiB of zeros compresses to a few hundred KiB.
-    let archive = Evil::new()
-        .dir("cache/")
-        .zeros("cache/bomb", 2 << 30)
-        .zstd();
+    let archive = zero_bomb(8, 256 << 20);
     assert!(archive.len() < 1 << 20, "bomb is {} bytes", archive.len());
     assert_refused(
         &archive,
         &["--max-size", "10M"],
-        &["cache/bomb", "limit of 10485760 bytes"],
+        &["cache/bomb", "more than 10485760 bytes", "`--max-size 10485760`"],
     );
 }
 
+/// Without `--max-size` the default limit follows the archive's size (32 times it, at least
+/// 512 MiB), so the classic bomb (16 GiB of zeros in well under a MiB) stops at the third
+/// 256 MiB member: at most 512 MiB were ever written, and none of it stays.
+#[test]
+fn compression_bomb_is_stopped_by_the_default_limit() {
+    let archive = zero_bomb(64, 256 << 20);
+    assert!(archive.len() < 1 << 20, "bomb is {} bytes", archive.len());
+    assert_refused(
+        &archive,
+        &[],
+        &[
+            "`cache/bomb-02` would write more than 536870912 bytes",
+            "32 times its size",
+            "hint: if this entry is genuine, allow more with `--max-size",
+        ],
+    );
+}
+
+/// `members` files of `size` zeros under `cache/`, as one zstd stream of concatenated frames
+/// (what `zstd -d` and every zstd reader expand to the whole tar). The zeros are compressed
+/// once and their frame repeated, so a 16 GiB bomb costs a test well under a second.
+fn zero_bomb(members: usize, size: u64) -> Vec<u8> {
+    assert_eq!(size % 512, 0, "tar pads members to 512 bytes");
+    let frame = |bytes: &[u8]| zstd::encode_all(bytes, 3).unwrap();
+    let zeros = zstd::encode_all(std::io::Read::take(std::io::repeat(0), size), 3).unwrap();
+    let mut dir = Evil::header("cache/", tar::EntryType::Directory, 0);
+    dir.set_cksum();
+    let mut archive = frame(dir.as_bytes());
+    for i in 0..members {
+        let mut header = Evil::header(&format!("cache/bomb-{i:02}"), tar::EntryType::Regular, size);
+        header.set_cksum();
+        archive.extend(frame(header.as_bytes()));
+        archive.extend(&zeros);
+    }
+    archive.extend(frame(&[0; 1024]));
+    archive
+}
 #[test]
 fn restoring_over_the_workspace_itself_is_refused() {
     let sb = Sandbox::new();

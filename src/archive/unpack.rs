@@ -59,7 +59,7 @@ pub enum Refusal {
     #[error("archive member `{member}` has an empty name")]
     EmptyName { member: String },
     #[error(
-        "restoring archive member `{member}` would write more than the limit of {limit} bytes (`--max-size`); stopped before writing it"
+        "restoring archive member `{member}` would write more than {limit} bytes in all; stopped before writing it"
     )]
     TooLarge { member: String, limit: u64 },
     #[error(

@@ -13,7 +13,7 @@ use crate::archive::unpack;
 use crate::cli::{GlobalArgs, HealTargets, RestoreArgs};
 use crate::error::Headline;
 use crate::key::{self, Compression};
-use crate::output;
+use crate::output::{self, human_bytes};
 use crate::paths::RestoreTargets;
 use crate::progress::Progress;
 use crate::report::restore::{HealedPath, MissReason, OtherVersion, Replaced, Status};
@@ -160,8 +160,8 @@ fn restore(plan: &RestorePlan, global: &GlobalArgs, report: &mut RestoreReport) 
         }
         Mode::Restore => {}
     }
-    let max_bytes = max_size(plan, hit.size)?;
-    let Some(restored) = download_and_unpack(&*store, &hit, plan, max_bytes, global, report)?
+    let limit = max_size(plan, hit.size)?;
+    let Some(restored) = download_and_unpack(&*store, &hit, plan, &limit, global, report)?
     else {
         return Ok(());
     };
@@ -269,17 +269,60 @@ fn differences(entry: &store::EntryInfo, plan: &RestorePlan) -> Vec<String> {
     found
 }
 
+/// The most a restore may write, and which rule set it (for the message when it stops one).
+#[derive(Clone, Debug)]
+struct SizeLimit {
+    bytes: u64,
+    why: String,
+}
+
 /// The limit on what a restore may write: `--max-size`, else a multiple of the archive's size
 /// (with a floor), and never more than the free space less a margin.
-fn max_size(plan: &RestorePlan, archive_size: Option<u64>) -> Result<u64> {
-    if let Some(limit) = plan.max_size {
-        return Ok(limit);
+fn max_size(plan: &RestorePlan, archive_size: Option<u64>) -> Result<SizeLimit> {
+    if let Some(bytes) = plan.max_size {
+        return Ok(SizeLimit {
+            bytes,
+            why: format!("`--max-size {bytes}`"),
+        });
     }
-    let free = free_space_limit(&plan.ctx)?;
-    let by_archive = archive_size.map_or(u64::MAX, |size| {
-        size.saturating_mul(MAX_EXPANSION).max(MAX_SIZE_FLOOR)
+    let (free, at) = free_space_limit(&plan.ctx)?;
+    let by_archive = archive_size.map(|size| {
+        let bytes = size.saturating_mul(MAX_EXPANSION).max(MAX_SIZE_FLOOR);
+        let why = format!(
+            "the default limit for an archive of {}: {MAX_EXPANSION} times its size, at least {}",
+            human_bytes(size),
+            human_bytes(MAX_SIZE_FLOOR)
+        );
+        SizeLimit { bytes, why }
     });
-    Ok(free.min(by_archive))
+    Ok(match by_archive {
+        Some(limit) if limit.bytes <= free => limit,
+        _ => SizeLimit {
+            bytes: free,
+            why: format!(
+                "the default limit: the free space at `{}` less a margin",
+                at.display()
+            ),
+        },
+    })
+}
+
+/// Says which limit stopped a restore and how to raise it.
+fn explain_size_limit(error: anyhow::Error, limit: &SizeLimit) -> anyhow::Error {
+    let too_large = error.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<unpack::Refusal>(),
+            Some(unpack::Refusal::TooLarge { .. })
+        )
+    });
+    if !too_large {
+        return error;
+    }
+    error.context(format!(
+        "the archive expands past {} ({}), as a compression bomb would\n\nhint: if this entry is genuine, allow more with `--max-size <BYTES>` (for example `--max-size 20G`)",
+        human_bytes(limit.bytes),
+        limit.why
+    ))
 }
 
 /// What a dry run says the restore would replace: each declared path, whole, and what is there.
@@ -363,7 +406,7 @@ fn download_and_unpack(
     store: &dyn Store,
     hit: &Hit,
     plan: &RestorePlan,
-    max_bytes: u64,
+    limit: &SizeLimit,
     global: &GlobalArgs,
     report: &mut RestoreReport,
 ) -> Result<Option<Restored>> {
@@ -371,7 +414,7 @@ fn download_and_unpack(
         "Nothing was written: the staging directories were removed and {} unchanged",
         quote_list(&plan.ctx.inputs.lines)
     );
-    let error = match stream_into_place(store, hit, plan, max_bytes, global) {
+    let error = match stream_into_place(store, hit, plan, limit.bytes, global) {
         Ok(restored) => return Ok(Some(restored)),
         Err(error) => error,
     };
@@ -384,7 +427,8 @@ fn download_and_unpack(
             ),
             consequence: unchanged,
         };
-        return Err(add_layout_hint(error, plan).context(headline));
+        let error = explain_size_limit(add_layout_hint(error, plan), limit);
+        return Err(error.context(headline));
     };
     report_store_trouble(
         severity,
@@ -474,8 +518,8 @@ fn protected_paths(ctx: &PathContext) -> Vec<PathBuf> {
     protected
 }
 
-/// The free space where the first restored path will land, less a margin.
-fn free_space_limit(ctx: &PathContext) -> Result<u64> {
+/// The free space where the first restored path will land, less a margin, and where that is.
+fn free_space_limit(ctx: &PathContext) -> Result<(u64, PathBuf)> {
     let first = ctx
         .inputs
         .lines
@@ -491,7 +535,7 @@ fn free_space_limit(ctx: &PathContext) -> Result<u64> {
         .to_path_buf();
     let free = fs4::available_space(&existing)
         .with_context(|| format!("reading the free space at `{}`", existing.display()))?;
-    Ok(free.saturating_sub(MIN_FREE_MARGIN.max(free / 20)))
+    Ok((free.saturating_sub(MIN_FREE_MARGIN.max(free / 20)), existing))
 }
 
 /// Counts the archive bytes read from the store, for progress and the report.
