@@ -54,15 +54,6 @@ impl Evil {
         self
     }
 
-    fn zeros(mut self, name: &str, size: u64) -> Self {
-        let mut h = Self::header(name, tar::EntryType::Regular, size);
-        h.set_cksum();
-        self.builder
-            .append(&h, std::io::repeat(0).take_exact(size))
-            .unwrap();
-        self
-    }
-
     fn link(mut self, name: &str, kind: tar::EntryType, target: &str) -> Self {
         let mut h = Self::header(name, kind, 0);
         let field = &mut h.as_ustar_mut().unwrap().linkname;
@@ -95,12 +86,6 @@ impl Evil {
     }
 }
 
-trait TakeExact: std::io::Read + Sized {
-    fn take_exact(self, n: u64) -> std::io::Take<Self> {
-        self.take(n)
-    }
-}
-impl<R: std::io::Read> TakeExact for R {}
 
 const KEY: &str = "evil";
 
