@@ -281,7 +281,11 @@ pub fn resolve_for_save(inputs: &PathInputs, roots: &Roots) -> Result<SavePlan> 
             let text = absolute.to_string_lossy();
             let matches = glob::glob_with(&text, match_options())
                 .with_context(|| format!("`--path` pattern `{pattern}` is not a valid glob"))?;
-            found.extend(matches.filter_map(|m| m.ok()).map(|m| (normalize(&m), pattern)));
+            found.extend(
+                matches
+                    .filter_map(|m| m.ok())
+                    .map(|m| (normalize(&m), pattern)),
+            );
         } else if absolute.symlink_metadata().is_ok() {
             found.push((absolute, pattern));
         }

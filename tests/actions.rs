@@ -310,7 +310,9 @@ fn save_without_a_key_or_a_restore_state_fails_clearly() {
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
     assert!(
-        err.contains("`--key` is empty or not given, and no restore of `~/.cache/uv` earlier in this job"),
+        err.contains(
+            "`--key` is empty or not given, and no restore of `~/.cache/uv` earlier in this job"
+        ),
         "{err}"
     );
     assert!(entries(&sb).is_empty());

@@ -331,7 +331,12 @@ fn restoring_over_the_store_itself_is_refused() {
     let out = sb.run(&[
         "restore", "--path", "cache", "--key", "k", "--store", &store_arg,
     ]);
-    assert_eq!(out.status.code(), Some(2), "a usage error: {}", stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a usage error: {}",
+        stderr(&out)
+    );
     assert!(
         stderr(&out).contains("which a restore replaces whole"),
         "{}",

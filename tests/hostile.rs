@@ -86,7 +86,6 @@ impl Evil {
     }
 }
 
-
 const KEY: &str = "evil";
 
 /// A sandbox whose `ws/cache` holds previous content, and whose store holds `archive` under
@@ -99,7 +98,9 @@ fn armed(archive: &[u8]) -> Sandbox {
     std::fs::write(sb.outside().join("secret"), b"outside file").unwrap();
     let store = LocalStore::new(sb.store());
     let version = entry_version(&["cache".to_string()], Compression::Zstd);
-    let Reservation::Created(mut upload) = store.create(&NewEntry::new(KEY, &version, Compression::Zstd)).unwrap()
+    let Reservation::Created(mut upload) = store
+        .create(&NewEntry::new(KEY, &version, Compression::Zstd))
+        .unwrap()
     else {
         panic!("fresh store");
     };
@@ -351,7 +352,11 @@ fn compression_bomb_is_stopped_by_max_size() {
     assert_refused(
         &archive,
         &["--max-size", "10M"],
-        &["cache/bomb", "more than 10485760 bytes", "`--max-size 10485760`"],
+        &[
+            "cache/bomb",
+            "more than 10485760 bytes",
+            "`--max-size 10485760`",
+        ],
     );
 }
 
@@ -398,8 +403,9 @@ fn restoring_over_the_workspace_itself_is_refused() {
     std::fs::write(sb.ws().join("checkout.txt"), b"the user's work").unwrap();
     let store = LocalStore::new(sb.store());
     let version = entry_version(&[".".to_string()], Compression::Zstd);
-    let Reservation::Created(mut upload) =
-        store.create(&NewEntry::new("dot", &version, Compression::Zstd)).unwrap()
+    let Reservation::Created(mut upload) = store
+        .create(&NewEntry::new("dot", &version, Compression::Zstd))
+        .unwrap()
     else {
         panic!("fresh store");
     };

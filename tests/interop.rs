@@ -101,7 +101,10 @@ fn gnu_extract(ws: &Path, compression: Compression, archive: &[u8]) {
 
 fn import(store: &Path, key: &str, version: &str, compression: Compression, archive: &[u8]) {
     let store = LocalStore::new(store);
-    let Reservation::Created(mut upload) = store.create(&NewEntry::new(key, version, compression)).unwrap() else {
+    let Reservation::Created(mut upload) = store
+        .create(&NewEntry::new(key, version, compression))
+        .unwrap()
+    else {
         panic!("entry exists already");
     };
     upload.write_all(archive).unwrap();

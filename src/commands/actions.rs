@@ -52,6 +52,18 @@ pub fn explain_restore(ctx: &PathContext, query: &Query, compression: crate::key
             restore_keys.join("  ")
         ));
     }
+    let members = if ctx.roots.workspace_given {
+        format!(
+            "relative to `{}`, as actions/cache names them",
+            ctx.roots.workspace.display()
+        )
+    } else {
+        format!(
+            "absolute for absolute paths, else relative to `{}` (no workspace given)",
+            ctx.roots.cwd.display()
+        )
+    };
+    output::info(&format!("{:<13} {members}", "Members"));
     output::info(&format!(
         "{:<13} {}…  (actions/cache-compatible: the path lines + {}, {})",
         "Version",

@@ -7,10 +7,10 @@ use std::path::Path;
 use std::time::Instant;
 
 use crate::cli::{GlobalArgs, HealArgs, HealTargets};
-use crate::report::{DataReport, Report};
 use crate::env_vars;
 use crate::output::{self, human_bytes};
 use crate::python::{interpreter, lockfile};
+use crate::report::{DataReport, Report};
 use crate::uv::heal::{self, HealError, MissingBackend, Need, Sources, Target};
 use crate::uv::layout::Layout;
 use crate::uv::lock::{self, Mode};

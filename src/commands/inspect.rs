@@ -8,9 +8,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::cli::{GlobalArgs, InspectArgs};
 use crate::output::{self, human_bytes};
+use crate::python::wheel::WheelFilename;
 use crate::report::{DataReport, EntriesReport, Report};
 use crate::store::{EntryInfo, StoreSpec};
-use crate::python::wheel::WheelFilename;
 use crate::uv::heal;
 use crate::uv::layout::Layout;
 
@@ -100,26 +100,26 @@ fn inspect_uv_cache(root: &Path) -> Result<Report> {
             .collect()
     };
     let mut report = DataReport::new(&serde_json::json!({
-            "status": "ok",
-            "path": root,
-            "generation": layout.current_generation(),
-            "buckets": buckets.iter().map(|(name, kind, files, bytes)| serde_json::json!({
-                "name": name, "kind": kind, "files": files, "bytes": bytes,
-            })).collect::<Vec<_>>(),
-            "unknown": layout.unknown.iter().map(|u| &u.name).collect::<Vec<_>>(),
-            "sdists": inventory.revisions.iter().map(|r| serde_json::json!({
-                "package": r.name,
-                "version": r.version,
-                "kind": r.kind,
-                "shard": r.shard,
-                "revision": r.revision_id,
-                "sha256": r.sha256,
-                "size": r.size,
-                "wheel_tags": tags_of(&r.wheels),
-                "source_missing": !r.has_src,
-            })).collect::<Vec<_>>(),
-            "left_alone": inventory.left_alone,
-        }))?;
+        "status": "ok",
+        "path": root,
+        "generation": layout.current_generation(),
+        "buckets": buckets.iter().map(|(name, kind, files, bytes)| serde_json::json!({
+            "name": name, "kind": kind, "files": files, "bytes": bytes,
+        })).collect::<Vec<_>>(),
+        "unknown": layout.unknown.iter().map(|u| &u.name).collect::<Vec<_>>(),
+        "sdists": inventory.revisions.iter().map(|r| serde_json::json!({
+            "package": r.name,
+            "version": r.version,
+            "kind": r.kind,
+            "shard": r.shard,
+            "revision": r.revision_id,
+            "sha256": r.sha256,
+            "size": r.size,
+            "wheel_tags": tags_of(&r.wheels),
+            "source_missing": !r.has_src,
+        })).collect::<Vec<_>>(),
+        "left_alone": inventory.left_alone,
+    }))?;
     let out = &mut report.stdout;
     out.push(format!("uv cache `{}`", root.display()));
     out.push(format!(

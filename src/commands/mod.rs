@@ -23,8 +23,8 @@ pub struct PathContext {
 
 /// Resolves the roots (current directory, workspace, home) and parses the path inputs.
 pub fn path_context(args: &PathArgs) -> Result<PathContext> {
-    let inputs = PathInputs::parse(&args.paths)
-        .map_err(|e| crate::UsageError::Invalid(e.to_string()))?;
+    let inputs =
+        PathInputs::parse(&args.paths).map_err(|e| crate::UsageError::Invalid(e.to_string()))?;
     let cwd = std::env::current_dir().context("reading the current directory")?;
     let roots = Roots::new(cwd, args.workspace.clone(), home_dir());
     Ok(PathContext { inputs, roots })
@@ -85,4 +85,3 @@ pub fn split_lines(values: &[String]) -> Vec<String> {
         .map(str::to_string)
         .collect()
 }
-

@@ -6,8 +6,8 @@ use anyhow::{Context, Result};
 use std::path::Path;
 
 use crate::cli::{GlobalArgs, PruneArgs};
-use crate::report::{DataReport, Report};
 use crate::output::{self, human_bytes};
+use crate::report::{DataReport, Report};
 use crate::uv::layout::Layout;
 use crate::uv::lock::{self, Mode};
 use crate::uv::prune;

@@ -113,6 +113,7 @@ impl RestorePlan {
             other_versions: Vec::new(),
             would_replace: Vec::new(),
             heal: None,
+            heal_for: self.heal.as_ref().map(|h| super::split_lines(&h.pythons)),
             healed: 0,
             fingerprint: None,
             fail_on_cache_miss: self.fail_on_cache_miss,
@@ -161,20 +162,13 @@ fn restore(plan: &RestorePlan, global: &GlobalArgs, report: &mut RestoreReport) 
         Mode::Restore => {}
     }
     let limit = max_size(plan, hit.size)?;
-    let Some(restored) = download_and_unpack(&*store, &hit, plan, &limit, global, report)?
-    else {
+    let Some(restored) = download_and_unpack(&*store, &hit, plan, &limit, global, report)? else {
         return Ok(());
     };
     report.restored = true;
     report.bytes = Some(restored.archive_bytes);
     report.content_bytes = restored.content_bytes;
     report.files = restored.files;
-    output::info(&format!(
-        "Restored `{}` into {}: {} files",
-        hit.matched_key,
-        quote_list(&plan.ctx.inputs.lines),
-        restored.files
-    ));
     if let Some(targets) = &plan.heal {
         let healed = heal_restored(&plan.ctx, targets);
         report.healed = healed.iter().map(healed_count).sum();
@@ -186,7 +180,11 @@ fn restore(plan: &RestorePlan, global: &GlobalArgs, report: &mut RestoreReport) 
 
 /// Asks the store. A store that cannot be reached (or says no) is a miss, as in actions/cache,
 /// with a warning; `None` means the report already says why nothing matched.
-fn look_up(store: &dyn Store, plan: &RestorePlan, report: &mut RestoreReport) -> Result<Option<Hit>> {
+fn look_up(
+    store: &dyn Store,
+    plan: &RestorePlan,
+    report: &mut RestoreReport,
+) -> Result<Option<Hit>> {
     match store.lookup(&plan.query) {
         Ok(Lookup::Found(hit)) => Ok(Some(hit)),
         Ok(Lookup::Miss) => {
@@ -335,7 +333,11 @@ fn what_is_replaced(plan: &RestorePlan) -> Vec<Replaced> {
         .filter_map(|l| plan.ctx.roots.absolute(l).ok())
         .map(|path| {
             let exists = path.symlink_metadata().is_ok();
-            let (files, bytes) = if exists { crate::paths::tree_size(&path) } else { (0, 0) };
+            let (files, bytes) = if exists {
+                crate::paths::tree_size(&path)
+            } else {
+                (0, 0)
+            };
             Replaced {
                 path,
                 exists,
@@ -535,7 +537,10 @@ fn free_space_limit(ctx: &PathContext) -> Result<(u64, PathBuf)> {
         .to_path_buf();
     let free = fs4::available_space(&existing)
         .with_context(|| format!("reading the free space at `{}`", existing.display()))?;
-    Ok((free.saturating_sub(MIN_FREE_MARGIN.max(free / 20)), existing))
+    Ok((
+        free.saturating_sub(MIN_FREE_MARGIN.max(free / 20)),
+        existing,
+    ))
 }
 
 /// Counts the archive bytes read from the store, for progress and the report.

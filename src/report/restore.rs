@@ -97,6 +97,9 @@ pub struct RestoreReport {
     pub would_replace: Vec<Replaced>,
     /// What heal did for each restored uv cache; `null` with `--no-heal`.
     pub heal: Option<Vec<HealedPath>>,
+    /// The `--python` targets restored uv caches are healed for (empty: the default
+    /// interpreter); `null` with `--no-heal`.
+    pub heal_for: Option<Vec<String>>,
     /// Sources heal re-created, over every restored uv cache.
     pub healed: u64,
     /// The fingerprint of the restored paths, for the save step's "unchanged" check.
@@ -178,6 +181,16 @@ fn human_lines(report: &RestoreReport) -> Vec<String> {
             for replaced in &report.would_replace {
                 lines.push(describe_replaced(replaced));
             }
+            if let (true, Some(targets)) = (report.dry_run, &report.heal_for) {
+                let who = if targets.is_empty() {
+                    "the default interpreter (`UV_PYTHON`, else `python3`)".to_string()
+                } else {
+                    quote_list(targets)
+                };
+                lines.push(format!(
+                    "  then heals each restored uv cache for {who}: the sources it lacks are fetched and checked"
+                ));
+            }
         }
         (Some(MissReason::NoEntry), _) => {
             lines.push(no_entry_line(report));
@@ -206,7 +219,10 @@ fn describe_replaced(replaced: &Replaced) -> String {
             human_bytes(replaced.bytes)
         )
     } else {
-        format!("  creates `{}` (nothing there now)", replaced.path.display())
+        format!(
+            "  creates `{}` (nothing there now)",
+            replaced.path.display()
+        )
     }
 }
 

@@ -157,10 +157,15 @@ impl StoreSpec {
             return Ok(StoreSpec::Gha);
         }
         let path = match text.strip_prefix("dir:") {
-            Some("") => return Err(usage(format!(
-                "`--store dir:` names no directory\n\nhint: pass `--store dir:<DIR>`, for example `--store dir:{}`",
-                home.map_or("~/.cache/cache-heal".into(), |h| h.join(".cache/cache-heal").display().to_string())
-            ))),
+            Some("") => {
+                return Err(usage(format!(
+                    "`--store dir:` names no directory\n\nhint: pass `--store dir:<DIR>`, for example `--store dir:{}`",
+                    home.map_or("~/.cache/cache-heal".into(), |h| h
+                        .join(".cache/cache-heal")
+                        .display()
+                        .to_string())
+                )));
+            }
             Some(path) => path,
             None if text.contains("://") => {
                 let scheme = text.split("://").next().unwrap_or_default();
@@ -180,7 +185,10 @@ impl StoreSpec {
                 )));
             }
         };
-        let expanded = match (path.strip_prefix("~/").or((path == "~").then_some("")), home) {
+        let expanded = match (
+            path.strip_prefix("~/").or((path == "~").then_some("")),
+            home,
+        ) {
             (Some(rest), Some(home)) => home.join(rest),
             (Some(_), None) => {
                 return Err(usage(format!(
