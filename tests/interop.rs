@@ -213,7 +213,14 @@ fn archives_made_by_cache_heal_extract_identically_with_gnu_tar() {
 fn gnu_tar_lists_our_members_with_actions_cache_names() {
     let sb = Sandbox::new();
     tree(&sb.home().join(".cache/uv"));
-    sb.ok(&["save", "--path", "~/.cache/uv", "--key", "names"]);
+    // In Actions `GITHUB_WORKSPACE` is set, and names are relative to it.
+    let saved = sb
+        .cmd()
+        .env("GITHUB_WORKSPACE", sb.ws())
+        .args(["save", "--path", "~/.cache/uv", "--key", "names"])
+        .output()
+        .unwrap();
+    assert!(saved.status.success(), "{}", support::stderr(&saved));
     let archive = export(
         &sb.store(),
         "names",

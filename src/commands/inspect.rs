@@ -66,6 +66,41 @@ fn human_age(seconds: u64) -> String {
     }
 }
 
+/// `cache-heal inspect --path DIR --json`: what a uv cache holds.
+#[derive(Debug, serde::Serialize)]
+struct UvCacheReport<'a> {
+    status: &'static str,
+    path: &'a Path,
+    generation: Option<crate::uv::layout::Generation>,
+    buckets: Vec<BucketReport<'a>>,
+    /// Directories that are not buckets of a uv version cache-heal knows.
+    unknown: Vec<&'a str>,
+    sdists: Vec<SdistReport<'a>>,
+    /// Path, editable and git shards, left to uv.
+    left_alone: &'a [std::path::PathBuf],
+}
+
+#[derive(Debug, serde::Serialize)]
+struct BucketReport<'a> {
+    name: &'a str,
+    kind: &'a str,
+    files: u64,
+    bytes: u64,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct SdistReport<'a> {
+    package: Option<&'a str>,
+    version: Option<&'a str>,
+    kind: heal::ShardKind,
+    shard: &'a Path,
+    revision: &'a str,
+    sha256: Option<&'a str>,
+    size: Option<u64>,
+    wheel_tags: Vec<String>,
+    source_missing: bool,
+}
+
 /// Buckets with their sizes, then every sdist revision with the tags of its built wheels and
 /// whether its source is there.
 fn inspect_uv_cache(root: &Path) -> Result<Report> {
@@ -99,27 +134,37 @@ fn inspect_uv_cache(root: &Path) -> Result<Report> {
             .filter_map(|w| WheelFilename::parse(w).map(|w| w.tag_string()))
             .collect()
     };
-    let mut report = DataReport::new(&serde_json::json!({
-        "status": "ok",
-        "path": root,
-        "generation": layout.current_generation(),
-        "buckets": buckets.iter().map(|(name, kind, files, bytes)| serde_json::json!({
-            "name": name, "kind": kind, "files": files, "bytes": bytes,
-        })).collect::<Vec<_>>(),
-        "unknown": layout.unknown.iter().map(|u| &u.name).collect::<Vec<_>>(),
-        "sdists": inventory.revisions.iter().map(|r| serde_json::json!({
-            "package": r.name,
-            "version": r.version,
-            "kind": r.kind,
-            "shard": r.shard,
-            "revision": r.revision_id,
-            "sha256": r.sha256,
-            "size": r.size,
-            "wheel_tags": tags_of(&r.wheels),
-            "source_missing": !r.has_src,
-        })).collect::<Vec<_>>(),
-        "left_alone": inventory.left_alone,
-    }))?;
+    let mut report = DataReport::new(&UvCacheReport {
+        status: "ok",
+        path: root,
+        generation: layout.current_generation(),
+        buckets: buckets
+            .iter()
+            .map(|(name, kind, files, bytes)| BucketReport {
+                name,
+                kind,
+                files: *files,
+                bytes: *bytes,
+            })
+            .collect(),
+        unknown: layout.unknown.iter().map(|u| u.name.as_str()).collect(),
+        sdists: inventory
+            .revisions
+            .iter()
+            .map(|r| SdistReport {
+                package: r.name.as_deref(),
+                version: r.version.as_deref(),
+                kind: r.kind,
+                shard: &r.shard,
+                revision: &r.revision_id,
+                sha256: r.sha256.as_deref(),
+                size: r.size,
+                wheel_tags: tags_of(&r.wheels),
+                source_missing: !r.has_src,
+            })
+            .collect(),
+        left_alone: &inventory.left_alone,
+    })?;
     let out = &mut report.stdout;
     out.push(format!("uv cache `{}`", root.display()));
     out.push(format!(

@@ -10,6 +10,33 @@ use crate::key;
 use crate::output;
 use crate::report::{DataReport, Report};
 
+/// `cache-heal key --json`: the key, its restore keys, and everything that went into them.
+#[derive(Debug, serde::Serialize)]
+struct KeyReport {
+    status: &'static str,
+    key: String,
+    restore_keys: Vec<String>,
+    os: String,
+    arch: String,
+    tool: &'static str,
+    python: PythonReport,
+    files: Vec<FileReport>,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct PythonReport {
+    /// `3.12`: what goes into the key.
+    version: String,
+    /// What it was read from.
+    raw: String,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct FileReport {
+    path: String,
+    sha256: String,
+}
+
 pub fn run(args: &KeyArgs, _global: &GlobalArgs) -> Result<Report> {
     let project_dir = match &args.project_dir {
         Some(dir) => dir.clone(),
@@ -35,22 +62,26 @@ pub fn run(args: &KeyArgs, _global: &GlobalArgs) -> Result<Report> {
         }
     }
 
-    let mut report = DataReport::new(&serde_json::json!({
-        "status": "ok",
-        "key": key,
-        "restore_keys": restore_keys,
-        "os": inputs.os,
-        "arch": inputs.arch,
-        "tool": inputs.tool.as_str(),
-        "python": {
-            "version": inputs.python.minor,
-            "raw": inputs.python.raw,
+    let mut report = DataReport::new(&KeyReport {
+        status: "ok",
+        key: key.clone(),
+        restore_keys: restore_keys.clone(),
+        os: inputs.os.clone(),
+        arch: inputs.arch.clone(),
+        tool: inputs.tool.as_str(),
+        python: PythonReport {
+            version: inputs.python.minor.clone(),
+            raw: inputs.python.raw.clone(),
         },
-        "files": inputs.files.iter().map(|f| serde_json::json!({
-            "path": f.path,
-            "sha256": f.sha256,
-        })).collect::<Vec<_>>(),
-    }))?;
+        files: inputs
+            .files
+            .iter()
+            .map(|f| FileReport {
+                path: f.path.clone(),
+                sha256: f.sha256.clone(),
+            })
+            .collect(),
+    })?;
     report.outputs = vec![
         ("key", key.clone()),
         ("restore-keys", restore_keys.join("\n")),

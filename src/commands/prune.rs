@@ -21,6 +21,19 @@ pub struct Pruned {
     pub warnings: Vec<String>,
 }
 
+/// `cache-heal prune --json`.
+#[derive(Debug, serde::Serialize)]
+struct PruneReport<'a> {
+    status: &'static str,
+    path: &'a Path,
+    dry_run: bool,
+    /// Files and bytes removed (or, in a dry run, that would be).
+    files: u64,
+    bytes: u64,
+    removed: Vec<&'a Path>,
+    warnings: &'a [String],
+}
+
 pub fn run(args: &PruneArgs, _global: &GlobalArgs) -> Result<Report> {
     let root = &args.path;
     if !Layout::is_uv_cache(root) {
@@ -32,15 +45,15 @@ pub fn run(args: &PruneArgs, _global: &GlobalArgs) -> Result<Report> {
     }
     let pruned = prune_cache(root, args.dry_run, args.force)
         .with_context(|| format!("Failed to prune the uv cache at `{}`", root.display()))?;
-    let mut report = DataReport::new(&serde_json::json!({
-        "status": "ok",
-        "path": root,
-        "dry_run": args.dry_run,
-        "files": pruned.files,
-        "bytes": pruned.bytes,
-        "removed": pruned.entries.iter().map(|e| &e.path).collect::<Vec<_>>(),
-        "warnings": pruned.warnings,
-    }))?;
+    let mut report = DataReport::new(&PruneReport {
+        status: "ok",
+        path: root,
+        dry_run: args.dry_run,
+        files: pruned.files,
+        bytes: pruned.bytes,
+        removed: pruned.entries.iter().map(|e| e.path.as_path()).collect(),
+        warnings: &pruned.warnings,
+    })?;
     if args.dry_run {
         for entry in &pruned.entries {
             report.stderr.push(format!(
