@@ -139,6 +139,14 @@ impl Roots {
     }
 }
 
+/// The home directory, for `~`: `HOME`, else `USERPROFILE`.
+pub fn home_dir() -> Option<PathBuf> {
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("USERPROFILE").map(PathBuf::from))
+}
+
 /// Files (anything not a directory) and their bytes below a path, without following links.
 pub fn tree_size(path: &Path) -> (u64, u64) {
     let (mut files, mut bytes) = (0, 0);

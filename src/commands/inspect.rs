@@ -19,7 +19,7 @@ pub fn run(args: &InspectArgs, global: &GlobalArgs) -> Result<Report> {
         return inspect_uv_cache(path);
     }
     let cwd = std::env::current_dir()?;
-    let home = super::home_dir();
+    let home = crate::paths::home_dir();
     let spec = StoreSpec::parse(global.store.as_deref(), &cwd, home.as_deref())?;
     let store = spec.open()?;
     Ok(Report::Entries(EntriesReport {

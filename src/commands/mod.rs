@@ -9,7 +9,6 @@ pub mod restore;
 pub mod save;
 
 use anyhow::{Context, Result};
-use std::path::PathBuf;
 
 use crate::cli::{GlobalArgs, PathArgs};
 use crate::paths::{PathInputs, Roots};
@@ -26,16 +25,10 @@ pub fn path_context(args: &PathArgs) -> Result<PathContext> {
     let inputs =
         PathInputs::parse(&args.paths).map_err(|e| crate::UsageError::Invalid(e.to_string()))?;
     let cwd = std::env::current_dir().context("reading the current directory")?;
-    let roots = Roots::new(cwd, args.workspace.clone(), home_dir());
+    let roots = Roots::new(cwd, args.workspace.clone(), crate::paths::home_dir());
     Ok(PathContext { inputs, roots })
 }
 
-pub fn home_dir() -> Option<PathBuf> {
-    std::env::var_os("HOME")
-        .filter(|h| !h.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("USERPROFILE").map(PathBuf::from))
-}
 
 /// An empty value for a key flag is a usage error that names the flag (the action passes
 /// empty inputs through as empty strings).

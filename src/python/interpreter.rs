@@ -164,7 +164,7 @@ fn on_path(name: &str) -> Option<PathBuf> {
 fn pyenv_versions(wanted: &[u32]) -> Vec<PathBuf> {
     let root = std::env::var_os(env_vars::PYENV_ROOT)
         .map(PathBuf::from)
-        .or_else(|| crate::commands::home_dir().map(|h| h.join(".pyenv")));
+        .or_else(|| crate::paths::home_dir().map(|h| h.join(".pyenv")));
     let Some(versions) = root.map(|r| r.join("versions")) else {
         return Vec::new();
     };
