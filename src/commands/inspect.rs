@@ -17,7 +17,7 @@ pub fn run(args: &InspectArgs, global: &GlobalArgs) -> Result<()> {
     if let Some(path) = &args.path {
         return inspect_uv_cache(path, global);
     }
-    let store = open_store(global)?;
+    let store = open_store(&args.store)?;
     let entries = store.list()?;
     if global.json {
         return print_json(&serde_json::to_value(&entries)?);

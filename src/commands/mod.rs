@@ -11,7 +11,7 @@ pub mod save;
 use anyhow::{Context, Result};
 use std::path::PathBuf;
 
-use crate::cli::{GlobalArgs, PathArgs};
+use crate::cli::{GlobalArgs, PathArgs, StoreArgs};
 use crate::paths::{PathInputs, Roots};
 use crate::store::{self, Store};
 
@@ -36,8 +36,8 @@ pub fn home_dir() -> Option<PathBuf> {
         .or_else(|| std::env::var_os("USERPROFILE").map(PathBuf::from))
 }
 
-pub fn open_store(global: &GlobalArgs) -> Result<Box<dyn Store>> {
-    store::open(global.store.as_deref())
+pub fn open_store(args: &StoreArgs) -> Result<Box<dyn Store>> {
+    store::open(args.store.as_deref())
 }
 
 /// Whether progress should be drawn for this invocation.

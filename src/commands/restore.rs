@@ -76,7 +76,7 @@ pub fn run(args: &RestoreArgs, global: &GlobalArgs) -> Result<()> {
     if miss.skipped_because.is_some() {
         return actions::after_restore(&ctx, &query.version, &miss);
     }
-    let store = open_store(global)?;
+    let store = open_store(&args.store)?;
     refuse_store_inside_targets(&*store, &ctx, &targets)?;
 
     let hit = match store.lookup(&query) {

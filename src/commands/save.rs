@@ -46,7 +46,7 @@ pub fn run(args: &SaveArgs, global: &GlobalArgs) -> Result<()> {
         return report_up_to_date(&key, global);
     }
     actions::exclude_credentials(&mut plan)?;
-    let store = open_store(global)?;
+    let store = open_store(&args.store)?;
     if let Some(root) = store.local_root() {
         plan.exclude_tree(&ctx.roots.absolute(&root.to_string_lossy())?);
     }
