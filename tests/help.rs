@@ -398,3 +398,47 @@ fn version_names_the_commit_and_its_date() {
         assert_eq!(help_output(&[flag]), expected, "`cache-heal {flag}`");
     }
 }
+
+/// The README's command-line reference names every flag of every command and the environment
+/// variable of each, as `--help` shows them.
+#[test]
+fn the_readme_reference_names_every_flag_and_variable() {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("README.md");
+    let start = readme
+        .find("\n## Command-line reference\n")
+        .expect("README has a Command-line reference");
+    let reference = &readme[start..];
+    let reference = &reference[..reference[4..]
+        .find("\n## ")
+        .map_or(reference.len(), |i| i + 4)];
+    for command in subcommands() {
+        let help = help_output(&[&command, "--help"]);
+        let flags = &help[..help.find("\nExamples:\n").unwrap_or(help.len())];
+        for line in flags.lines() {
+            let trimmed = line.trim_start();
+            // Flags start at column 2 or 6; their descriptions are indented further.
+            let is_flag_line = matches!(line.len() - trimmed.len(), 2 | 6);
+            let flag = trimmed
+                .strip_prefix("-q, ")
+                .or_else(|| trimmed.strip_prefix("-h, "))
+                .unwrap_or(trimmed);
+            if let Some(name) = flag.strip_prefix("--").filter(|_| is_flag_line) {
+                let name = name.split([' ', '<']).next().unwrap();
+                if name != "help" {
+                    assert!(
+                        reference.contains(&format!("`--{name}")),
+                        "the README reference does not name `{command} --{name}`"
+                    );
+                }
+            }
+            if let Some(at) = line.find("[env: ") {
+                let var = line[at + 6..].split(']').next().unwrap();
+                assert!(
+                    reference.contains(&format!("`{var}`")),
+                    "the README reference does not name `{var}` (`{command}`)"
+                );
+            }
+        }
+    }
+}
