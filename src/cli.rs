@@ -11,19 +11,104 @@ use crate::autokey::Tool;
 use crate::env_vars as env;
 use crate::key::Compression;
 
+/// The version `--version` prints: `0.1.0 (14b4b98 2026-11-28)` from a git checkout (the commit
+/// and its date, from `build.rs`), else the version alone.
+const VERSION: &str = env!("CACHE_HEAL_LONG_VERSION");
+
+const GLOBAL: &str = "Global options";
+const STORE: &str = "Store options";
+const HEAL: &str = "Heal options";
+
 const EXIT_CODES: &str = "\
 Exit codes:
-  0  success, including a cache miss and a save skipped because the entry exists
-  1  an error (and a miss with `--fail-on-cache-miss`); nothing was half-written
-  2  a usage error: an unknown flag, a missing value, a key that breaks the rules";
+  0    success, including a cache miss and a save skipped because the entry
+       exists
+  1    an error (and a miss with `--fail-on-cache-miss`); nothing was
+       half-written
+  2    a usage error: an unknown flag, a missing value, a key that breaks the
+       rules
+  130  interrupted by Ctrl-C (SIGINT); nothing was half-written
+  143  interrupted by SIGTERM (what GitHub sends to a cancelled job); nothing
+       was half-written
 
-/// A fast, safe cache for Python dependency caches in CI.
+Run `cache-heal <COMMAND> --help` for a command's flags and examples.";
+
+const SAVE_EXAMPLES: &str = "\
+Examples:
+  Save uv's cache as `demo` in the default local store, pruned to what
+  `uv cache prune --ci` keeps:
+    $ cache-heal save --path ~/.cache/uv --key demo
+
+  Save it at zstd level 19, smaller and slower:
+    $ cache-heal save --path ~/.cache/uv --key demo --compression-level 19
+
+  Save into a directory store that outlives the runner:
+    $ cache-heal save --path ~/.cache/uv --key demo --store dir:$HOME/ci-cache";
+
+const RESTORE_EXAMPLES: &str = "\
+Examples:
+  Restore `uv-3.12`, else the newest entry whose key starts with `uv-`,
+  replacing `~/.cache/uv` whole, then heal it for `python3`:
+    $ cache-heal restore --path ~/.cache/uv --key uv-3.12 --restore-key uv-
+
+  Show which entry would be restored and its size; change nothing:
+    $ cache-heal restore --path ~/.cache/uv --key uv-3.12 --dry-run
+
+  Restore the entry for this project's automatic key (see `cache-heal key`):
+    $ cache-heal restore --path ~/.cache/uv --key \"$(cache-heal key)\"";
+
+const INSPECT_EXAMPLES: &str = "\
+Examples:
+  List the entries of the default local store, newest first:
+    $ cache-heal inspect
+
+  The same for a directory store, as JSON:
+    $ cache-heal inspect --store dir:$HOME/ci-cache --json
+
+  Show what a uv cache holds: buckets and sizes, sdists with the tags of their
+  built wheels, missing sources:
+    $ cache-heal inspect --path ~/.cache/uv";
+
+const KEY_EXAMPLES: &str = "\
+Examples:
+  Print the key for the project in the current directory, and log what went
+  into it:
+    $ cache-heal key
+
+  The key for Python 3.12, with its restore keys and inputs, as JSON:
+    $ cache-heal key --python-version 3.12 --json";
+
+const PRUNE_EXAMPLES: &str = "\
+Examples:
+  List what pruning would remove; change nothing:
+    $ cache-heal prune --path \"$(uv cache dir)\" --dry-run
+
+  Prune in place, as `uv cache prune --ci` does:
+    $ cache-heal prune --path ~/.cache/uv";
+
+const HEAL_EXAMPLES: &str = "\
+Examples:
+  Show which sources the cache lacks for Python 3.12, and where they would
+  come from; change nothing:
+    $ cache-heal heal --path ~/.cache/uv --python 3.12 --dry-run
+
+  Heal for Python 3.12, taking sdist URLs from the project's lock file:
+    $ cache-heal heal --path ~/.cache/uv --python 3.12 --lock uv.lock";
+
+/// A fast, safe cache for Python dependency caches in CI
 ///
 /// cache-heal saves and restores directories in the archive format of actions/cache (entries
 /// are interchangeable both ways). Restores are checked member by member and swapped into place
 /// only when the whole archive was read, so a bad archive never leaves a half-written cache.
+/// A restored uv cache is healed for the interpreters about to use it, and a saved one is
+/// pruned to what `uv cache prune --ci` keeps.
 #[derive(Debug, Parser)]
-#[command(name = "cache-heal", version, after_help = EXIT_CODES)]
+#[command(
+    name = "cache-heal",
+    bin_name = "cache-heal",
+    version = VERSION,
+    after_help = EXIT_CODES
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -31,43 +116,105 @@ pub struct Cli {
     pub global: GlobalArgs,
 }
 
+/// Flags every command takes, before or after its name.
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
-    /// Where entries are kept: `gha` for the GitHub Actions cache, `dir:PATH` (or a plain
-    /// path) for a local directory.
+    /// Print the result as one JSON object on stdout
     ///
-    /// By default `gha` when `ACTIONS_RESULTS_URL` and `ACTIONS_RUNTIME_TOKEN` are set (inside
-    /// the cache-heal action), else a local directory: `$XDG_CACHE_HOME/cache-heal`, else
-    /// `~/.cache/cache-heal`.
-    #[arg(long, global = true, env = env::CACHE_HEAL_STORE, value_name = "STORE")]
-    pub store: Option<String>,
-
-    /// Print one JSON object with the result on stdout, and no progress.
-    #[arg(long, global = true, env = env::CACHE_HEAL_JSON)]
+    /// By default the result is told in lines for people. With `--json`, stdout carries one
+    /// JSON object and nothing else, and progress is off.
+    #[arg(
+        long,
+        global = true,
+        env = env::CACHE_HEAL_JSON,
+        hide_env_values = true,
+        help_heading = GLOBAL
+    )]
     pub json: bool,
 
-    /// Print only warnings and errors.
-    #[arg(long, short, global = true, env = env::CACHE_HEAL_QUIET)]
+    /// Print only warnings and errors
+    ///
+    /// By default each command also says what it did, with sizes and times.
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = env::CACHE_HEAL_QUIET,
+        hide_env_values = true,
+        help_heading = GLOBAL
+    )]
     pub quiet: bool,
 
-    /// Hide progress bars and progress lines.
-    #[arg(long, global = true, env = env::CACHE_HEAL_NO_PROGRESS)]
+    /// Hide progress bars and progress lines
+    ///
+    /// By default a bar is drawn on a terminal, and elsewhere (an Actions log, a pipe) a plain
+    /// progress line every few seconds.
+    #[arg(
+        long,
+        global = true,
+        env = env::CACHE_HEAL_NO_PROGRESS,
+        hide_env_values = true,
+        help_heading = GLOBAL
+    )]
     pub no_progress: bool,
+}
+
+/// Where entries are kept; only the commands that read or write entries take it.
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// Where entries are kept: `gha`, or `dir:PATH` for a local directory
+    ///
+    /// `gha` is the GitHub Actions cache service; a plain path is a local directory too. By
+    /// default `gha` when `ACTIONS_RESULTS_URL` and `ACTIONS_RUNTIME_TOKEN` are set (inside the
+    /// cache-heal action), else a local directory: `$XDG_CACHE_HOME/cache-heal`, else
+    /// `~/.cache/cache-heal`.
+    #[arg(
+        long,
+        env = env::CACHE_HEAL_STORE,
+        hide_env_values = true,
+        value_name = "STORE",
+        help_heading = STORE
+    )]
+    pub store: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Archive paths and store them under a key.
+    /// Archive paths and store them under a key
+    ///
+    /// Every saved path that is a uv cache is pruned first, to what `uv cache prune --ci` keeps.
+    /// The archive is written in actions/cache's format and streamed to the store.
+    #[command(after_help = SAVE_EXAMPLES)]
     Save(SaveArgs),
-    /// Find the entry for a key (or a restore key) and restore it into its paths.
+    /// Restore the entry for a key (or a restore key) into its paths
+    ///
+    /// Each path is replaced whole, and only once the whole archive was read and checked. Every
+    /// restored path that is a uv cache is then healed for the target interpreters.
+    #[command(after_help = RESTORE_EXAMPLES)]
     Restore(RestoreArgs),
-    /// List the entries in a store, or with `--path`, what a uv cache holds.
+    /// List the entries in a store, or with `--path`, what a uv cache holds
+    #[command(after_help = INSPECT_EXAMPLES)]
     Inspect(InspectArgs),
-    /// Print the automatic key and restore keys for this project, and what went into them.
+    /// Print the automatic key and restore keys for this project
+    ///
+    /// The key is `cache-heal-v1-<os>-<arch>-<tool>-py<X.Y>-<hash>`, the hash taken over the
+    /// lock and requirement files found. It goes to stdout; every input and why it is there
+    /// goes to stderr.
+    #[command(after_help = KEY_EXAMPLES)]
     Key(KeyArgs),
-    /// Prune a uv cache to wheels built from source, as `uv cache prune --ci` does.
+    /// Prune a uv cache to what `uv cache prune --ci` keeps
+    ///
+    /// What stays: the wheels uv built from source, their metadata, the revision pointers and
+    /// index pages. What goes is what uv downloads again: pre-built wheels, unpacked sources,
+    /// build environments. The cache is pruned in place, under uv's cache lock.
+    #[command(after_help = PRUNE_EXAMPLES)]
     Prune(PruneArgs),
-    /// Re-create the sources a uv cache lacks for the interpreters about to use it.
+    /// Re-create the sources a uv cache lacks for the target interpreters
+    ///
+    /// After `uv cache prune --ci`, a cache restored for another Python has wheels that do not
+    /// fit and no sources to build new ones. Heal fetches those sources (checked against the
+    /// sha256 uv recorded) and puts them where uv looks, so an offline build works.
+    #[command(after_help = HEAL_EXAMPLES)]
     Heal(HealArgs),
 }
 
@@ -75,22 +222,37 @@ pub enum Command {
 /// compute the same version.
 #[derive(Debug, Args)]
 pub struct PathArgs {
-    /// A path to cache; repeat it, or give several lines in one value.
+    /// A path to cache; repeat it, or give several lines in one value
     ///
     /// Takes what actions/cache's `path` takes: `~`, globs, and `!` excludes. Relative paths
     /// resolve against the current directory. The text, exactly as typed, goes into the entry
     /// version, so save and restore must be given the same lines.
-    #[arg(long = "path", required = true, env = env::CACHE_HEAL_PATH, value_name = "PATH")]
+    #[arg(
+        long = "path",
+        required = true,
+        env = env::CACHE_HEAL_PATH,
+        hide_env_values = true,
+        value_name = "PATH"
+    )]
     pub paths: Vec<String>,
 
-    /// How the archive is compressed. It is part of the entry version, as in actions/cache.
-    #[arg(long, value_enum, default_value_t = Compression::Zstd, env = env::CACHE_HEAL_COMPRESSION)]
+    /// How the archive is compressed
+    ///
+    /// By default zstd, as actions/cache. The compression is part of the entry version, so a
+    /// restore finds only entries saved with the same one.
+    #[arg(
+        long,
+        value_enum,
+        default_value_t = Compression::Zstd,
+        env = env::CACHE_HEAL_COMPRESSION,
+        hide_env_values = true
+    )]
     pub compression: Compression,
 
-    /// The directory archive member names are relative to.
+    /// The directory archive member names are relative to
     ///
     /// By default `GITHUB_WORKSPACE`, else the current directory, as in actions/cache.
-    #[arg(long, env = env::GITHUB_WORKSPACE, value_name = "DIR")]
+    #[arg(long, env = env::GITHUB_WORKSPACE, hide_env_values = true, value_name = "DIR")]
     pub workspace: Option<PathBuf>,
 }
 
@@ -99,39 +261,46 @@ pub struct SaveArgs {
     #[command(flatten)]
     pub paths: PathArgs,
 
-    /// The key to save under: at most 512 characters, no commas.
+    /// The key to save under: at most 512 characters, no commas
     ///
     /// By default, the key a `restore` of the same paths looked for earlier in this job (in
     /// GitHub Actions, where the restore step leaves it under `RUNNER_TEMP`).
-    #[arg(long, env = env::CACHE_HEAL_KEY)]
+    #[arg(long, env = env::CACHE_HEAL_KEY, hide_env_values = true)]
     pub key: Option<String>,
 
-    /// How hard to compress: `auto`, or a fixed level (zstd 1 to 19, gzip 1 to 9).
+    /// How hard to compress: `auto`, or a level (zstd 1 to 19, gzip 1 to 9)
     ///
-    /// `auto` starts zstd at level 3, what actions/cache writes, then follows whatever holds
-    /// the save back: while the upload waits for the compressor (a fast network, a local store)
-    /// it steps down to level 1; while the compressor waits for the upload it steps back up to
-    /// 3. For gzip, `auto` is level 6. Any level restores with any tool: the level is not part
-    /// of the entry version.
+    /// By default `auto`: zstd starts at level 3, what actions/cache writes, then follows
+    /// whatever holds the save back: while the upload waits for the compressor (a fast
+    /// network, a local store) it steps down to level 1; while the compressor waits for the
+    /// upload it steps back up to 3. For gzip, `auto` is level 6. Any level restores with any
+    /// tool: the level is not part of the entry version.
     #[arg(
         long,
         env = env::CACHE_HEAL_COMPRESSION_LEVEL,
+        hide_env_values = true,
         value_name = "LEVEL",
         default_value = "auto"
     )]
     pub compression_level: Level,
 
-    /// Save uv caches as they are, without pruning them first.
+    /// Save uv caches as they are, without pruning them first
     ///
     /// By default, every saved path that is a uv cache is pruned to what `uv cache prune --ci`
     /// keeps (wheels built from source and their metadata) before it is archived: pre-built
     /// wheels are faster to download again than to restore.
-    #[arg(long, env = env::CACHE_HEAL_NO_PRUNE)]
+    #[arg(long, env = env::CACHE_HEAL_NO_PRUNE, hide_env_values = true)]
     pub no_prune: bool,
 
-    /// Prune without waiting for uv's cache lock.
-    #[arg(long, env = env::CACHE_HEAL_FORCE)]
+    /// Prune without waiting for uv's cache lock
+    ///
+    /// By default the prune holds `<cache>/.lock` as `uv cache prune` does, and waits while a
+    /// uv process uses the cache.
+    #[arg(long, env = env::CACHE_HEAL_FORCE, hide_env_values = true)]
     pub force: bool,
+
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 #[derive(Debug, Args)]
@@ -139,89 +308,123 @@ pub struct RestoreArgs {
     #[command(flatten)]
     pub paths: PathArgs,
 
-    /// The key to restore; an exact match is a hit.
-    #[arg(long, env = env::CACHE_HEAL_KEY)]
+    /// The key to restore; an exact match is a hit
+    ///
+    /// Without an exact match, the newest entry whose key starts with it is restored, then the
+    /// restore keys are tried.
+    #[arg(long, env = env::CACHE_HEAL_KEY, hide_env_values = true)]
     pub key: String,
 
-    /// A fallback key prefix, tried in order when the key has no match; repeatable, or
-    /// newline-separated.
-    #[arg(long = "restore-key", env = env::CACHE_HEAL_RESTORE_KEYS, value_name = "KEY")]
+    /// A fallback key prefix, tried in order when the key has no match
+    ///
+    /// Repeat it, or give several lines in one value; at most 10 keys in all, the key
+    /// included. Each matches exactly, then as a prefix (newest first). By default there is
+    /// none.
+    #[arg(
+        long = "restore-key",
+        env = env::CACHE_HEAL_RESTORE_KEYS,
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
     pub restore_keys: Vec<String>,
 
-    /// Show what would be restored (matched key and size) and change nothing.
-    #[arg(long, env = env::CACHE_HEAL_DRY_RUN)]
+    /// Show what would be restored (the matched key and its size); change nothing
+    #[arg(long, env = env::CACHE_HEAL_DRY_RUN, hide_env_values = true)]
     pub dry_run: bool,
 
-    /// Look the entry up and report it, without downloading it.
-    #[arg(long, env = env::CACHE_HEAL_LOOKUP_ONLY)]
+    /// Look the entry up and report it, without downloading it
+    #[arg(long, env = env::CACHE_HEAL_LOOKUP_ONLY, hide_env_values = true)]
     pub lookup_only: bool,
 
-    /// Exit 1 when neither the key nor a restore key matches.
-    #[arg(long, env = env::CACHE_HEAL_FAIL_ON_CACHE_MISS)]
+    /// Exit 1 when neither the key nor a restore key matches
+    ///
+    /// By default a miss exits 0 and leaves the paths as they are.
+    #[arg(long, env = env::CACHE_HEAL_FAIL_ON_CACHE_MISS, hide_env_values = true)]
     pub fail_on_cache_miss: bool,
 
-    /// The most file content a restore may write, in bytes (suffixes K, M, G, T and KiB, MiB,
-    /// GiB, TiB are understood).
+    /// The most file content a restore may write, in bytes (`5G`, `512MiB`)
     ///
-    /// By default, the free space at the destination less a margin. Crossing the limit stops
-    /// the restore before the member that would cross it is written, so a compression bomb
-    /// cannot fill the disk.
-    #[arg(long, env = env::CACHE_HEAL_MAX_SIZE, value_name = "BYTES", value_parser = parse_size)]
+    /// Suffixes K, M, G, T and KiB, MiB, GiB, TiB are understood. By default, the free space at
+    /// the destination less a margin. Crossing the limit stops the restore before the member
+    /// that would cross it is written, so a compression bomb cannot fill the disk.
+    #[arg(
+        long,
+        env = env::CACHE_HEAL_MAX_SIZE,
+        hide_env_values = true,
+        value_name = "BYTES",
+        value_parser = parse_size
+    )]
     pub max_size: Option<u64>,
 
-    /// Restore even in a `release`, tag push, `pull_request_target` or `workflow_run` run.
+    /// Restore even in a `release`, tag push, `pull_request_target` or `workflow_run` run
     ///
     /// By default those runs start with an empty cache: an entry written by less trusted code
     /// (a pull request) must not reach a job that publishes or holds the repository's secrets.
-    #[arg(long, env = env::CACHE_HEAL_ALLOW_UNTRUSTED_EVENT)]
+    #[arg(long, env = env::CACHE_HEAL_ALLOW_UNTRUSTED_EVENT, hide_env_values = true)]
     pub allow_untrusted_event: bool,
-    /// Restore uv caches without healing them.
+
+    /// Restore uv caches without healing them
     ///
     /// By default, after a successful restore, every restored path that is a uv cache is
     /// healed for the target interpreters (see `cache-heal heal`). A failed heal is reported
     /// but does not fail the restore.
-    #[arg(long, env = env::CACHE_HEAL_NO_HEAL)]
+    #[arg(
+        long,
+        env = env::CACHE_HEAL_NO_HEAL,
+        hide_env_values = true,
+        help_heading = HEAL
+    )]
     pub no_heal: bool,
 
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = HEAL)]
     pub heal: HealTargets,
+
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// Show what the uv cache at this path holds instead of listing store entries: buckets
-    /// and sizes, sdists with the tags of their built wheels, missing sources.
-    #[arg(long, env = env::CACHE_HEAL_UV_CACHE, value_name = "DIR")]
+    /// Show what the uv cache at this path holds, instead of the store's entries
+    ///
+    /// Buckets and sizes, sdists with the tags of their built wheels, and missing sources. By
+    /// default `inspect` lists the entries of the store, newest first.
+    #[arg(long, env = env::CACHE_HEAL_UV_CACHE, hide_env_values = true, value_name = "DIR")]
     pub path: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct PruneArgs {
-    /// The uv cache to prune (what `uv cache dir` prints).
-    #[arg(long, env = env::CACHE_HEAL_UV_CACHE, value_name = "DIR")]
+    /// The uv cache to prune (what `uv cache dir` prints)
+    #[arg(long, env = env::CACHE_HEAL_UV_CACHE, hide_env_values = true, value_name = "DIR")]
     pub path: PathBuf,
 
-    /// List what would be removed and change nothing.
-    #[arg(long, env = env::CACHE_HEAL_DRY_RUN)]
+    /// List what would be removed; change nothing
+    #[arg(long, env = env::CACHE_HEAL_DRY_RUN, hide_env_values = true)]
     pub dry_run: bool,
 
-    /// Do not wait for uv's cache lock.
+    /// Do not wait for uv's cache lock
     ///
     /// By default prune holds `<cache>/.lock` exclusively, as `uv cache prune` does, and waits
     /// while a uv process uses the cache.
-    #[arg(long, env = env::CACHE_HEAL_FORCE)]
+    #[arg(long, env = env::CACHE_HEAL_FORCE, hide_env_values = true)]
     pub force: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct HealArgs {
-    /// The uv cache to heal (what `uv cache dir` prints).
-    #[arg(long, env = env::CACHE_HEAL_UV_CACHE, value_name = "DIR")]
+    /// The uv cache to heal (what `uv cache dir` prints)
+    #[arg(long, env = env::CACHE_HEAL_UV_CACHE, hide_env_values = true, value_name = "DIR")]
     pub path: PathBuf,
 
-    /// Print the plan (package, version, targets lacking a wheel, bytes to fetch, where the
-    /// URL came from) and change nothing.
-    #[arg(long, env = env::CACHE_HEAL_DRY_RUN)]
+    /// Print the plan and change nothing
+    ///
+    /// The plan lists each package and version, the targets lacking a wheel, the bytes to
+    /// fetch, and where each URL came from.
+    #[arg(long, env = env::CACHE_HEAL_DRY_RUN, hide_env_values = true)]
     pub dry_run: bool,
 
     #[command(flatten)]
@@ -231,46 +434,80 @@ pub struct HealArgs {
 /// Who the cache is healed for and where sources come from; shared by `heal` and `restore`.
 #[derive(Clone, Debug, Args)]
 pub struct HealTargets {
-    /// An interpreter the cache is healed for: a version (`3.12`, found as `python3.12` on
-    /// `PATH` or in pyenv) or a path; repeatable, or newline-separated.
+    /// An interpreter to heal for: a version (`3.12`) or a path; repeatable
     ///
-    /// By default `UV_PYTHON` if it is set, else `python3` on `PATH`.
-    #[arg(long = "python", env = env::CACHE_HEAL_PYTHON, value_name = "PYTHON")]
+    /// A version is found as `python3.12` on `PATH` or in pyenv. Repeat the flag, or give
+    /// several lines in one value. By default `UV_PYTHON` if it is set, else `python3` on
+    /// `PATH`.
+    #[arg(
+        long = "python",
+        env = env::CACHE_HEAL_PYTHON,
+        hide_env_values = true,
+        value_name = "PYTHON"
+    )]
     pub pythons: Vec<String>,
 
-    /// A `uv.lock` or `pylock.toml` to take sdist URLs from (matched by sha256); repeatable.
+    /// A `uv.lock` or `pylock.toml` to take sdist URLs from; repeatable
     ///
-    /// By default `uv.lock` and `pylock.toml` in the current directory, if present.
-    #[arg(long = "lock", env = env::CACHE_HEAL_LOCK, value_name = "FILE")]
+    /// Sources are matched by sha256. By default `uv.lock` and `pylock.toml` in the current
+    /// directory, if present.
+    #[arg(
+        long = "lock",
+        env = env::CACHE_HEAL_LOCK,
+        hide_env_values = true,
+        value_name = "FILE"
+    )]
     pub locks: Vec<PathBuf>,
 
-    /// A simple-API index to find sdists on when no lock file has them (PEP 691 JSON, else PEP
-    /// 503 HTML); repeatable.
+    /// A simple-API index to find sdists on; repeatable
     ///
-    /// By default `UV_DEFAULT_INDEX` or `UV_INDEX_URL` if set, else `https://pypi.org/simple`.
-    #[arg(long = "index-url", env = env::CACHE_HEAL_INDEX_URL, value_name = "URL")]
+    /// Used for sources no lock file has (PEP 691 JSON, else PEP 503 HTML). By default
+    /// `UV_DEFAULT_INDEX` or `UV_INDEX_URL` if set, else `https://pypi.org/simple`.
+    #[arg(
+        long = "index-url",
+        env = env::CACHE_HEAL_INDEX_URL,
+        hide_env_values = true,
+        value_name = "URL"
+    )]
     pub index_urls: Vec<String>,
 }
 
 #[derive(Debug, Args)]
 pub struct KeyArgs {
-    /// The Python version the cache is for; only `X.Y` goes into the key.
+    /// The Python version the key is for; only `X.Y` goes into the key
     ///
     /// By default `UV_PYTHON`, else the first line of `.python-version` in the project
     /// directory, else what `python3 --version` prints.
-    #[arg(long, env = env::CACHE_HEAL_PYTHON_VERSION, value_name = "VERSION", value_parser = parse_python_version)]
+    #[arg(
+        long,
+        env = env::CACHE_HEAL_PYTHON_VERSION,
+        hide_env_values = true,
+        value_name = "VERSION",
+        value_parser = parse_python_version
+    )]
     pub python_version: Option<String>,
 
-    /// Which tool's cache the key is for.
-    #[arg(long, value_enum, default_value_t = Tool::Uv, env = env::CACHE_HEAL_TOOL)]
+    /// Which tool's cache the key is for
+    #[arg(
+        long,
+        value_enum,
+        default_value_t = Tool::Uv,
+        env = env::CACHE_HEAL_TOOL,
+        hide_env_values = true
+    )]
     pub tool: Tool,
 
-    /// Where to look for `uv.lock`, `pylock.toml`, `requirements*.txt` and `pyproject.toml`
-    /// (and `.python-version`).
+    /// Where to look for the files hashed into the key
     ///
-    /// By default the current directory. Subdirectories are searched too, except hidden ones,
-    /// virtualenvs and build trees.
-    #[arg(long, env = env::CACHE_HEAL_PROJECT_DIR, value_name = "DIR")]
+    /// Those are `uv.lock`, `pylock.toml`, `requirements*.txt` and `pyproject.toml` (and
+    /// `.python-version`). By default the current directory. Subdirectories are searched too,
+    /// except hidden ones, virtualenvs and build trees.
+    #[arg(
+        long,
+        env = env::CACHE_HEAL_PROJECT_DIR,
+        hide_env_values = true,
+        value_name = "DIR"
+    )]
     pub project_dir: Option<PathBuf>,
 }
 
@@ -331,6 +568,26 @@ mod tests {
                     arg.get_env().is_some(),
                     "`{} --{id}` has no environment variable",
                     sub.get_name()
+                );
+            }
+        }
+    }
+
+    /// `--help` names each variable but never shows its value: a store spec or a path can be
+    /// private, and help output ends up in CI logs.
+    #[test]
+    fn help_never_shows_an_environment_value() {
+        let cli = Cli::command();
+        let top = cli.get_arguments().map(|arg| ("cache-heal", arg));
+        let subs = cli
+            .get_subcommands()
+            .flat_map(|sub| sub.get_arguments().map(|arg| (sub.get_name(), arg)));
+        for (command, arg) in top.chain(subs) {
+            if arg.get_env().is_some() {
+                assert!(
+                    arg.is_hide_env_values_set(),
+                    "`{command} --{}` shows its environment value in `--help`; add `hide_env_values = true`",
+                    arg.get_id()
                 );
             }
         }

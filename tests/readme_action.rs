@@ -1,6 +1,8 @@
 //! The README's Quick start: its workflow snippets parse, use only inputs the actions have,
 //! put the save step last with the documented conditions, and its tables list exactly the
-//! inputs and outputs of `action.yml` and `save/action.yml`.
+//! inputs and outputs of `action.yml` and `save/action.yml`. The section for setup-uv and
+//! actions/cache users: its snippet turns setup-uv's cache off, and its table maps only to
+//! inputs and outputs that exist.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -11,10 +13,15 @@ fn repo() -> PathBuf {
 }
 
 fn quick_start() -> String {
+    readme_section("## Quick start (GitHub Actions)")
+}
+
+/// The README from `heading` up to the next `## ` heading.
+fn readme_section(heading: &str) -> String {
     let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
     let start = readme
-        .find("## Quick start (GitHub Actions)")
-        .expect("README has a Quick start (GitHub Actions) section");
+        .find(heading)
+        .unwrap_or_else(|| panic!("README has no `{heading}` section"));
     let rest = &readme[start..];
     let end = rest[3..].find("\n## ").map_or(rest.len(), |i| i + 3);
     rest[..end].to_string()
@@ -145,4 +152,67 @@ fn quick_start_tables_list_every_input_and_output() {
         table_names(&text, "output"),
         keys(&action("action.yml")["outputs"])
     );
+}
+
+/// The snippet for setup-uv users turns setup-uv's cache off, runs cache-heal after setup-uv
+/// with real inputs only, and saves last with `if: always()`; the mapping table's right-hand
+/// column names only inputs and outputs the two actions have.
+#[test]
+fn coming_from_setup_uv_turns_its_cache_off_and_maps_to_real_inputs() {
+    let text = readme_section("## Coming from setup-uv or actions/cache");
+    let blocks = yaml_blocks(&text);
+    assert_eq!(blocks.len(), 1, "expected one snippet");
+    let steps = snippet_steps(&blocks[0]);
+    let uses = |s: &Yaml| s["uses"].as_str().unwrap_or("").to_string();
+    let setup_uv = steps
+        .iter()
+        .position(|s| uses(s).starts_with("astral-sh/setup-uv@"))
+        .expect("the snippet keeps setup-uv");
+    assert_eq!(
+        steps[setup_uv]["with"]["enable-cache"].as_bool(),
+        Some(false),
+        "the snippet must turn setup-uv's cache off"
+    );
+    let restore = steps
+        .iter()
+        .position(|s| uses(s) == "<org>/cache-heal@v1")
+        .expect("the snippet restores with cache-heal");
+    assert!(setup_uv < restore, "cache-heal must come after setup-uv");
+    for step in &steps {
+        if let Some(file) = action_file(&uses(step)) {
+            let inputs = keys(&action(file)["inputs"]);
+            for used in keys(&step["with"]) {
+                assert!(
+                    inputs.contains(&used),
+                    "README uses `{used}`, which {file} lacks"
+                );
+            }
+        }
+    }
+    let last = steps.last().unwrap();
+    assert_eq!(uses(last), "<org>/cache-heal/save@v1");
+    assert_eq!(last["if"].as_str(), Some("always()"));
+
+    let mut names = keys(&action("action.yml")["inputs"]);
+    names.extend(keys(&action("action.yml")["outputs"]));
+    names.extend(keys(&action("save/action.yml")["inputs"]));
+    let start = text
+        .find("| setup-uv or actions/cache |")
+        .expect("a mapping table");
+    for row in text[start..]
+        .lines()
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+    {
+        let ours = row.split('|').nth(2).unwrap();
+        for name in ours.split('`').skip(1).step_by(2) {
+            let looks_like_input = name.chars().all(|c| c.is_ascii_lowercase() || c == '-');
+            if looks_like_input && name != "true" && name != "false" {
+                assert!(
+                    names.contains(name),
+                    "the mapping table names `{name}`, which neither action has: {row}"
+                );
+            }
+        }
+    }
 }

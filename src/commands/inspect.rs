@@ -14,13 +14,13 @@ use crate::store::{EntryInfo, StoreSpec};
 use crate::uv::heal;
 use crate::uv::layout::Layout;
 
-pub fn run(args: &InspectArgs, global: &GlobalArgs) -> Result<Report> {
+pub fn run(args: &InspectArgs, _global: &GlobalArgs) -> Result<Report> {
     if let Some(path) = &args.path {
         return inspect_uv_cache(path);
     }
     let cwd = std::env::current_dir()?;
     let home = crate::paths::home_dir();
-    let spec = StoreSpec::parse(global.store.as_deref(), &cwd, home.as_deref())?;
+    let spec = StoreSpec::parse(args.store.store.as_deref(), &cwd, home.as_deref())?;
     let store = spec.open()?;
     Ok(Report::Entries(EntriesReport {
         store: store.describe(),

@@ -57,14 +57,14 @@ pub struct RestorePlan {
 }
 
 impl RestorePlan {
-    pub fn new(args: &RestoreArgs, global: &GlobalArgs) -> Result<Self> {
+    pub fn new(args: &RestoreArgs) -> Result<Self> {
         let restore_keys = super::split_lines(&args.restore_keys);
         super::check_key_flag("--key", &args.key)?;
         key::validate_keys(&args.key, &restore_keys).map_err(crate::UsageError::from)?;
         let ctx = super::path_context(&args.paths)?;
         let targets = RestoreTargets::new(&ctx.inputs, &ctx.roots)?;
         let store = StoreSpec::parse(
-            global.store.as_deref(),
+            args.store.store.as_deref(),
             &ctx.roots.cwd,
             ctx.roots.home.as_deref(),
         )?;
@@ -123,7 +123,7 @@ impl RestorePlan {
 
 pub fn run(args: &RestoreArgs, global: &GlobalArgs) -> Result<Report> {
     let started = Instant::now();
-    let plan = RestorePlan::new(args, global)?;
+    let plan = RestorePlan::new(args)?;
     super::actions::explain_restore(&plan.ctx, &plan.query, plan.compression);
     let mut report = plan.report();
     let outcome = restore(&plan, global, &mut report);

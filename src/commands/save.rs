@@ -31,7 +31,7 @@ pub struct SavePlan {
 }
 
 impl SavePlan {
-    pub fn new(args: &SaveArgs, global: &GlobalArgs) -> Result<Self> {
+    pub fn new(args: &SaveArgs) -> Result<Self> {
         // The save action passes its `key` input even when it is empty: then the restore
         // step's key is used.
         let explicit_key = args.key.as_deref().filter(|k| !k.trim().is_empty());
@@ -47,7 +47,7 @@ impl SavePlan {
         let key = actions::save_key(explicit_key, &ctx, &version)?;
         key::validate_key(&key.key).map_err(crate::UsageError::from)?;
         let store = StoreSpec::parse(
-            global.store.as_deref(),
+            args.store.store.as_deref(),
             &ctx.roots.cwd,
             ctx.roots.home.as_deref(),
         )?;
@@ -86,7 +86,7 @@ impl SavePlan {
 
 pub fn run(args: &SaveArgs, global: &GlobalArgs) -> Result<Report> {
     let started = Instant::now();
-    let plan = SavePlan::new(args, global)?;
+    let plan = SavePlan::new(args)?;
     let mut report = plan.report(SaveStatus::Saved);
     save(&plan, global, &mut report)?;
     report.seconds = started.elapsed().as_secs_f64();
