@@ -170,6 +170,13 @@ fn json_is_one_object_in_every_outcome() {
     assert_eq!(fields(&dry), fields(&hit));
     assert_eq!(hit["command"], "restore");
     assert_eq!(hit["status"], "exact");
+    // Where the time went (issue 11): the transfer was timed, and something bounded it.
+    assert!(hit["timings"]["transfer"].as_f64().unwrap() > 0.0, "{hit}");
+    assert!(
+        ["network", "disk"].contains(&hit["bound"].as_str().unwrap()),
+        "{hit}"
+    );
+    assert_eq!(miss["bound"], serde_json::Value::Null);
     assert_eq!(dry["would_replace"][0]["path"], path);
     assert_eq!(dry["would_replace"][0]["files"], 2);
 

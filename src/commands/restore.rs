@@ -109,6 +109,8 @@ impl RestorePlan {
             content_bytes: 0,
             files: 0,
             seconds: 0.0,
+            timings: Default::default(),
+            bound: None,
             miss: None,
             other_versions: Vec::new(),
             would_replace: Vec::new(),
@@ -143,7 +145,10 @@ fn restore(plan: &RestorePlan, global: &GlobalArgs, report: &mut RestoreReport) 
     let store = plan.store.open()?;
     refuse_store_inside_targets(&*store, plan)?;
     report.store = store.describe();
-    let Some(hit) = look_up(&*store, plan, report)? else {
+    let looking = Instant::now();
+    let found = look_up(&*store, plan, report)?;
+    report.timings.lookup = looking.elapsed().as_secs_f64();
+    let Some(hit) = found else {
         return Ok(());
     };
     report.status = if key::is_exact_hit(&hit.matched_key, &plan.query.key) {
@@ -166,11 +171,17 @@ fn restore(plan: &RestorePlan, global: &GlobalArgs, report: &mut RestoreReport) 
         return Ok(());
     };
     report.restored = true;
+    report.timings.transfer = restored.transfer_seconds;
+    report.timings.store_wait = restored.store_wait_seconds;
+    report.timings.swap = restored.swap_seconds;
+    report.bound = report.timings.bound();
     report.bytes = Some(restored.archive_bytes);
     report.content_bytes = restored.content_bytes;
     report.files = restored.files;
     if let Some(targets) = &plan.heal {
+        let healing = Instant::now();
         let healed = heal_restored(&plan.ctx, targets);
+        report.timings.heal = healing.elapsed().as_secs_f64();
         report.healed = healed.iter().map(healed_count).sum();
         report.heal = Some(healed);
     }
@@ -399,6 +410,9 @@ struct Restored {
     archive_bytes: u64,
     content_bytes: u64,
     files: u64,
+    transfer_seconds: f64,
+    store_wait_seconds: f64,
+    swap_seconds: f64,
 }
 
 /// Streams the entry into staging and swaps it into place. A download that fails midway is a
@@ -470,10 +484,13 @@ fn stream_into_place(
     global: &GlobalArgs,
 ) -> Result<Restored> {
     let progress = Progress::new("Restoring", hit.size, progress_enabled(global));
+    let started = Instant::now();
     let archive_bytes = AtomicU64::new(0);
+    let store_wait_ns = AtomicU64::new(0);
     let counting = CountingReader {
         inner: store.open(hit)?,
         count: &archive_bytes,
+        waited_ns: &store_wait_ns,
         progress: &progress,
     };
     let options = unpack::UnpackOptions {
@@ -483,15 +500,20 @@ fn stream_into_place(
     };
     let unpacked = unpack::unpack_archive(counting, &plan.ctx.roots, &plan.targets, &options)?;
     let archive_bytes = archive_bytes.into_inner();
+    let transfer_seconds = started.elapsed().as_secs_f64();
     progress.finish();
     let (files, content_bytes) = (unpacked.files, unpacked.content_bytes);
     let swapping = Progress::phase("Swapping into place", progress_enabled(global));
+    let swap_started = Instant::now();
     unpacked.commit()?;
     swapping.finish();
     Ok(Restored {
         archive_bytes,
         content_bytes,
         files,
+        transfer_seconds,
+        store_wait_seconds: store_wait_ns.into_inner() as f64 / 1e9,
+        swap_seconds: swap_started.elapsed().as_secs_f64(),
     })
 }
 
@@ -543,16 +565,21 @@ fn free_space_limit(ctx: &PathContext) -> Result<(u64, PathBuf)> {
     ))
 }
 
-/// Counts the archive bytes read from the store, for progress and the report.
+/// Counts the archive bytes read from the store, for progress and the report, and the time
+/// spent waiting for them (the store's share of the transfer).
 struct CountingReader<'a> {
     inner: Box<dyn Read + Send>,
     count: &'a AtomicU64,
+    waited_ns: &'a AtomicU64,
     progress: &'a Progress,
 }
 
 impl Read for CountingReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let asked = Instant::now();
         let n = self.inner.read(buf)?;
+        self.waited_ns
+            .fetch_add(asked.elapsed().as_nanos() as u64, Ordering::Relaxed);
         let total = self.count.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
         self.progress.set_position(total);
         Ok(n)

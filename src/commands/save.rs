@@ -3,7 +3,8 @@
 //! up to date? → reserve → pack into the upload → publish → report.
 
 use anyhow::Result;
-use std::time::Instant;
+use std::io::Write;
+use std::time::{Duration, Instant};
 
 use super::actions::{self, SaveKey};
 use super::{PathContext, progress_enabled, report_store_trouble};
@@ -16,7 +17,7 @@ use crate::paths;
 use crate::progress::Progress;
 use crate::report::save::{LevelUse, SaveStatus};
 use crate::report::{Report, SaveReport};
-use crate::store::{self, NewEntry, Published, Reservation, Store, StoreSpec};
+use crate::store::{self, NewEntry, Published, Reservation, Store, StoreSpec, Upload};
 
 /// Everything a save needs, resolved and checked from the flags before anything is read.
 pub struct SavePlan {
@@ -80,6 +81,8 @@ impl SavePlan {
             pruned_files: 0,
             pruned_bytes: 0,
             seconds: 0.0,
+            timings: Default::default(),
+            bound: None,
         }
     }
 }
@@ -106,6 +109,7 @@ fn save(plan: &SavePlan, global: &GlobalArgs, report: &mut SaveReport) -> Result
     let mut tree = paths::resolve_for_save(&plan.ctx.inputs, &plan.ctx.roots)?;
     // Before the up-to-date check: the sources heal added after the restore are exactly what
     // pruning leaves out again, so they must not count as a change.
+    let pruning = Instant::now();
     let pruned = if plan.prune {
         let roots: Vec<&std::path::Path> =
             tree.roots.iter().map(|r| r.absolute.as_path()).collect();
@@ -113,6 +117,7 @@ fn save(plan: &SavePlan, global: &GlobalArgs, report: &mut SaveReport) -> Result
     } else {
         super::prune::Pruned::default()
     };
+    report.timings.prune = pruning.elapsed().as_secs_f64();
     report.pruned_files = pruned.files;
     report.pruned_bytes = pruned.bytes;
     if actions::is_up_to_date(&plan.key, &tree)? {
@@ -162,13 +167,23 @@ fn upload(
         level: plan.level,
         pace: upload.pace(),
     };
-    let (upload, stats) = match pack::pack(tree, &compressing, upload, &progress) {
+    let archiving = Instant::now();
+    let timed = TimedUpload {
+        inner: upload,
+        waited: Duration::ZERO,
+    };
+    let (timed, stats) = match pack::pack(tree, &compressing, timed, &progress) {
         Ok(packed) => packed,
         Err(error) => return not_saved(key, error.context(format!("saving `{key}`")), report),
     };
     progress.finish();
+    report.timings.archive = archiving.elapsed().as_secs_f64();
+    report.timings.upload_wait = timed.waited.as_secs_f64();
+    report.bound = report.timings.bound();
     let finishing = Progress::phase("Publishing the entry", progress_enabled(global));
-    let published = upload.finish();
+    let publishing = Instant::now();
+    let published = timed.inner.finish();
+    report.timings.publish = publishing.elapsed().as_secs_f64();
     finishing.finish();
     report.files = stats.files;
     report.content_bytes = stats.content_bytes;
@@ -206,4 +221,26 @@ fn not_saved(key: &str, error: anyhow::Error, report: &mut SaveReport) -> Result
     report.status = SaveStatus::NotSaved;
     report.reason = Some(why.to_string());
     Ok(())
+}
+
+/// The upload, timing how long each write waits: the store's share of the archive time.
+struct TimedUpload {
+    inner: Box<dyn Upload>,
+    waited: Duration,
+}
+
+impl Write for TimedUpload {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let asked = Instant::now();
+        let n = self.inner.write(buf)?;
+        self.waited += asked.elapsed();
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let asked = Instant::now();
+        self.inner.flush()?;
+        self.waited += asked.elapsed();
+        Ok(())
+    }
 }

@@ -70,6 +70,50 @@ pub struct HealedPath {
     pub outcome: serde_json::Value,
 }
 
+/// Where a restore's time went, in seconds.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RestoreTimings {
+    /// Asking the store for the entry.
+    pub lookup: f64,
+    /// Downloading, decompressing and unpacking into staging (these overlap).
+    pub transfer: f64,
+    /// Of `transfer`, the time the reader waited for the store to send bytes.
+    pub store_wait: f64,
+    /// Swapping the staged tree into place.
+    pub swap: f64,
+    pub heal: f64,
+}
+
+impl RestoreTimings {
+    /// `network` when the unpacker mostly waited for the store's bytes, `disk` when the store
+    /// mostly waited for decompressing and writing; `None` before anything was transferred.
+    pub fn bound(&self) -> Option<&'static str> {
+        (self.transfer > 0.0).then(|| {
+            if self.store_wait > self.transfer / 2.0 {
+                "network"
+            } else {
+                "disk"
+            }
+        })
+    }
+
+    fn describe(&self) -> String {
+        let mut parts = vec![format!("{:.1}s lookup", self.lookup)];
+        if let Some(bound) = self.bound() {
+            parts.push(format!(
+                "{:.1}s download and unpack ({bound}-bound: {:.0}% waiting on the store)",
+                self.transfer,
+                100.0 * self.store_wait / self.transfer
+            ));
+            parts.push(format!("{:.1}s swap", self.swap));
+        }
+        if self.heal >= 0.05 {
+            parts.push(format!("{:.1}s heal", self.heal));
+        }
+        parts.join(", ")
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct RestoreReport {
     pub status: Status,
@@ -89,6 +133,10 @@ pub struct RestoreReport {
     pub content_bytes: u64,
     pub files: u64,
     pub seconds: f64,
+    /// Where the time went.
+    pub timings: RestoreTimings,
+    /// `network` or `disk`: what held the transfer back (`null` when nothing was transferred).
+    pub bound: Option<&'static str>,
     /// Why nothing was restored, on a miss.
     pub miss: Option<MissReason>,
     /// Entries under the key that were saved with other inputs.
@@ -152,15 +200,18 @@ pub fn render(report: &RestoreReport, printer: Printer) -> anyhow::Result<u8> {
 fn human_lines(report: &RestoreReport) -> Vec<String> {
     let mut lines = Vec::new();
     match (&report.miss, report.restored) {
-        (None, true) => lines.push(format!(
-            "Restored `{}`{}: {} files, {} from {} archive in {:.1}s",
-            report.matched_key.as_deref().unwrap_or_default(),
-            partial_note(report),
-            report.files,
-            human_bytes(report.content_bytes),
-            human_bytes(report.bytes.unwrap_or_default()),
-            report.seconds,
-        )),
+        (None, true) => {
+            lines.push(format!(
+                "Restored `{}`{}: {} files, {} from {} archive in {:.1}s",
+                report.matched_key.as_deref().unwrap_or_default(),
+                partial_note(report),
+                report.files,
+                human_bytes(report.content_bytes),
+                human_bytes(report.bytes.unwrap_or_default()),
+                report.seconds,
+            ));
+            lines.push(format!("  time: {}", report.timings.describe()));
+        }
         (None, false) => {
             let size = report.bytes.map_or("size unknown".to_string(), human_bytes);
             let verb = if report.dry_run {
@@ -317,7 +368,10 @@ fn summary_rows(report: &RestoreReport) -> Vec<(&'static str, String)> {
                 "nothing".to_string()
             },
         ),
-        ("Time", format!("{:.1}s", report.seconds)),
+        (
+            "Time",
+            format!("{:.1}s: {}", report.seconds, report.timings.describe()),
+        ),
         ("Healed", format!("{} packages", report.healed)),
     ];
     match &report.miss {

@@ -28,6 +28,49 @@ pub struct LevelUse {
     pub content_bytes: u64,
 }
 
+/// Where a save's time went, in seconds.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SaveTimings {
+    /// Working out what pruning leaves out of uv caches.
+    pub prune: f64,
+    /// Reading, archiving, compressing and uploading (these overlap).
+    pub archive: f64,
+    /// Of `archive`, the time the compressor waited for the store to take bytes.
+    pub upload_wait: f64,
+    /// Publishing the entry once the archive was written.
+    pub publish: f64,
+}
+
+impl SaveTimings {
+    /// `network` when the archive mostly waited for the upload, `disk` (reading and
+    /// compressing) otherwise; `None` when nothing was archived.
+    pub fn bound(&self) -> Option<&'static str> {
+        (self.archive > 0.0).then(|| {
+            if self.upload_wait > self.archive / 2.0 {
+                "network"
+            } else {
+                "disk"
+            }
+        })
+    }
+
+    fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if self.prune > 0.0 {
+            parts.push(format!("{:.1}s prune", self.prune));
+        }
+        if let Some(bound) = self.bound() {
+            parts.push(format!(
+                "{:.1}s read, compress and upload ({bound}-bound: {:.0}% waiting on the store)",
+                self.archive,
+                100.0 * self.upload_wait / self.archive
+            ));
+            parts.push(format!("{:.1}s publish", self.publish));
+        }
+        parts.join(", ")
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct SaveReport {
     pub status: SaveStatus,
@@ -51,6 +94,10 @@ pub struct SaveReport {
     pub pruned_files: u64,
     pub pruned_bytes: u64,
     pub seconds: f64,
+    /// Where the time went.
+    pub timings: SaveTimings,
+    /// `network` or `disk`: what held the archive back (`null` when nothing was archived).
+    pub bound: Option<&'static str>,
 }
 
 pub fn render(report: &SaveReport, printer: Printer) -> anyhow::Result<u8> {
@@ -58,17 +105,20 @@ pub fn render(report: &SaveReport, printer: Printer) -> anyhow::Result<u8> {
         print_json(&with_command("save", report)?)?;
     }
     match report.status {
-        SaveStatus::Saved => output::info(&format!(
-            "Saved `{}` to {}: {} files, {} → {} ({} {}) in {:.1}s",
-            report.key,
-            report.store,
-            report.files,
-            human_bytes(report.content_bytes),
-            human_bytes(report.bytes),
-            report.compression,
-            describe_levels(report.level_setting, &report.compression_levels),
-            report.seconds,
-        )),
+        SaveStatus::Saved => {
+            output::info(&format!(
+                "Saved `{}` to {}: {} files, {} → {} ({} {}) in {:.1}s",
+                report.key,
+                report.store,
+                report.files,
+                human_bytes(report.content_bytes),
+                human_bytes(report.bytes),
+                report.compression,
+                describe_levels(report.level_setting, &report.compression_levels),
+                report.seconds,
+            ));
+            output::info(&format!("  time: {}", report.timings.describe()));
+        }
         SaveStatus::UpToDate => output::info(&format!(
             "Cache up-to-date: `{}` was restored as an exact hit and nothing changed; not saving",
             report.key
