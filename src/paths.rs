@@ -13,6 +13,7 @@
 //! are made and when they are checked on restore, so the two sides always agree.
 
 use anyhow::{Context, Result, bail};
+use std::collections::HashSet;
 use std::path::{Component, Path, PathBuf};
 
 /// The path inputs as typed, split and trimmed like actions/cache does it.
@@ -175,15 +176,28 @@ pub struct SaveRoot {
 #[derive(Debug)]
 pub struct SavePlan {
     pub roots: Vec<SaveRoot>,
+    /// The `!` patterns.
     pub excludes: Vec<glob::Pattern>,
+    /// Absolute paths left out with everything below them: what pruning removes, credential
+    /// files, the local store. Many thousands in a large uv cache, so a set, checked once per
+    /// walked entry; a directory found here is skipped whole, never walked into.
+    left_out: HashSet<PathBuf>,
 }
 
 impl SavePlan {
-    /// Whether a walked path is excluded by an `!` pattern.
+    /// Whether a walked path is excluded: by an `!` pattern, or left out by path.
     pub fn is_excluded(&self, path: &Path) -> bool {
-        self.excludes
-            .iter()
-            .any(|p| p.matches_path_with(path, match_options()))
+        (!self.left_out.is_empty() && self.left_out.contains(path))
+            || self
+                .excludes
+                .iter()
+                .any(|p| p.matches_path_with(path, match_options()))
+    }
+
+    /// Leaves out one path, and everything below it when it is a directory. `path` is absolute
+    /// and normalized, spelled as the walk spells it: a root joined with names below it.
+    pub fn leave_out(&mut self, path: PathBuf) {
+        self.left_out.insert(path);
     }
 
     /// Visits everything `save` archives, in archive order: each root and all below it,
@@ -218,10 +232,7 @@ impl SavePlan {
     /// Leaves out a directory and everything below it (the local store, when it sits inside a
     /// saved path: archiving it into itself would never end well).
     pub fn exclude_tree(&mut self, dir: &Path) {
-        let text = glob::Pattern::escape(&dir.to_string_lossy());
-        if let Ok(pattern) = glob::Pattern::new(&text) {
-            self.excludes.push(pattern);
-        }
+        self.leave_out(normalize(dir));
     }
 }
 
@@ -248,6 +259,7 @@ pub fn resolve_for_save(inputs: &PathInputs, roots: &Roots) -> Result<SavePlan> 
     let plan = SavePlan {
         roots: Vec::new(),
         excludes,
+        left_out: HashSet::new(),
     };
     let roots_list: Vec<SaveRoot> = found
         .into_iter()

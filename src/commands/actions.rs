@@ -16,6 +16,7 @@ use crate::gha::{self, Outputs, State, StateDir, Summary};
 use crate::key;
 use crate::output::{self, human_bytes};
 use crate::paths::{self, SavePlan};
+use crate::uv::save_filter;
 use crate::{fingerprint, trust};
 
 /// How a restore ended, for outputs, state and summary.
@@ -63,9 +64,14 @@ pub fn after_restore(ctx: &PathContext, version: &str, outcome: &RestoreOutcome)
     // The fingerprint walks the whole restored tree; it only serves the save step's "exact hit
     // and unchanged" check, so it is taken only when that check can happen.
     let fingerprint = if outcome.restored && exact && states.is_enabled() {
+        // What the save step compares with: what it would pack, so with the same exclusions
+        // (the sources heal just added are what pruning leaves out).
         paths::resolve_for_save(&ctx.inputs, &ctx.roots)
             .ok()
-            .map(|plan| fingerprint::of_plan(&plan))
+            .map(|mut plan| {
+                save_filter::apply_quietly(&mut plan)?;
+                fingerprint::of_plan(&plan)
+            })
             .transpose()?
     } else {
         None
@@ -232,8 +238,7 @@ pub fn exclude_credentials(plan: &mut SavePlan) -> Result<()> {
             found.path.display(),
             found.reason
         ));
-        let pattern = glob::Pattern::new(&glob::Pattern::escape(&found.path.to_string_lossy()))?;
-        plan.excludes.push(pattern);
+        plan.leave_out(found.path);
     }
     Ok(())
 }

@@ -1,4 +1,4 @@
-//! `cache-heal save`: resolve paths → key and version → prune uv caches → reserve → pack into the upload →
+//! `cache-heal save`: resolve paths → key and version → leave out what pruning removes → reserve → pack into the upload →
 //! publish.
 
 use anyhow::Result;
@@ -14,6 +14,7 @@ use crate::output::{self, human_bytes};
 use crate::paths;
 use crate::progress::Progress;
 use crate::store::{self, Published, Reservation};
+use crate::uv::save_filter;
 
 pub fn run(args: &SaveArgs, global: &GlobalArgs) -> Result<()> {
     let started = Instant::now();
@@ -33,15 +34,15 @@ pub fn run(args: &SaveArgs, global: &GlobalArgs) -> Result<()> {
     let key = save_key.key.clone();
     key::validate_key(&key).map_err(crate::UsageError::from)?;
     let mut plan = paths::resolve_for_save(&ctx.inputs, &ctx.roots)?;
-    // Prune before the up-to-date check: the sources heal added after the restore are exactly
-    // what pruning removes again, so they must not count as a change.
-    let pruned = if args.no_prune {
-        super::prune::Pruned::default()
+    // Leave out what pruning removes before the up-to-date check: the sources heal added after
+    // the restore are exactly that, so they must not count as a change. The cache on disk is
+    // not touched; the uv caches stay locked (shared) until `left_out` is dropped.
+    let pruning = if args.no_prune {
+        save_filter::Pruning::KeepAll
     } else {
-        let roots: Vec<&std::path::Path> =
-            plan.roots.iter().map(|r| r.absolute.as_path()).collect();
-        super::prune::prune_before_save(&roots, args.force)?
+        save_filter::Pruning::LeaveOut
     };
+    let left_out = save_filter::apply(&mut plan, pruning, args.force)?;
     if actions::is_up_to_date(&save_key, &plan)? {
         return report_up_to_date(&key, global);
     }
@@ -111,8 +112,8 @@ pub fn run(args: &SaveArgs, global: &GlobalArgs) -> Result<()> {
                 .iter()
                 .map(|(level, bytes)| serde_json::json!({"level": level, "content_bytes": bytes}))
                 .collect::<Vec<_>>(),
-            "pruned_files": pruned.files,
-            "pruned_bytes": pruned.bytes,
+            "pruned_files": left_out.files,
+            "pruned_bytes": left_out.bytes,
             "seconds": seconds,
         }))?;
     }
