@@ -159,7 +159,8 @@ fn unlinked_files(layout: &Layout, removals: &[Removal]) -> Result<Vec<Removal>>
             }
             let meta = entry.metadata()?;
             let (links, inode) = links_and_inode(&meta);
-            let left = links.saturating_sub(inode.and_then(|i| going.get(&i).copied()).unwrap_or(0));
+            let left =
+                links.saturating_sub(inode.and_then(|i| going.get(&i).copied()).unwrap_or(0));
             if left <= 1 {
                 out.push(Removal {
                     path: entry.path().to_path_buf(),
@@ -181,7 +182,13 @@ fn links_inside(removals: &[Removal]) -> Result<HashMap<(u64, u64), u64>> {
             let entry = match entry {
                 Ok(entry) => entry,
                 // Already gone: after `execute`, every removal is.
-                Err(error) if error.io_error().is_some_and(|e| e.kind() == std::io::ErrorKind::NotFound) => continue,
+                Err(error)
+                    if error
+                        .io_error()
+                        .is_some_and(|e| e.kind() == std::io::ErrorKind::NotFound) =>
+                {
+                    continue;
+                }
                 Err(error) => return Err(error.into()),
             };
             if entry.file_type().is_file()
