@@ -423,6 +423,31 @@ mod tests {
         assert_eq!(r.destination(Path::new("/abs/x")), PathBuf::from("/abs/x"));
     }
 
+    /// A path left out is skipped with everything below it; its siblings are walked.
+    #[test]
+    fn left_out_paths_are_skipped_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("cache");
+        for sub in ["keep/a", "drop/deep/er"] {
+            fs_err::create_dir_all(root.join(sub)).unwrap();
+        }
+        for file in ["keep/a/f", "keep/gone", "drop/deep/er/f"] {
+            fs_err::write(root.join(file), "x").unwrap();
+        }
+        let r = Roots::new(dir.path().to_path_buf(), None, None);
+        let inputs = PathInputs::parse(&["cache".into()]).unwrap();
+        let mut plan = resolve_for_save(&inputs, &r).unwrap();
+        plan.leave_out(root.join("drop"));
+        plan.leave_out(root.join("keep/gone"));
+        let mut walked = Vec::new();
+        plan.walk(|_, entry| {
+            walked.push(relative_name(&root, entry.path()));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(walked, [".", "keep", "keep/a", "keep/a/f"]);
+    }
+
     #[test]
     fn units_are_the_shortest_declared_ancestor() {
         let r = roots();

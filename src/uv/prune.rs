@@ -384,3 +384,76 @@ fn remove(path: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    /// A 0.13 cache with two `files-v0` objects, each hard-linked into an unzipped wheel that
+    /// nothing links to: one object has a third link outside the cache (a virtualenv installed
+    /// by hard links), the other none.
+    fn cache_with_content_addressed_files() -> (tempfile::TempDir, Layout) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("cache");
+        for bucket in ["wheels-v8", "archive-v0/A", "files-v0/ab"] {
+            fs_err::create_dir_all(root.join(bucket)).unwrap();
+        }
+        fs_err::write(root.join("files-v0/ab/only-here"), "one").unwrap();
+        fs_err::write(root.join("files-v0/ab/also-in-venv"), "two").unwrap();
+        fs_err::hard_link(
+            root.join("files-v0/ab/only-here"),
+            root.join("archive-v0/A/one.py"),
+        )
+        .unwrap();
+        fs_err::hard_link(
+            root.join("files-v0/ab/also-in-venv"),
+            root.join("archive-v0/A/two.py"),
+        )
+        .unwrap();
+        fs_err::hard_link(
+            root.join("files-v0/ab/also-in-venv"),
+            dir.path().join("two.py"),
+        )
+        .unwrap();
+        let layout = Layout::discover(&root).unwrap();
+        (dir, layout)
+    }
+
+    fn paths(removals: &[Removal], reason: Reason) -> Vec<PathBuf> {
+        removals
+            .iter()
+            .filter(|r| r.reason == reason)
+            .map(|r| r.path.clone())
+            .collect()
+    }
+
+    /// Planned without removing anything, the unlinked objects are the ones a real prune
+    /// removes after the unused archive is gone.
+    #[test]
+    fn unlinked_files_are_planned_as_a_real_prune_finds_them() {
+        let (_dir, layout) = cache_with_content_addressed_files();
+        let root = layout.root.clone();
+        let planned = plan_with_unlinked_files(&layout).unwrap();
+        assert_eq!(
+            paths(&planned.removals, Reason::UnusedArchive),
+            [root.join("archive-v0/A")]
+        );
+        assert_eq!(
+            paths(&planned.removals, Reason::UnusedFile),
+            [root.join("files-v0/ab/only-here")]
+        );
+        assert!(
+            root.join("archive-v0/A/one.py").exists(),
+            "planning removed"
+        );
+
+        execute(&plan(&layout).unwrap()).unwrap();
+        let removed = prune_unlinked_files(&layout, false).unwrap();
+        assert_eq!(
+            paths(&removed, Reason::UnusedFile),
+            [root.join("files-v0/ab/only-here")]
+        );
+        assert!(!root.join("files-v0/ab/only-here").exists());
+        assert!(root.join("files-v0/ab/also-in-venv").exists());
+    }
+}
