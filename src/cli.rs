@@ -284,18 +284,18 @@ pub struct SaveArgs {
     )]
     pub compression_level: Level,
 
-    /// Save uv caches as they are, without pruning them first
+    /// Save uv caches whole, without leaving out what pruning removes
     ///
-    /// By default, every saved path that is a uv cache is pruned to what `uv cache prune --ci`
-    /// keeps (wheels built from source and their metadata) before it is archived: pre-built
-    /// wheels are faster to download again than to restore.
+    /// By default, the archive of every saved path that is a uv cache holds only what `uv cache
+    /// prune --ci` keeps (wheels built from source and their metadata): pre-built wheels are
+    /// faster to download again than to restore. The cache on disk is never changed.
     #[arg(long, env = env::CACHE_HEAL_NO_PRUNE, hide_env_values = true)]
     pub no_prune: bool,
 
-    /// Prune without waiting for uv's cache lock
+    /// Read uv caches without waiting for uv's cache lock
     ///
-    /// By default the prune holds `<cache>/.lock` as `uv cache prune` does, and waits while a
-    /// uv process uses the cache.
+    /// By default save holds `<cache>/.lock` shared while it reads a uv cache, as every uv
+    /// command does, and waits while `uv cache prune` or `uv cache clean` holds it.
     #[arg(long, env = env::CACHE_HEAL_FORCE, hide_env_values = true)]
     pub force: bool,
 

@@ -13,6 +13,7 @@
 //! are made and when they are checked on restore, so the two sides always agree.
 
 use anyhow::{Context, Result, bail};
+use std::collections::HashSet;
 use std::path::{Component, Path, PathBuf};
 
 /// The path inputs as typed, split and trimmed like actions/cache does it.
@@ -226,15 +227,28 @@ pub struct SaveRoot {
 #[derive(Debug)]
 pub struct SavePlan {
     pub roots: Vec<SaveRoot>,
+    /// The `!` patterns.
     pub excludes: Vec<glob::Pattern>,
+    /// Absolute paths left out with everything below them: what pruning removes, credential
+    /// files, the local store. Many thousands in a large uv cache, so a set, checked once per
+    /// walked entry; a directory found here is skipped whole, never walked into.
+    left_out: HashSet<PathBuf>,
 }
 
 impl SavePlan {
-    /// Whether a walked path is excluded by an `!` pattern.
+    /// Whether a walked path is excluded: by an `!` pattern, or left out by path.
     pub fn is_excluded(&self, path: &Path) -> bool {
-        self.excludes
-            .iter()
-            .any(|p| p.matches_path_with(path, match_options()))
+        (!self.left_out.is_empty() && self.left_out.contains(path))
+            || self
+                .excludes
+                .iter()
+                .any(|p| p.matches_path_with(path, match_options()))
+    }
+
+    /// Leaves out one path, and everything below it when it is a directory. `path` is absolute
+    /// and normalized, spelled as the walk spells it: a root joined with names below it.
+    pub fn leave_out(&mut self, path: PathBuf) {
+        self.left_out.insert(path);
     }
 
     /// Visits everything `save` archives, in archive order: each root and all below it,
@@ -269,10 +283,7 @@ impl SavePlan {
     /// Leaves out a directory and everything below it (the local store, when it sits inside a
     /// saved path: archiving it into itself would never end well).
     pub fn exclude_tree(&mut self, dir: &Path) {
-        let text = glob::Pattern::escape(&dir.to_string_lossy());
-        if let Ok(pattern) = glob::Pattern::new(&text) {
-            self.excludes.push(pattern);
-        }
+        self.leave_out(normalize(dir));
     }
 }
 
@@ -303,6 +314,7 @@ pub fn resolve_for_save(inputs: &PathInputs, roots: &Roots) -> Result<SavePlan> 
     let plan = SavePlan {
         roots: Vec::new(),
         excludes,
+        left_out: HashSet::new(),
     };
     let roots_list: Vec<SaveRoot> = found
         .into_iter()
@@ -484,6 +496,31 @@ mod tests {
             PathBuf::from("/etc/passwd")
         );
         assert_eq!(r.destination(Path::new("/abs/x")), PathBuf::from("/abs/x"));
+    }
+
+    /// A path left out is skipped with everything below it; its siblings are walked.
+    #[test]
+    fn left_out_paths_are_skipped_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("cache");
+        for sub in ["keep/a", "drop/deep/er"] {
+            fs_err::create_dir_all(root.join(sub)).unwrap();
+        }
+        for file in ["keep/a/f", "keep/gone", "drop/deep/er/f"] {
+            fs_err::write(root.join(file), "x").unwrap();
+        }
+        let r = Roots::new(dir.path().to_path_buf(), None, None);
+        let inputs = PathInputs::parse(&["cache".into()]).unwrap();
+        let mut plan = resolve_for_save(&inputs, &r).unwrap();
+        plan.leave_out(root.join("drop"));
+        plan.leave_out(root.join("keep/gone"));
+        let mut walked = Vec::new();
+        plan.walk(|_, entry| {
+            walked.push(relative_name(&root, entry.path()));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(walked, [".", "keep", "keep/a", "keep/a/f"]);
     }
 
     #[test]

@@ -1,14 +1,22 @@
-//! `cache-heal prune` against `uv cache prune --ci`, on real caches filled by real uv.
+//! `cache-heal prune`, and `save`'s pruning of what it packs, against `uv cache prune --ci`, on
+//! real caches filled by real uv.
 //!
-//! Each test fills a cache through the local index with the fixture packages (a pure wheel, an
-//! sdist-only package, a C extension, a direct-URL sdist, a local-path sdist) for two Python
-//! versions, copies it, prunes one copy with uv and the other with cache-heal, and compares the
-//! two trees entry by entry (type, mode, size, content hash, link target).
+//! Each equality test fills a cache through the local index with the fixture packages (a pure
+//! wheel, an sdist-only package, a C extension, a direct-URL sdist, a local-path sdist) for two
+//! Python versions, copies it, prunes one copy with uv and the other with cache-heal, and
+//! compares the two trees entry by entry (type, mode, size, content hash, link target). It then
+//! saves the unpruned cache, checks the save left it exactly as it was, and restores the entry
+//! into a fresh location: that tree must equal uv's too.
+//!
+//! `save` never changes the cache on disk (issue 9, row 3): not when the store is unusable, not
+//! with `--no-prune`, not after heal; and it holds uv's cache lock while it reads.
 
 mod support;
 
-use std::path::Path;
-use std::process::Command;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use support::gha::{self, CacheService};
 use support::uv::{self, Index};
 use support::{Sandbox, assert_same_tree, snapshot, stderr, stdout_json};
 
@@ -127,16 +135,53 @@ fn prune_matches_uv(uv_version: &str, also_fill_with: Option<&str>) {
             .any(|p| p.contains("cext-1.0-cp312-cp312-linux_x86_64.whl"))
     );
     assert!(!kept.keys().any(|p| p.contains("stALeReViSiOn0001")));
+
+    // The same through `save`: the live cache stays as it is, the entry holds what uv keeps.
+    let live = snapshot(&cache);
+    let saved = sandbox.ok(&[
+        "save",
+        "--path",
+        cache.to_str().unwrap(),
+        "--key",
+        "k",
+        "--json",
+    ]);
+    assert_eq!(snapshot(&cache), live, "`save` changed the cache on disk");
+    assert_eq!(
+        stdout_json(&saved)["pruned_files"],
+        report["files"],
+        "`save` left out other files than `prune` removes"
+    );
+    assert_eq!(stdout_json(&saved)["pruned_bytes"], report["bytes"]);
+    let err = stderr(&saved);
+    assert!(
+        err.contains(&format!(
+            "Left out what `uv cache prune --ci` removes: {} files",
+            report["files"]
+        )),
+        "{err}"
+    );
+    std::fs::rename(&cache, sandbox.root().join("cache-live")).unwrap();
+    sandbox.ok(&[
+        "restore",
+        "--path",
+        cache.to_str().unwrap(),
+        "--key",
+        "k",
+        "--no-heal",
+    ]);
+    assert_same_tree(&snapshot(&by_uv), &snapshot(&cache));
 }
 
-/// `prune` should leave exactly what `uv cache prune --ci` of uv 0.13.x leaves.
+/// `prune` should leave exactly what `uv cache prune --ci` of uv 0.13.x leaves, and `save`
+/// should archive exactly that, without changing the cache.
 #[test]
 fn prune_equals_uv_0_13() {
     prune_matches_uv("0.13.9", None);
 }
 
-/// `prune` should leave exactly what `uv cache prune --ci` of uv 0.12.x leaves
-/// (`sdists-v9`, `wheels-v6`, map-encoded revisions).
+/// `prune` should leave, and `save` archive, exactly what `uv cache prune --ci` of uv 0.12.x
+/// leaves (`sdists-v9`, `wheels-v6`, map-encoded revisions).
 #[test]
 fn prune_equals_uv_0_12() {
     prune_matches_uv("0.12.24", None);
@@ -222,5 +267,322 @@ fn prune_waits_for_the_cache_lock() {
     assert!(child.wait().unwrap().success());
     let forced = sandbox.ok(&["prune", "--path", cache.to_str().unwrap(), "--force"]);
     assert!(stderr(&forced).contains("Removed 0 files"));
-    let _ = Command::new("true").status();
+}
+
+/// A uv 0.13 cache at `~/.cache/uv` in which Python 3.11 installed the pure wheel, the
+/// sdist-only package and the C extension: sources, built wheels, unzipped archives, a
+/// pre-built wheel, all things pruning removes or keeps.
+fn small_cache(sandbox: &Sandbox, index: &Index) -> PathBuf {
+    let cache = sandbox.home().join(".cache/uv");
+    let uv_bin = uv::uv_bin("0.13.9");
+    let venv = sandbox.root().join("venv");
+    uv::check(
+        uv::uv(&uv_bin, &cache, &index.simple())
+            .args(["venv", "-q", "-p"])
+            .arg(uv::python("3.11"))
+            .arg(&venv),
+    );
+    uv::check(
+        uv::uv(&uv_bin, &cache, &index.simple())
+            .args(["pip", "install", "-p"])
+            .arg(venv.join("bin/python"))
+            .args(["purewheel==1.0", "sdistonly==1.0", "cext==1.0"]),
+    );
+    assert!(
+        has_src(&cache),
+        "uv left no unpacked source to prune in `{}`",
+        cache.display()
+    );
+    cache
+}
+
+/// Whether any sdist revision of `cache` holds an unpacked source (`src/`).
+fn has_src(cache: &Path) -> bool {
+    walkdir::WalkDir::new(cache.join("sdists-v11"))
+        .into_iter()
+        .flatten()
+        .any(|e| e.file_name() == "src" && e.file_type().is_dir())
+}
+
+/// `cache-heal` without the DAC override capabilities when the tests run as root, so that a
+/// directory's mode bits stop it as they stop any other user.
+fn unprivileged(cmd: &Command) -> Command {
+    use std::os::unix::fs::MetadataExt;
+    let as_root = tempfile::tempfile().unwrap().metadata().unwrap().uid() == 0;
+    let mut out = if as_root {
+        let mut setpriv = Command::new("setpriv");
+        setpriv
+            .arg("--bounding-set=-dac_override,-dac_read_search")
+            .arg("--")
+            .arg(cmd.get_program());
+        setpriv
+    } else {
+        Command::new(cmd.get_program())
+    };
+    out.args(cmd.get_args());
+    if let Some(dir) = cmd.get_current_dir() {
+        out.current_dir(dir);
+    }
+    for (key, value) in cmd.get_envs() {
+        match value {
+            Some(value) => out.env(key, value),
+            None => out.env_remove(key),
+        };
+    }
+    out
+}
+
+/// A 127.0.0.1 URL where nothing listens.
+fn dead_url() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    format!("http://127.0.0.1:{port}")
+}
+
+/// Issue 9, row 3: `save` to a store it cannot use (a file, a read-only directory, an
+/// unreachable GitHub cache, `ACTIONS_CACHE_MODE=read`) leaves the uv cache exactly as it was;
+/// it used to prune it first (32 MiB → 2.8 MiB) and then fail or skip. The exit codes and
+/// messages are today's: the two local stores fail only when the entry is created, after the
+/// work; the GitHub cases are a warning or an info line and exit 0, as actions/cache's.
+#[test]
+fn issue_9_row_3_save_to_an_unusable_store_leaves_the_cache_unchanged() {
+    let sandbox = Sandbox::new();
+    let files = uv::fixtures(&sandbox.root().join("files"), 0);
+    let index = Index::start(&files, 0);
+    let cache = small_cache(&sandbox, &index);
+    let before = snapshot(&cache);
+    let save = ["save", "--path", "~/.cache/uv", "--key", "k", "--json"];
+    let check = |what: &str, out: &Output, code: i32, fragment: &str| {
+        let err = stderr(out);
+        eprintln!("{what}: {}\n{err}", out.status);
+        assert_eq!(snapshot(&cache), before, "{what}: the uv cache changed");
+        assert_eq!(out.status.code(), Some(code), "{what}: {err}");
+        assert!(err.contains(fragment), "{what}: {err}");
+        // A store that cannot be written is found out before the cache is read (plan, then
+        // act); a remote one is only found unreachable when the entry is reserved.
+        if !what.contains("unreachable") {
+            assert!(
+                !err.contains("Left out"),
+                "{what}: read the cache first: {err}"
+            );
+        }
+    };
+
+    let file_store = sandbox.root().join("store-file");
+    std::fs::write(&file_store, "not a store").unwrap();
+    let out = sandbox
+        .cmd()
+        .env("CACHE_HEAL_STORE", format!("dir:{}", file_store.display()))
+        .args(save)
+        .output()
+        .unwrap();
+    check(
+        "a store that is a file",
+        &out,
+        1,
+        &format!("store `{}` is not a directory", file_store.display()),
+    );
+
+    let read_only = sandbox.root().join("store-read-only");
+    std::fs::create_dir(&read_only).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&read_only, std::fs::Permissions::from_mode(0o555)).unwrap();
+    let mut cmd = sandbox.cmd();
+    cmd.env("CACHE_HEAL_STORE", format!("dir:{}", read_only.display()))
+        .args(save);
+    let out = unprivileged(&cmd).output().unwrap();
+    check(
+        "a read-only store",
+        &out,
+        1,
+        &format!(
+            "failed to create directory `{}/entries`: Permission denied",
+            read_only.display()
+        ),
+    );
+    assert!(
+        support::list_all(&read_only).is_empty(),
+        "something was written into the read-only store"
+    );
+
+    let out = sandbox
+        .cmd()
+        .env("CACHE_HEAL_STORE", "gha")
+        .env("ACTIONS_RESULTS_URL", dead_url())
+        .env(
+            "ACTIONS_RUNTIME_TOKEN",
+            gha::token(&[("refs/heads/main", 3)]),
+        )
+        .env("ACTIONS_CACHE_SERVICE_V2", "true")
+        .env("CACHE_HEAL_HTTP_RETRY_DELAY_MS", "20")
+        .args(save)
+        .output()
+        .unwrap();
+    check(
+        "an unreachable GitHub cache",
+        &out,
+        0,
+        "warning: Did not save `k`: the cache service or its blob store could not be reached",
+    );
+    assert_eq!(stdout_json(&out)["status"], "not-saved");
+
+    let service = CacheService::start();
+    let out = gha::cache_heal(&sandbox, &service, &gha::token(&[("refs/heads/main", 3)]))
+        .env("ACTIONS_CACHE_MODE", "read")
+        .args(save)
+        .output()
+        .unwrap();
+    check(
+        "`ACTIONS_CACHE_MODE=read`",
+        &out,
+        0,
+        "`ACTIONS_CACHE_MODE=read` does not allow saves",
+    );
+    assert_eq!(stdout_json(&out)["status"], "not-saved");
+    assert!(service.entries().is_empty());
+}
+
+/// `save --no-prune` archives the whole uv cache: restored elsewhere, it equals the original.
+#[test]
+fn save_without_prune_archives_everything() {
+    let sandbox = Sandbox::new();
+    let files = uv::fixtures(&sandbox.root().join("files"), 0);
+    let index = Index::start(&files, 0);
+    let cache = small_cache(&sandbox, &index);
+    let before = snapshot(&cache);
+    let out = sandbox.ok(&[
+        "save",
+        "--path",
+        "~/.cache/uv",
+        "--key",
+        "k",
+        "--no-prune",
+        "--json",
+    ]);
+    assert_eq!(stdout_json(&out)["pruned_files"], 0);
+    assert!(!stderr(&out).contains("Left out"), "{}", stderr(&out));
+    assert_eq!(snapshot(&cache), before);
+    std::fs::rename(&cache, sandbox.root().join("cache-live")).unwrap();
+    sandbox.ok(&[
+        "restore",
+        "--path",
+        "~/.cache/uv",
+        "--key",
+        "k",
+        "--no-heal",
+    ]);
+    assert_same_tree(&before, &snapshot(&cache));
+    assert!(has_src(&cache));
+}
+
+/// `save` reads a uv cache under uv's lock, shared: it waits while `uv cache prune` or `clean`
+/// holds it exclusively, and says so; `--force` does not wait.
+#[test]
+fn save_waits_for_the_cache_lock() {
+    let sandbox = Sandbox::new();
+    let cache = sandbox.home().join(".cache/uv");
+    std::fs::create_dir_all(cache.join("sdists-v11")).unwrap();
+    std::fs::write(
+        cache.join("CACHEDIR.TAG"),
+        "Signature: 8a477f597d28d172789f06886806bc55\n# uv\n",
+    )
+    .unwrap();
+    let lock = std::fs::File::create(cache.join(".lock")).unwrap();
+    lock.lock().unwrap();
+    let before = snapshot(&cache);
+
+    let forced = sandbox.ok(&["save", "--path", "~/.cache/uv", "--key", "k1", "--force"]);
+    assert!(!stderr(&forced).contains("in use"), "{}", stderr(&forced));
+
+    let mut child = sandbox
+        .cmd()
+        .args(["save", "--path", "~/.cache/uv", "--key", "k2"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = String::new();
+    let mut reader = std::io::BufReader::new(child.stderr.take().unwrap());
+    reader.read_line(&mut err).unwrap();
+    assert!(err.contains("in use, waiting"), "{err}");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "save did not wait for the lock"
+    );
+    drop(lock);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut reader, &mut rest).unwrap();
+    assert!(child.wait().unwrap().success(), "{err}{rest}");
+    assert!(rest.contains("Saved `k2`"), "{rest}");
+    assert_eq!(snapshot(&cache), before);
+}
+
+/// After an exact hit that heal completed, the save step finds nothing changed: the sources
+/// heal added are what pruning leaves out. They stay on disk; a real change is still seen.
+#[test]
+fn save_after_an_exact_hit_and_heal_is_up_to_date() {
+    let sandbox = Sandbox::new();
+    let files = uv::fixtures(&sandbox.root().join("files"), 0);
+    let index = Index::start(&files, 0);
+    let cache = small_cache(&sandbox, &index);
+    sandbox.ok(&["save", "--path", "~/.cache/uv", "--key", "uv-k"]);
+    std::fs::remove_dir_all(&cache).unwrap();
+
+    let runner_temp = sandbox.root().join("runner-temp");
+    std::fs::create_dir_all(&runner_temp).unwrap();
+    let step = || {
+        let mut cmd = sandbox.cmd();
+        cmd.env("GITHUB_ACTIONS", "true")
+            .env("GITHUB_OUTPUT", sandbox.root().join("github-output"))
+            .env("GITHUB_STEP_SUMMARY", sandbox.root().join("step-summary"))
+            .env("RUNNER_TEMP", &runner_temp)
+            .env("GITHUB_EVENT_NAME", "push")
+            .env("GITHUB_REF", "refs/heads/main");
+        cmd
+    };
+    let python = uv::python("3.12");
+    let restored = step()
+        .args([
+            "restore",
+            "--path",
+            "~/.cache/uv",
+            "--key",
+            "uv-k",
+            "--json",
+        ])
+        .arg("--python")
+        .arg(&python)
+        .args(["--index-url", &index.simple()])
+        .output()
+        .unwrap();
+    assert!(restored.status.success(), "{}", stderr(&restored));
+    let report = stdout_json(&restored);
+    assert_eq!(report["status"], "exact", "{report}");
+    assert!(
+        has_src(&cache),
+        "heal added no source, so this test proves nothing: {report}"
+    );
+    let healed = snapshot(&cache);
+
+    let out = step()
+        .args(["save", "--path", "~/.cache/uv", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout_json(&out)["status"],
+        "up-to-date",
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(snapshot(&cache), healed, "save changed the healed cache");
+
+    // A change that pruning keeps is a change.
+    std::fs::write(cache.join("simple-v28/new.rkyv"), "x").unwrap();
+    let out = step()
+        .args(["save", "--path", "~/.cache/uv", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout_json(&out)["status"], "exists", "{}", stderr(&out));
 }

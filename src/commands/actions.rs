@@ -17,6 +17,7 @@ use crate::output;
 use crate::paths::{self, SavePlan};
 use crate::report::RestoreReport;
 use crate::store::Query;
+use crate::uv::save_filter;
 use crate::{fingerprint, trust};
 
 /// The fingerprint of the restored paths, which the save step compares to tell "unchanged".
@@ -26,9 +27,14 @@ pub fn fingerprint_for_save(ctx: &PathContext, report: &RestoreReport) -> Result
     if !(report.restored && report.is_exact() && StateDir::from_env().is_enabled()) {
         return Ok(None);
     }
+    // What the save step compares with: what it would pack, so with the same exclusions (the
+    // sources heal just added are what pruning leaves out).
     paths::resolve_for_save(&ctx.inputs, &ctx.roots)
         .ok()
-        .map(|plan| fingerprint::of_plan(&plan))
+        .map(|mut plan| {
+            save_filter::apply_quietly(&mut plan)?;
+            fingerprint::of_plan(&plan)
+        })
         .transpose()
 }
 
@@ -152,8 +158,7 @@ pub fn exclude_credentials(plan: &mut SavePlan) -> Result<()> {
             found.path.display(),
             found.reason
         ));
-        let pattern = glob::Pattern::new(&glob::Pattern::escape(&found.path.to_string_lossy()))?;
-        plan.excludes.push(pattern);
+        plan.leave_out(found.path);
     }
     Ok(())
 }

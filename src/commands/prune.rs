@@ -1,6 +1,6 @@
 //! `cache-heal prune`: take uv's cache lock → plan → say what goes → remove → one-line summary
-//! (the shape of uv's `cache_prune.rs`). `save` calls [`prune_before_save`] for every saved
-//! path that is a uv cache.
+//! (the shape of uv's `cache_prune.rs`). `save` never prunes in place: it leaves out of the
+//! archive what this would remove (`uv::save_filter`).
 
 use anyhow::{Context, Result};
 use std::path::Path;
@@ -86,14 +86,26 @@ pub fn prune_cache(root: &Path, dry_run: bool, force: bool) -> Result<Pruned> {
         Some(lock::lock_cache(root, Mode::Exclusive)?)
     };
     let layout = Layout::discover(root)?;
+    if dry_run {
+        // The plan that also counts the `files-v0` objects a real prune leaves unlinked, so a
+        // dry run says what a real one removes.
+        let plan = prune::plan_with_unlinked_files(&layout)?;
+        for warning in &plan.warnings {
+            output::warn(warning);
+        }
+        return Ok(Pruned {
+            files: plan.files(),
+            bytes: plan.bytes(),
+            entries: plan.removals,
+            warnings: plan.warnings,
+        });
+    }
     let plan = prune::plan(&layout)?;
     for warning in &plan.warnings {
         output::warn(warning);
     }
-    if !dry_run {
-        prune::execute(&plan)?;
-    }
-    let files_removed = prune::prune_unlinked_files(&layout, dry_run)?;
+    prune::execute(&plan)?;
+    let files_removed = prune::prune_unlinked_files(&layout, false)?;
     let mut pruned = Pruned {
         files: plan.files(),
         bytes: plan.bytes(),
@@ -106,24 +118,4 @@ pub fn prune_cache(root: &Path, dry_run: bool, force: bool) -> Result<Pruned> {
         pruned.entries.push(removal);
     }
     Ok(pruned)
-}
-
-/// `save`'s first stage: prune every saved root that is a uv cache, and say what it removed.
-pub fn prune_before_save(roots: &[&Path], force: bool) -> Result<Pruned> {
-    let mut total = Pruned::default();
-    for root in roots.iter().filter(|r| Layout::is_uv_cache(r)) {
-        let pruned = prune_cache(root, false, force).with_context(|| {
-            format!("pruning the uv cache at `{}` before saving", root.display())
-        })?;
-        output::info(&format!(
-            "Pruned the uv cache at `{}` to wheels-only: removed {} files ({})",
-            root.display(),
-            pruned.files,
-            human_bytes(pruned.bytes)
-        ));
-        total.files += pruned.files;
-        total.bytes += pruned.bytes;
-        total.warnings.extend(pruned.warnings);
-    }
-    Ok(total)
 }

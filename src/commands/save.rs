@@ -1,6 +1,7 @@
 //! `cache-heal save`: plan (key, version, paths, store; all checked before anything is read)
-//! → store writable? → what to archive (uv caches as `uv cache prune --ci` leaves them) →
-//! up to date? → reserve → pack into the upload → publish → report.
+//! → store writable? → what to archive (uv caches as `uv cache prune --ci` would leave them;
+//! the cache on disk is never changed) → up to date? → reserve → pack into the upload →
+//! publish → report.
 
 use anyhow::Result;
 use std::io::Write;
@@ -18,6 +19,7 @@ use crate::progress::Progress;
 use crate::report::save::{LevelUse, SaveStatus};
 use crate::report::{Report, SaveReport};
 use crate::store::{self, NewEntry, Published, Reservation, Store, StoreSpec, Upload};
+use crate::uv::save_filter;
 
 /// Everything a save needs, resolved and checked from the flags before anything is read.
 pub struct SavePlan {
@@ -64,6 +66,14 @@ impl SavePlan {
         })
     }
 
+    fn pruning(&self) -> save_filter::Pruning {
+        if self.prune {
+            save_filter::Pruning::LeaveOut
+        } else {
+            save_filter::Pruning::KeepAll
+        }
+    }
+
     fn report(&self, status: SaveStatus) -> SaveReport {
         SaveReport {
             status,
@@ -107,19 +117,14 @@ fn save(plan: &SavePlan, global: &GlobalArgs, report: &mut SaveReport) -> Result
         return not_saved(key, error, report);
     }
     let mut tree = paths::resolve_for_save(&plan.ctx.inputs, &plan.ctx.roots)?;
-    // Before the up-to-date check: the sources heal added after the restore are exactly what
-    // pruning leaves out again, so they must not count as a change.
+    // Leave out what pruning removes before the up-to-date check: the sources heal added after
+    // the restore are exactly that, so they must not count as a change. The cache on disk is
+    // not touched; the uv caches stay locked (shared) until `left_out` is dropped.
     let pruning = Instant::now();
-    let pruned = if plan.prune {
-        let roots: Vec<&std::path::Path> =
-            tree.roots.iter().map(|r| r.absolute.as_path()).collect();
-        super::prune::prune_before_save(&roots, plan.force)?
-    } else {
-        super::prune::Pruned::default()
-    };
+    let left_out = save_filter::apply(&mut tree, plan.pruning(), plan.force)?;
     report.timings.prune = pruning.elapsed().as_secs_f64();
-    report.pruned_files = pruned.files;
-    report.pruned_bytes = pruned.bytes;
+    report.pruned_files = left_out.files;
+    report.pruned_bytes = left_out.bytes;
     if actions::is_up_to_date(&plan.key, &tree)? {
         report.status = SaveStatus::UpToDate;
         return Ok(());
@@ -128,7 +133,9 @@ fn save(plan: &SavePlan, global: &GlobalArgs, report: &mut SaveReport) -> Result
     if let Some(root) = store.local_root() {
         tree.exclude_tree(&plan.ctx.roots.absolute(&root.to_string_lossy())?);
     }
-    upload(&*store, plan, &tree, global, report)
+    let uploaded = upload(&*store, plan, &tree, global, report);
+    drop(left_out);
+    uploaded
 }
 
 /// Reserves the entry, packs the paths into it and publishes it.

@@ -5,7 +5,8 @@
 //! `commands/cache_prune.rs`). These are `flock` locks on Unix, so cache-heal takes the same
 //! lock the same way and coordinates with uv without knowing anything else about it. Shard
 //! locks (`<shard>/.lock`, exclusive) guard one source distribution while uv builds it; heal
-//! takes those too before it writes a `src/` directory.
+//! takes those too before it writes a `src/` directory. `save` only reads a cache, so it takes
+//! the root lock shared, as any uv command does, and never creates the lock file.
 
 use anyhow::{Context, Result};
 use std::fs::{File, TryLockError};
@@ -27,12 +28,30 @@ pub enum Mode {
 
 /// Locks `<root>/.lock`, saying so when it has to wait for another process.
 pub fn lock_cache(root: &Path, mode: Mode) -> Result<LockGuard> {
-    lock_file(&root.join(".lock"), mode, || {
-        output::info(&format!(
-            "The uv cache at `{}` is in use, waiting for other uv processes to finish (use `--force` to skip the lock)",
-            root.display()
-        ));
-    })
+    lock_file(&root.join(".lock"), mode, || say_waiting(root))
+}
+
+/// Locks `<root>/.lock` shared to read the cache without changing it (what `save` does while it
+/// walks a uv cache): an existing lock file is opened read-only, which is all a `flock` needs,
+/// so a read-only cache can be saved too; a missing one is not created, so reading never adds a
+/// file. Every uv command creates `.lock` when it opens the cache (uv `Cache::init`), so no uv
+/// process has a cache without one open: then there is nothing to wait for, and `None`.
+pub fn lock_cache_to_read(root: &Path) -> Result<Option<LockGuard>> {
+    let path = root.join(".lock");
+    let file = match fs_err::File::open(&path) {
+        Ok(file) => file.into_file(),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(error.into()),
+    };
+    let guard = lock_open_file(file, &path, Mode::Shared, || say_waiting(root))?;
+    Ok(Some(guard))
+}
+
+fn say_waiting(root: &Path) {
+    output::info(&format!(
+        "The uv cache at `{}` is in use, waiting for other uv processes to finish (use `--force` to skip the lock)",
+        root.display()
+    ));
 }
 
 /// Locks a shard's `.lock` exclusively, as uv does while building from that shard.
@@ -53,6 +72,15 @@ fn lock_file(path: &Path, mode: Mode, on_wait: impl FnOnce()) -> Result<LockGuar
         .write(true)
         .open(path)?
         .into_file();
+    lock_open_file(file, path, mode, on_wait)
+}
+
+fn lock_open_file(
+    file: File,
+    path: &Path,
+    mode: Mode,
+    on_wait: impl FnOnce(),
+) -> Result<LockGuard> {
     let attempt = match mode {
         Mode::Shared => file.try_lock_shared(),
         Mode::Exclusive => file.try_lock(),

@@ -1,6 +1,7 @@
 //! What cache-heal knows about uv's cache: its layout per uv version ([`layout`]), the
 //! revision pointers of source distributions ([`revision`]), its lock ([`lock`]), pruning to
-//! wheels-only like `uv cache prune --ci` ([`prune`]), and healing missing sources for the
+//! wheels-only like `uv cache prune --ci` ([`prune`]) or leaving out of a save what that
+//! prune removes ([`save_filter`]), and healing missing sources for the
 //! interpreters about to use the cache ([`heal`]).
 //!
 //! This module knows nothing about stores or archives; the facts it relies on, with their
@@ -11,3 +12,4 @@ pub mod layout;
 pub mod lock;
 pub mod prune;
 pub mod revision;
+pub mod save_filter;

@@ -21,7 +21,7 @@
 //! `--dry-run` shows exactly what a real run removes.
 
 use anyhow::{Context, Result};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Component, Path, PathBuf};
 use walkdir::WalkDir;
 
@@ -119,23 +119,20 @@ pub fn execute(plan: &PrunePlan) -> Result<()> {
     Ok(())
 }
 
+/// Everything a `--ci` prune of the cache at `layout.root` removes, [`plan`] and the
+/// `files-v0` objects that executing it leaves unlinked, computed without changing anything.
+/// `save` leaves exactly these paths out of what it packs.
+pub fn plan_with_unlinked_files(layout: &Layout) -> Result<PrunePlan> {
+    let mut plan = plan(layout)?;
+    let unlinked = unlinked_files(layout, &plan.removals)?;
+    plan.removals.extend(unlinked);
+    Ok(plan)
+}
+
 /// Removes `files-v0` objects that nothing links to any more; run after [`execute`], since
 /// removing archives is what drops their link counts. Returns what it removed.
 pub fn prune_unlinked_files(layout: &Layout, dry_run: bool) -> Result<Vec<Removal>> {
-    let mut out = Vec::new();
-    for bucket in layout.buckets_of(BucketKind::Files) {
-        for entry in WalkDir::new(&bucket.path).min_depth(1) {
-            let entry = entry?;
-            if entry.file_type().is_file() && link_count(entry.path())? == 1 {
-                out.push(Removal {
-                    path: entry.path().to_path_buf(),
-                    files: 1,
-                    bytes: entry.metadata()?.len(),
-                    reason: Reason::UnusedFile,
-                });
-            }
-        }
-    }
+    let out = unlinked_files(layout, &[])?;
     if !dry_run {
         for removal in &out {
             remove(&removal.path)?;
@@ -144,15 +141,77 @@ pub fn prune_unlinked_files(layout: &Layout, dry_run: bool) -> Result<Vec<Remova
     Ok(out)
 }
 
-#[cfg(unix)]
-fn link_count(path: &Path) -> Result<u64> {
-    use std::os::unix::fs::MetadataExt;
-    Ok(fs_err::metadata(path)?.nlink())
+/// The `files-v0` objects whose only link, once `removals` are gone, is their own name (uv
+/// `prune_archive_files` removes those whose link count is 1). A link inside a removal does not
+/// count, so this answers before anything is removed as well as after.
+fn unlinked_files(layout: &Layout, removals: &[Removal]) -> Result<Vec<Removal>> {
+    let buckets: Vec<_> = layout.buckets_of(BucketKind::Files).collect();
+    if buckets.is_empty() {
+        return Ok(Vec::new());
+    }
+    let going = links_inside(removals)?;
+    let mut out = Vec::new();
+    for bucket in buckets {
+        for entry in WalkDir::new(&bucket.path).min_depth(1) {
+            let entry = entry?;
+            if !entry.file_type().is_file() {
+                continue;
+            }
+            let meta = entry.metadata()?;
+            let (links, inode) = links_and_inode(&meta);
+            let left =
+                links.saturating_sub(inode.and_then(|i| going.get(&i).copied()).unwrap_or(0));
+            if left <= 1 {
+                out.push(Removal {
+                    path: entry.path().to_path_buf(),
+                    files: 1,
+                    bytes: meta.len(),
+                    reason: Reason::UnusedFile,
+                });
+            }
+        }
+    }
+    Ok(out)
 }
 
+/// How many links to each inode sit inside `removals` (files only; links are not followed).
+fn links_inside(removals: &[Removal]) -> Result<HashMap<(u64, u64), u64>> {
+    let mut going = HashMap::new();
+    for removal in removals {
+        for entry in WalkDir::new(&removal.path).follow_links(false) {
+            let entry = match entry {
+                Ok(entry) => entry,
+                // Already gone: after `execute`, every removal is.
+                Err(error)
+                    if error
+                        .io_error()
+                        .is_some_and(|e| e.kind() == std::io::ErrorKind::NotFound) =>
+                {
+                    continue;
+                }
+                Err(error) => return Err(error.into()),
+            };
+            if entry.file_type().is_file()
+                && let (_, Some(inode)) = links_and_inode(&entry.metadata()?)
+            {
+                *going.entry(inode).or_insert(0) += 1;
+            }
+        }
+    }
+    Ok(going)
+}
+
+/// A file's link count and `(device, inode)`.
+#[cfg(unix)]
+fn links_and_inode(meta: &std::fs::Metadata) -> (u64, Option<(u64, u64)>) {
+    use std::os::unix::fs::MetadataExt;
+    (meta.nlink(), Some((meta.dev(), meta.ino())))
+}
+
+/// Without link counts, every object counts as linked, and none is removed.
 #[cfg(not(unix))]
-fn link_count(_path: &Path) -> Result<u64> {
-    Ok(2)
+fn links_and_inode(_meta: &std::fs::Metadata) -> (u64, Option<(u64, u64)>) {
+    (2, None)
 }
 
 /// Steps 1 and 4 for one sdist bucket.
@@ -324,4 +383,77 @@ fn remove(path: &Path) -> Result<()> {
         fs_err::remove_file(path)?;
     }
     Ok(())
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    /// A 0.13 cache with two `files-v0` objects, each hard-linked into an unzipped wheel that
+    /// nothing links to: one object has a third link outside the cache (a virtualenv installed
+    /// by hard links), the other none.
+    fn cache_with_content_addressed_files() -> (tempfile::TempDir, Layout) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("cache");
+        for bucket in ["wheels-v8", "archive-v0/A", "files-v0/ab"] {
+            fs_err::create_dir_all(root.join(bucket)).unwrap();
+        }
+        fs_err::write(root.join("files-v0/ab/only-here"), "one").unwrap();
+        fs_err::write(root.join("files-v0/ab/also-in-venv"), "two").unwrap();
+        fs_err::hard_link(
+            root.join("files-v0/ab/only-here"),
+            root.join("archive-v0/A/one.py"),
+        )
+        .unwrap();
+        fs_err::hard_link(
+            root.join("files-v0/ab/also-in-venv"),
+            root.join("archive-v0/A/two.py"),
+        )
+        .unwrap();
+        fs_err::hard_link(
+            root.join("files-v0/ab/also-in-venv"),
+            dir.path().join("two.py"),
+        )
+        .unwrap();
+        let layout = Layout::discover(&root).unwrap();
+        (dir, layout)
+    }
+
+    fn paths(removals: &[Removal], reason: Reason) -> Vec<PathBuf> {
+        removals
+            .iter()
+            .filter(|r| r.reason == reason)
+            .map(|r| r.path.clone())
+            .collect()
+    }
+
+    /// Planned without removing anything, the unlinked objects are the ones a real prune
+    /// removes after the unused archive is gone.
+    #[test]
+    fn unlinked_files_are_planned_as_a_real_prune_finds_them() {
+        let (_dir, layout) = cache_with_content_addressed_files();
+        let root = layout.root.clone();
+        let planned = plan_with_unlinked_files(&layout).unwrap();
+        assert_eq!(
+            paths(&planned.removals, Reason::UnusedArchive),
+            [root.join("archive-v0/A")]
+        );
+        assert_eq!(
+            paths(&planned.removals, Reason::UnusedFile),
+            [root.join("files-v0/ab/only-here")]
+        );
+        assert!(
+            root.join("archive-v0/A/one.py").exists(),
+            "planning removed"
+        );
+
+        execute(&plan(&layout).unwrap()).unwrap();
+        let removed = prune_unlinked_files(&layout, false).unwrap();
+        assert_eq!(
+            paths(&removed, Reason::UnusedFile),
+            [root.join("files-v0/ab/only-here")]
+        );
+        assert!(!root.join("files-v0/ab/only-here").exists());
+        assert!(root.join("files-v0/ab/also-in-venv").exists());
+    }
 }
