@@ -129,9 +129,37 @@ pub fn run(args: &RestoreArgs, global: &GlobalArgs) -> Result<()> {
     let restored = match download_and_unpack(&*store, &hit, &ctx, &targets, max_bytes, global) {
         Ok(restored) => restored,
         Err(error) => {
+            // A damaged entry (cut short, corrupt, wrong size or digest, archive gone) is a
+            // warned miss: nothing was written, and the build works without a cache.
+            if let Some(damage) =
+                unpack::Damaged::find(&error).filter(|_| store::nonfatal(&error).is_none())
+            {
+                let reason = format!("damaged entry: {}", damage.root_cause());
+                report_store_trouble(
+                    store::Severity::Warning,
+                    &format!(
+                        "Did not restore `{}`: the entry is damaged",
+                        hit.matched_key
+                    ),
+                    &error,
+                    &format!(
+                        "Nothing was written: {} unchanged; continuing with an empty cache",
+                        describe_paths(&ctx.inputs)
+                    ),
+                );
+                let failed = RestoreOutcome {
+                    matched_key: None,
+                    status: Status::Miss.as_str(),
+                    seconds: started.elapsed().as_secs_f64(),
+                    skipped_because: Some(reason.clone()),
+                    ..found
+                };
+                actions::after_restore(&ctx, &query.version, &failed)?;
+                return report_miss(args, &restore_keys, global, started, Some(&reason));
+            }
             // A download that fails midway is a miss, as in actions/cache; but unlike
             // actions/cache, nothing partial was written: staging is gone, the paths unchanged.
-            // Anything else (a hostile or corrupt archive) stays an error.
+            // Anything else (a hostile archive, a failing disk) stays an error.
             let Some((severity, why)) = store::nonfatal(&error) else {
                 return Err(error.context(format!(
                     "Refused to restore `{}` into {}",
@@ -365,6 +393,12 @@ fn report_miss(
         }))?;
     }
     if args.fail_on_cache_miss {
+        if let Some(failure) = failure {
+            anyhow::bail!(
+                "nothing was restored for `{}` ({failure}), and `--fail-on-cache-miss` is set",
+                args.key
+            );
+        }
         anyhow::bail!(
             "no entry matched `{}` or its restore keys, and `--fail-on-cache-miss` is set",
             args.key
