@@ -75,13 +75,14 @@ pub enum Refusal {
 }
 
 /// The archive could not be read to its end: the stream was cut short, its compression or tar
-/// framing is broken, or the store's reader refused its bytes (a size or digest that does not
-/// match what the store recorded). Every read-side failure of an unpack carries this type, so a
-/// caller can ask [`Damaged::find`] instead of matching on messages.
+/// framing is broken, or the store's reader could not hand it over intact (a size or digest
+/// that does not match what the store recorded, an archive that is gone). Every read-side
+/// failure of an unpack carries this type, so a caller can ask [`Damaged::find`] instead of
+/// matching on messages.
 #[derive(Debug, thiserror::Error)]
-#[error("{}: {}", .reading, .kind.describe())]
+#[error("reading {}: {}", .reading, .kind.describe())]
 pub struct Damaged {
-    /// What was being read: `archive member `x``, `the end of the archive`.
+    /// What was being read: `the archive`, `archive member `x``, `the end of the archive`.
     pub reading: String,
     pub kind: DamageKind,
     #[source]
@@ -93,9 +94,11 @@ pub struct Damaged {
 pub enum DamageKind {
     /// The stream ended early (zstd "incomplete frame", gzip or tar end of file).
     Truncated,
-    /// Anything else: bad compressed data, a bad checksum, a broken tar header, or bytes the
-    /// store rejected (the store's own error says which).
+    /// Bad compressed data, a bad checksum, a broken tar header.
     Corrupt,
+    /// The store's reader failed: its own error says why (a digest, a gone archive, or a
+    /// transfer that failed, which the caller tells apart by the store's error type).
+    Store,
 }
 
 impl DamageKind {
@@ -103,28 +106,47 @@ impl DamageKind {
         match self {
             DamageKind::Truncated => "the archive is truncated",
             DamageKind::Corrupt => "the archive is corrupt",
+            DamageKind::Store => "the store could not hand over the archive intact",
         }
     }
 
     fn of(error: &io::Error) -> Self {
+        let mut kind = DamageKind::Corrupt;
         let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
         while let Some(e) = current {
-            if let Some(io) = e.downcast_ref::<io::Error>() {
-                if io.kind() == io::ErrorKind::UnexpectedEof {
-                    return DamageKind::Truncated;
-                }
-                // zstd reports a cut stream as a plain error with this text.
-                if io.get_ref().is_none() && io.to_string().contains("incomplete frame") {
-                    return DamageKind::Truncated;
-                }
-                if let Some(inner) = io.get_ref() {
-                    current = Some(inner);
-                    continue;
-                }
+            if e.is::<FromStore>() {
+                return DamageKind::Store;
             }
-            current = e.source();
+            let io = e.downcast_ref::<io::Error>();
+            // zstd reports a cut stream as a plain error saying "incomplete frame".
+            if io.is_some_and(|io| io.kind() == io::ErrorKind::UnexpectedEof)
+                || e.to_string().contains("incomplete frame")
+            {
+                kind = DamageKind::Truncated;
+            }
+            current = match io.and_then(|io| io.get_ref()) {
+                Some(inner) => Some(inner),
+                None => e.source(),
+            };
         }
-        DamageKind::Corrupt
+        kind
+    }
+}
+
+/// Marks an error from the store's reader, so damage reported by the store is told apart from
+/// damage the decoder or the tar reader found.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+struct FromStore(io::Error);
+
+/// The store's reader, with each error marked [`FromStore`].
+struct StoreReader<R>(R);
+
+impl<R: Read> Read for StoreReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0
+            .read(buf)
+            .map_err(|e| io::Error::new(e.kind(), FromStore(e)))
     }
 }
 
@@ -146,8 +168,17 @@ impl Damaged {
         error.chain().find_map(|e| e.downcast_ref::<Damaged>())
     }
 
-    /// What went wrong at the bottom, in one line: the store's or the codec's own words.
-    pub fn root_cause(&self) -> String {
+    /// What is wrong, in one line for a report: the kind and the codec's words, or the
+    /// store's own words.
+    pub fn summary(&self) -> String {
+        let cause = self.root_cause();
+        match self.kind {
+            DamageKind::Store => cause,
+            kind => format!("{} ({cause})", kind.describe()),
+        }
+    }
+
+    fn root_cause(&self) -> String {
         let mut last: &(dyn std::error::Error + 'static) = &self.source;
         loop {
             let next = last
@@ -155,6 +186,10 @@ impl Damaged {
                 .and_then(|io| {
                     io.get_ref()
                         .map(|inner| inner as &(dyn std::error::Error + 'static))
+                })
+                .or_else(|| {
+                    last.downcast_ref::<FromStore>()
+                        .map(|f| &f.0 as &(dyn std::error::Error + 'static))
                 })
                 .or_else(|| last.source());
             match next {
@@ -418,7 +453,7 @@ pub fn unpack_archive<R: Read + Send>(
     options: &UnpackOptions,
 ) -> Result<Unpacked> {
     std::thread::scope(|scope| {
-        let compressed = read_ahead(scope, move || Ok(archive));
+        let compressed = read_ahead(scope, move || Ok(StoreReader(archive)));
         let tar_stream = read_ahead(scope, move || super::codec::decoder(compressed));
         unpack(tar_stream, roots, targets, options)
     })

@@ -134,7 +134,7 @@ pub fn run(args: &RestoreArgs, global: &GlobalArgs) -> Result<()> {
             if let Some(damage) =
                 unpack::Damaged::find(&error).filter(|_| store::nonfatal(&error).is_none())
             {
-                let reason = format!("damaged entry: {}", damage.root_cause());
+                let reason = format!("damaged entry: {}", damage.summary());
                 report_store_trouble(
                     store::Severity::Warning,
                     &format!(
