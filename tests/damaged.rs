@@ -165,6 +165,7 @@ fn truncate_half(bytes: &mut Vec<u8>) {
     bytes.truncate(bytes.len() / 2);
 }
 
+#[allow(clippy::ptr_arg)] // a `damage` callback takes the whole buffer
 fn flip_middle(bytes: &mut Vec<u8>) {
     let middle = bytes.len() / 2;
     for b in &mut bytes[middle..middle + 16] {

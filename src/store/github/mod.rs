@@ -717,7 +717,13 @@ pub fn configured_in_env() -> bool {
 
 impl Store for GhaStore {
     fn describe(&self) -> String {
-        "the GitHub Actions cache".to_string()
+        let service = self.twirp.service();
+        if service.is_github {
+            "the GitHub Actions cache".to_string()
+        } else {
+            // A self-hosted server (or a test stand-in): name it, so messages say which.
+            format!("the GitHub Actions cache at `{}`", service.host)
+        }
     }
 
     fn lookup(&self, query: &Query) -> Result<Lookup> {
