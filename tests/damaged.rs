@@ -295,3 +295,30 @@ fn local_archive_that_is_gone() {
         &["the entry `lo-gone` is listed but its archive"],
     );
 }
+
+/// In Actions, the step summary says the entry was damaged (not that there was none), and the
+/// outputs are a miss's: `cache-status` is `miss`, `cache-hit` unset.
+#[test]
+fn the_step_summary_says_damaged_entry() {
+    let target = Target::Local;
+    let sandbox = target.saved("lo-summary", &[]);
+    target.damage(&sandbox, "lo-summary", truncate_half);
+    let summary = sandbox.root().join("summary.md");
+    let outputs = sandbox.root().join("outputs.txt");
+    let out = target
+        .cmd(&sandbox, &["restore", "--key", "lo-summary"])
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .env("GITHUB_OUTPUT", &outputs)
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let summary = std::fs::read_to_string(&summary).unwrap();
+    assert!(summary.contains("damaged entry: "), "{summary}");
+    let outputs = std::fs::read_to_string(&outputs).unwrap();
+    assert!(
+        outputs.contains("cache-status<<") && outputs.contains("\nmiss\n"),
+        "{outputs}"
+    );
+    assert!(!outputs.contains("cache-hit"), "{outputs}");
+}

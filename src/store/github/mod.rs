@@ -335,15 +335,15 @@ pub fn server_message(body: &[u8]) -> String {
                 .map(str::trim)
                 .filter(|v| !v.is_empty())
         };
-        match (field("code"), field("msg")) {
-            (Some(code), Some(msg)) => format!("{code}: {msg}"),
-            (Some(code), None) if json.get("msg").is_some() => code.to_string(),
-            _ => field("message")
-                .or_else(|| field("statusMessage"))
-                .or_else(|| field("error"))
-                .or_else(|| field("msg"))
-                .unwrap_or("")
-                .to_string(),
+        let message = field("msg")
+            .or_else(|| field("message"))
+            .or_else(|| field("statusMessage"))
+            .or_else(|| field("error"));
+        match (field("code"), message) {
+            (Some(code), Some(message)) => format!("{code}: {message}"),
+            (Some(code), None) => code.to_string(),
+            (None, Some(message)) => message.to_string(),
+            (None, None) => String::new(),
         }
     } else if let Some(message) = xml_element(text, "Message") {
         match xml_element(text, "Code") {
@@ -858,6 +858,10 @@ mod tests {
             "Cache file not found"
         );
         assert_eq!(server_message(b"<html><body>bad</body></html>"), "");
+        assert_eq!(
+            server_message(br#"{"code":"not_found","msg":""}"#),
+            "not_found"
+        );
         assert_eq!(
             server_message(b"<?xml version=\"1.0\"?><Error><Code>BlobNotFound</Code><Message>The specified blob does not exist.</Message></Error>"),
             "BlobNotFound: The specified blob does not exist."
