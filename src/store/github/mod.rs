@@ -278,9 +278,14 @@ impl Error {
             Error::Truncated { .. } => "the transfer was cut short",
             Error::Status { status, .. } if *status >= 500 => "the server failed the request",
             Error::Status { .. } => "the server refused the request",
-            Error::Connection { .. } | Error::TimedOut { .. } | Error::RetriesExhausted { .. } => {
-                "the cache service or its blob store could not be reached"
+            Error::Connection { what, .. } | Error::TimedOut { what, .. } if is_rpc(what) => {
+                "the cache service could not be reached"
             }
+            Error::Connection { .. } | Error::TimedOut { .. } => {
+                "the blob store could not be reached"
+            }
+            // `root` never returns a retry wrapper; this arm only completes the match.
+            Error::RetriesExhausted { .. } => "the cache service could not be reached",
         }
     }
 
@@ -304,6 +309,17 @@ impl Error {
             other => format!("failed: {other}"),
         }
     }
+}
+
+/// Whether a request is one of the cache service's RPCs (else it went to the blob store).
+fn is_rpc(what: &str) -> bool {
+    [
+        "CreateCacheEntry",
+        "FinalizeCacheEntryUpload",
+        "GetCacheEntryDownloadURL",
+    ]
+    .iter()
+    .any(|rpc| what.starts_with(rpc))
 }
 
 /// The innermost cause of an error, which for a connection is what the OS said.
