@@ -240,6 +240,23 @@ fn github_broken_tar_framing() {
     assert_damaged_miss(&target, &sandbox, "gh-tar", &["the archive is corrupt"]);
 }
 
+/// The entry is listed, its blob is gone: Azure's 404, named as such.
+#[test]
+fn github_archive_that_is_gone() {
+    let target = github();
+    let sandbox = target.saved("gh-gone", &[]);
+    let Target::GitHub(service) = &target else {
+        unreachable!()
+    };
+    service.lose_archive("gh-gone");
+    assert_damaged_miss(
+        &target,
+        &sandbox,
+        "gh-gone",
+        &["the entry `gh-gone` is listed but its archive is gone (HTTP 404 from the server"],
+    );
+}
+
 #[test]
 fn local_truncated_archive_has_the_wrong_size() {
     let target = Target::Local;

@@ -32,7 +32,7 @@
 //!
 //! **The self-hosted profile** ([`CacheService::self_hosted`]) behaves as
 //! falcondev-oss/github-actions-cache-server v9.4.7 does (read from its `routes/` and
-//! `lib/storage.ts`, not copied), the server most self-hosted runners point
+//! `lib/storage.ts`, not copied), the server self-hosted runners most often point
 //! `ACTIONS_RESULTS_URL` at. It keeps the bytes itself, in memory, instead of Azurite:
 //!
 //! - upload and download URLs are plain, unsigned URLs on the server's own host
@@ -53,10 +53,12 @@
 //! - a token that is not a JWT with cache scopes is a 401 "Invalid token"; scopes are tried in
 //!   order of permission, write scopes first.
 //!
-//! Its own switches: `part_fail` (the next N part PUTs break on the server's side: counted as
-//! started, nothing stored, 500), and the test hooks [`CacheService::damage`] (rewrite an
-//! entry's stored bytes, on either profile) and [`CacheService::lose_archive`] (its storage
-//! loses the bytes, the entry stays listed).
+//! The RPC switches apply as on GitHub's profile (answered in the framework's JSON); of the blob
+//! switches only `truncate` does (the chunked download breaks after half its chunks). Its own
+//! switch: `part_fail` (the next N part PUTs break on the server's side: counted as started,
+//! nothing stored, 500). The test hooks [`CacheService::damage`] (rewrite an
+//! entry's stored bytes) and [`CacheService::lose_archive`] (its storage loses the bytes, the
+//! entry stays listed), both on either profile.
 #![allow(dead_code)]
 
 use axum::Router;
@@ -487,22 +489,36 @@ impl CacheService {
         }
     }
 
-    /// Self-hosted profile: the storage behind `key` loses its bytes; the entry stays listed,
-    /// as with a wiped storage folder on falcondev-oss's server.
+    /// The storage behind `key` loses its bytes while the entry stays listed, as with a wiped
+    /// storage folder on falcondev-oss's server, or a blob deleted behind GitHub's back.
     pub fn lose_archive(&self, key: &str) {
-        assert_eq!(self.inner.profile, Profile::SelfHosted);
         let entry = self.finalized_entry(key);
-        self.inner.stored.lock().unwrap().insert(entry.blob, None);
-    }
-}
-
-impl Drop for CacheService {
-    fn drop(&mut self) {
-        if let Some(s) = self.shutdown.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        match self.inner.profile {
+            Profile::SelfHosted => {
+                self.inner.stored.lock().unwrap().insert(entry.blob, None);
+            }
+            Profile::GitHub => {
+                let url = format!(
+                    "http://127.0.0.1:{}/{ACCOUNT}/{CONTAINER}/{}?{}",
+                    self.inner.azurite_port,
+                    entry.blob,
+                    sas(&entry.blob, "d", now_secs() + 3600).0
+                );
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                let status = runtime.block_on(async {
+                    reqwest::Client::new()
+                        .delete(url)
+                        .header("x-ms-version", SAS_VERSION)
+                        .send()
+                        .await
+                        .unwrap()
+                        .status()
+                });
+                assert!(status.is_success(), "DELETE blob: {status}");
+            }
         }
     }
 }
