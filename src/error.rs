@@ -21,12 +21,30 @@ pub enum UsageError {
     Invalid(String),
 }
 
-/// Nothing matched and the user asked for that to fail the run (`--fail-on-cache-miss`).
-#[derive(Debug, thiserror::Error)]
-#[error("No cache entry for `{key}`{restore_keys}, and `--fail-on-cache-miss` is set", restore_keys = describe_restore_keys(.restore_keys))]
+/// Nothing was restored and the user asked for that to fail the run (`--fail-on-cache-miss`).
+#[derive(Debug)]
 pub struct CacheMiss {
     pub key: String,
     pub restore_keys: Vec<String>,
+    /// Why, when an entry was found but could not be restored (damaged, store gone).
+    pub reason: Option<String>,
+}
+
+impl std::error::Error for CacheMiss {}
+
+impl std::fmt::Display for CacheMiss {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.reason {
+            Some(reason) => write!(f, "Nothing was restored for `{}` ({reason})", self.key)?,
+            None => write!(
+                f,
+                "No cache entry for `{}`{}",
+                self.key,
+                describe_restore_keys(&self.restore_keys)
+            )?,
+        }
+        f.write_str(", and `--fail-on-cache-miss` is set")
+    }
 }
 
 fn describe_restore_keys(keys: &[String]) -> String {
@@ -177,6 +195,7 @@ mod tests {
         let miss = CacheMiss {
             key: "k".into(),
             restore_keys: vec!["k-".into()],
+            reason: None,
         };
         assert_eq!(
             miss.to_string(),

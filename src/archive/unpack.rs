@@ -17,7 +17,13 @@
 //!
 //! Everything is written into a fresh staging directory beside each unit (same file system, so
 //! the final swap is a rename). If any rule fails, or the stream is truncated or corrupt, the
-//! staging directories are removed and the destination is exactly as it was. Symlink targets
+//! staging directories are removed and the destination is exactly as it was.
+//!
+//! Two kinds of failure, and callers must tell them apart: a [`Refusal`] is an archive that
+//! tries something no cache needs (an attack on the cache: the run stops), while [`Damaged`]
+//! is an archive that cannot be read to its end (truncated, corrupt framing, or bytes the store
+//! itself rejects: a wrong size or digest). A damaged entry hurts nobody once it is skipped, so
+//! a restore treats it like a miss, as actions/cache treats any failed download. Symlink targets
 //! are kept as they are, relative or absolute: a virtualenv's `python` points at its
 //! interpreter by absolute path, and uv links across its buckets with relative links.
 
@@ -66,6 +72,132 @@ pub enum Refusal {
         "archive member `{member}` would replace `{unit}`, which holds the workspace, the current directory or the home directory"
     )]
     ProtectedUnit { member: String, unit: PathBuf },
+}
+
+/// The archive could not be read to its end: the stream was cut short, its compression or tar
+/// framing is broken, or the store's reader could not hand it over intact (a size or digest
+/// that does not match what the store recorded, an archive that is gone). Every read-side
+/// failure of an unpack carries this type, so a caller can ask [`Damaged::find`] instead of
+/// matching on messages.
+#[derive(Debug, thiserror::Error)]
+#[error("reading {}: {}", .reading, .kind.describe())]
+pub struct Damaged {
+    /// What was being read: `the archive`, `archive member `x``, `the end of the archive`.
+    pub reading: String,
+    pub kind: DamageKind,
+    #[source]
+    pub source: io::Error,
+}
+
+/// How an archive is damaged, as far as the error says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DamageKind {
+    /// The stream ended early (zstd "incomplete frame", gzip or tar end of file).
+    Truncated,
+    /// Bad compressed data, a bad checksum, a broken tar header.
+    Corrupt,
+    /// The store's reader failed: its own error says why (a digest, a gone archive, or a
+    /// transfer that failed, which the caller tells apart by the store's error type).
+    Store,
+}
+
+impl DamageKind {
+    fn describe(self) -> &'static str {
+        match self {
+            DamageKind::Truncated => "the archive is truncated",
+            DamageKind::Corrupt => "the archive is corrupt",
+            DamageKind::Store => "the store could not hand over the archive intact",
+        }
+    }
+
+    fn of(error: &io::Error) -> Self {
+        let mut kind = DamageKind::Corrupt;
+        let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+        while let Some(e) = current {
+            if e.is::<FromStore>() {
+                return DamageKind::Store;
+            }
+            let io = e.downcast_ref::<io::Error>();
+            // zstd reports a cut stream as a plain error saying "incomplete frame".
+            if io.is_some_and(|io| io.kind() == io::ErrorKind::UnexpectedEof)
+                || e.to_string().contains("incomplete frame")
+            {
+                kind = DamageKind::Truncated;
+            }
+            current = match io.and_then(|io| io.get_ref()) {
+                Some(inner) => Some(inner),
+                None => e.source(),
+            };
+        }
+        kind
+    }
+}
+
+/// Marks an error from the store's reader, so damage reported by the store is told apart from
+/// damage the decoder or the tar reader found.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+struct FromStore(io::Error);
+
+/// The store's reader, with each error marked [`FromStore`].
+struct StoreReader<R>(R);
+
+impl<R: Read> Read for StoreReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0
+            .read(buf)
+            .map_err(|e| io::Error::new(e.kind(), FromStore(e)))
+    }
+}
+
+impl Damaged {
+    fn new(reading: impl Into<String>, source: io::Error) -> Self {
+        Self {
+            reading: reading.into(),
+            kind: DamageKind::of(&source),
+            source,
+        }
+    }
+
+    /// The damage behind `error`, wherever it sits in the chain; `None` for a hostile archive
+    /// (a [`Refusal`]), a failing disk, or anything else that is not damage.
+    pub fn find(error: &anyhow::Error) -> Option<&Damaged> {
+        if error.chain().any(|e| e.is::<Refusal>()) {
+            return None;
+        }
+        error.chain().find_map(|e| e.downcast_ref::<Damaged>())
+    }
+
+    /// What is wrong, in one line for a report: the kind and the codec's words, or the
+    /// store's own words.
+    pub fn summary(&self) -> String {
+        let cause = self.root_cause();
+        match self.kind {
+            DamageKind::Store => cause,
+            kind => format!("{} ({cause})", kind.describe()),
+        }
+    }
+
+    fn root_cause(&self) -> String {
+        let mut last: &(dyn std::error::Error + 'static) = &self.source;
+        loop {
+            let next = last
+                .downcast_ref::<io::Error>()
+                .and_then(|io| {
+                    io.get_ref()
+                        .map(|inner| inner as &(dyn std::error::Error + 'static))
+                })
+                .or_else(|| {
+                    last.downcast_ref::<FromStore>()
+                        .map(|f| &f.0 as &(dyn std::error::Error + 'static))
+                })
+                .or_else(|| last.source());
+            match next {
+                Some(next) => last = next,
+                None => return last.to_string(),
+            }
+        }
+    }
 }
 
 /// Limits and knobs for one unpack.
@@ -321,7 +453,7 @@ pub fn unpack_archive<R: Read + Send>(
     options: &UnpackOptions,
 ) -> Result<Unpacked> {
     std::thread::scope(|scope| {
-        let compressed = read_ahead(scope, move || Ok(archive));
+        let compressed = read_ahead(scope, move || Ok(StoreReader(archive)));
         let tar_stream = read_ahead(scope, move || super::codec::decoder(compressed));
         unpack(tar_stream, roots, targets, options)
     })
@@ -470,7 +602,7 @@ fn unpack<R: Read>(
     // Read to the very end so the codec checks its trailer (zstd's checksum) and a store can
     // verify the whole archive's hash: trailing damage must fail the restore too.
     io::copy(&mut archive.into_inner(), &mut io::sink())
-        .context("reading the end of the archive: it is truncated or corrupt")?;
+        .map_err(|e| Damaged::new("the end of the archive", e))?;
     unpacker.finish_links()?;
     Ok(Unpacked {
         files: unpacker.files,
@@ -539,9 +671,7 @@ fn copy_content(data: &mut dyn Read, file: &mut std::fs::File, path: &Path) -> R
             Ok(0) => return Ok(()),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                return Err(anyhow!(e).context("reading the archive: it is truncated or corrupt"));
-            }
+            Err(e) => return Err(Damaged::new("the archive", e).into()),
         };
         file.write_all(&buffer[..n])
             .with_context(|| format!("writing `{}`", path.display()))?;
@@ -594,16 +724,18 @@ impl Unpacker<'_> {
     ) -> Result<()> {
         #[cfg(unix)]
         umask();
-        let entries = archive.entries().context("reading the archive")?;
+        let entries = archive
+            .entries()
+            .map_err(|e| Damaged::new("the archive", e))?;
         let mut last_member = String::new();
         for entry in entries {
-            let entry = entry.with_context(|| {
-                let after = if last_member.is_empty() {
-                    String::new()
+            let entry = entry.map_err(|e| {
+                let reading = if last_member.is_empty() {
+                    "the archive".to_string()
                 } else {
-                    format!(" after member `{last_member}`")
+                    format!("the archive after member `{last_member}`")
                 };
-                format!("reading the archive{after}: it is truncated or corrupt")
+                Damaged::new(reading, e)
             })?;
             // Reuse one buffer: this runs for every member.
             last_member.clear();
@@ -786,9 +918,9 @@ impl Unpacker<'_> {
         let path = self.staging.staged_path(unit, destination);
         if size <= SMALL_FILE_LIMIT && self.options.writers > 0 {
             let mut data = Vec::with_capacity(size as usize);
-            entry.read_to_end(&mut data).with_context(|| {
-                format!("reading archive member `{member}`: the archive is truncated or corrupt")
-            })?;
+            entry
+                .read_to_end(&mut data)
+                .map_err(|e| Damaged::new(format!("archive member `{member}`"), e))?;
             // A closed queue means a writer failed; its error is reported by the caller.
             let _ = sender.send(Job {
                 path,

@@ -434,6 +434,28 @@ fn download_and_unpack(
         Ok(restored) => return Ok(Some(restored)),
         Err(error) => error,
     };
+    // A damaged entry (cut short, corrupt, wrong size or digest, archive gone) is a warned
+    // miss: nothing was written, and the build works without a cache.
+    if let Some(damage) =
+        unpack::Damaged::find(&error).filter(|_| store::nonfatal(&error).is_none())
+    {
+        report_store_trouble(
+            store::Severity::Warning,
+            &format!(
+                "Did not restore `{}`: the entry is damaged",
+                hit.matched_key
+            ),
+            &error,
+            &format!("{unchanged}; {}", continuing(plan).to_lowercase()),
+        );
+        report.miss(MissReason::DamagedEntry {
+            key: hit.matched_key.clone(),
+            message: damage.summary(),
+        });
+        return Ok(None);
+    }
+    // A download that fails midway is a miss, as in actions/cache; anything else (a hostile
+    // archive, a failing disk) stays an error.
     let Some((severity, why)) = store::nonfatal(&error) else {
         let headline = Headline {
             message: format!(

@@ -44,6 +44,22 @@ pub enum MissReason {
     DamagedEntry { key: String, message: String },
 }
 
+impl MissReason {
+    /// Why nothing was restored although something may have matched, in a few words.
+    pub fn describe(&self) -> Option<String> {
+        match self {
+            MissReason::NoEntry => None,
+            MissReason::UntrustedEvent { event } => Some(format!("not restored in {event}")),
+            MissReason::StoreUnavailable { message } => {
+                Some(format!("store unavailable: {message}"))
+            }
+            MissReason::DamagedEntry { key, message } => {
+                Some(format!("damaged entry: `{key}` ({message})"))
+            }
+        }
+    }
+}
+
 /// An entry under the key looked for, saved with other inputs: why it does not match.
 #[derive(Clone, Debug, Serialize)]
 pub struct OtherVersion {
@@ -184,6 +200,7 @@ pub fn render(report: &RestoreReport, printer: Printer) -> anyhow::Result<u8> {
         let miss = CacheMiss {
             key: report.primary_key.clone(),
             restore_keys: report.restore_keys.clone(),
+            reason: report.miss.as_ref().and_then(MissReason::describe),
         };
         return Err(anyhow::Error::from(miss));
     }
@@ -374,17 +391,8 @@ fn summary_rows(report: &RestoreReport) -> Vec<(&'static str, String)> {
         ),
         ("Healed", format!("{} packages", report.healed)),
     ];
-    match &report.miss {
-        Some(MissReason::UntrustedEvent { event }) => {
-            rows.push(("Skipped", format!("not restored in {event}")))
-        }
-        Some(MissReason::StoreUnavailable { message }) => {
-            rows.push(("Store", format!("unavailable: {message}")))
-        }
-        Some(MissReason::DamagedEntry { key, message }) => {
-            rows.push(("Damaged entry", format!("`{key}`: {message}")))
-        }
-        _ => {}
+    if let Some(reason) = report.miss.as_ref().and_then(MissReason::describe) {
+        rows.push(("Skipped", reason));
     }
     rows
 }

@@ -12,7 +12,9 @@
 //! plain file name. An entry is published by hard-linking its finished metadata file to
 //! `<id>.json`: the link either creates the name or fails because it exists, so of two
 //! concurrent saves of one key exactly one wins and the other learns "already exists", the way
-//! GitHub's service answers 409. The archive is sha256-checked on every read.
+//! GitHub's service answers 409. The archive is size- and sha256-checked on every read; a
+//! mismatch (or a missing archive) is an [`ArchiveMismatch`] inside the reader's `io::Error`,
+//! which the unpacker reports as a damaged archive, so a restore skips it as a warned miss.
 
 use anyhow::{Context, Result, bail};
 use fs_err as fs;
@@ -133,8 +135,24 @@ impl Store for LocalStore {
     fn open(&self, hit: &Hit) -> Result<Box<dyn Read + Send>> {
         let meta: Metadata = serde_json::from_str(&hit.locator)?;
         let path = self.entries_dir().join(&meta.archive);
-        let file = fs::File::open(&path)
-            .with_context(|| format!("the archive of entry `{}` is missing", meta.key))?;
+        let file = match fs::File::open(&path) {
+            Ok(file) => file,
+            // The entry is listed but its archive is gone: damage, reported where the bytes
+            // would have been read, so the restore treats it as a damaged entry.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Ok(Box::new(FailingReader(Some(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    ArchiveMismatch::Missing {
+                        key: meta.key,
+                        path,
+                    },
+                )))));
+            }
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("opening the archive of entry `{}`", meta.key));
+            }
+        };
         Ok(Box::new(VerifyingReader {
             inner: io::BufReader::with_capacity(1 << 20, file),
             hasher: Sha256::new(),
@@ -234,27 +252,60 @@ impl VerifyingReader {
         if self.read != self.expected_size {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!(
-                    "archive `{}` has {} bytes, its metadata says {}",
-                    self.path.display(),
-                    self.read,
-                    self.expected_size
-                ),
+                ArchiveMismatch::Size {
+                    path: self.path.clone(),
+                    read: self.read,
+                    recorded: self.expected_size,
+                },
             ));
         }
-        let actual = hex::encode(self.hasher.clone().finalize());
-        if actual != self.expected_sha256 {
+        let computed = hex::encode(self.hasher.clone().finalize());
+        if computed != self.expected_sha256 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!(
-                    "archive `{}` does not match its recorded sha256 (expected {}, computed {})",
-                    self.path.display(),
-                    self.expected_sha256,
-                    actual
-                ),
+                ArchiveMismatch::Digest {
+                    path: self.path.clone(),
+                    recorded: self.expected_sha256.clone(),
+                    computed,
+                },
             ));
         }
         Ok(())
+    }
+}
+
+/// A stored archive that is not what its metadata recorded: the entry is damaged. It travels
+/// inside the `io::Error` the reader returns, so the unpacker reports it as a damaged archive.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveMismatch {
+    #[error("the archive `{}` has {read} bytes, but its entry recorded {recorded}", .path.display())]
+    Size {
+        path: PathBuf,
+        read: u64,
+        recorded: u64,
+    },
+    #[error(
+        "the archive `{}` does not match the sha256 its entry recorded (recorded {recorded}, computed {computed})",
+        .path.display()
+    )]
+    Digest {
+        path: PathBuf,
+        recorded: String,
+        computed: String,
+    },
+    #[error("the entry `{key}` is listed but its archive `{}` is gone", .path.display())]
+    Missing { key: String, path: PathBuf },
+}
+
+/// A reader whose first read fails with the error it holds.
+struct FailingReader(Option<io::Error>);
+
+impl Read for FailingReader {
+    fn read(&mut self, _buf: &mut [u8]) -> io::Result<usize> {
+        Err(self
+            .0
+            .take()
+            .unwrap_or_else(|| io::Error::other("the archive could not be opened")))
     }
 }
 

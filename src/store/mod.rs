@@ -259,6 +259,10 @@ pub fn nonfatal(error: &anyhow::Error) -> Option<(Severity, &'static str)> {
         error.source().and_then(find)
     }
     let found = error.chain().find_map(find)?;
+    if found.is_damaged_entry() {
+        // Not a failure of the service: the entry itself is damaged (see `archive::unpack`).
+        return None;
+    }
     let severity = if found.is_mode_forbidden() {
         Severity::Info
     } else {

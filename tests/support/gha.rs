@@ -29,6 +29,36 @@
 //! [`CacheService::with_proxy`]) signed URLs point at `/blob/...` here, which forwards to Azurite
 //! after applying the switches. Without it they point at Azurite directly, as the benchmark
 //! uses it.
+//!
+//! **The self-hosted profile** ([`CacheService::self_hosted`]) behaves as
+//! falcondev-oss/github-actions-cache-server v9.4.7 does (read from its `routes/` and
+//! `lib/storage.ts`, not copied), the server self-hosted runners most often point
+//! `ACTIONS_RESULTS_URL` at. It keeps the bytes itself, in memory, instead of Azurite:
+//!
+//! - upload and download URLs are plain, unsigned URLs on the server's own host
+//!   (`/devstoreaccount1/upload/<id>`, `/download/<entry id>`);
+//! - a PUT takes its part's position from the block id (the 12-digit index after the 36
+//!   characters of the UUID; no block id is part 0); `comp=blocklist` does nothing; a PUT for an
+//!   upload it does not know answers 201 and stores nothing;
+//! - downloads ignore `Range` and send no `Content-Length` (chunked), parts in index order;
+//! - `CreateCacheEntry` answers `ok: false` with no message while an upload of the same key,
+//!   version and scope is unfinished, and never 409: finalizing a key that exists replaces
+//!   its entry (a re-save "wins");
+//! - `FinalizeCacheEntryUpload` checks no size; when a part failed (started but not finished)
+//!   it deletes the upload and answers 500 "Not all parts have been uploaded (only F of S parts
+//!   uploaded)", and from then on 404 "Upload not found";
+//! - errors are its framework's JSON (`statusCode`, `statusMessage`, `message`), never Twirp's,
+//!   and a download of an entry whose bytes are gone is a 404 with a plain-text body (what a
+//!   reverse proxy in front of it, or its framework for a non-JSON client, sends);
+//! - a token that is not a JWT with cache scopes is a 401 "Invalid token"; scopes are tried in
+//!   order of permission, write scopes first.
+//!
+//! The RPC switches apply as on GitHub's profile (answered in the framework's JSON); of the blob
+//! switches only `truncate` does (the chunked download breaks after half its chunks). Its own
+//! switch: `part_fail` (the next N part PUTs break on the server's side: counted as started,
+//! nothing stored, 500). The test hooks [`CacheService::damage`] (rewrite an
+//! entry's stored bytes) and [`CacheService::lose_archive`] (its storage loses the bytes, the
+//! entry stays listed), both on either profile.
 #![allow(dead_code)]
 
 use axum::Router;
@@ -40,6 +70,7 @@ use axum::routing::{any, post};
 use base64::Engine;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -220,6 +251,26 @@ pub struct Faults {
     pub expire_urls: AtomicU32,
     pub stall: AtomicU32,
     pub ignore_range: AtomicBool,
+    /// Self-hosted profile: the next N part PUTs break on the server's side.
+    pub part_fail: AtomicU32,
+}
+
+/// Which server the service behaves as; see the module doc.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Profile {
+    GitHub,
+    SelfHosted,
+}
+
+/// An upload in progress on the self-hosted profile.
+struct PendingUpload {
+    id: u64,
+    key: String,
+    version: String,
+    scope: String,
+    started: u32,
+    finished: u32,
+    parts: BTreeMap<u64, Vec<u8>>,
 }
 
 fn take(counter: &AtomicU32) -> bool {
@@ -253,6 +304,11 @@ struct Inner {
     /// Every `sig` handed out, for the test that no output shows one.
     sigs: Mutex<Vec<String>>,
     http: reqwest::Client,
+    profile: Profile,
+    /// Self-hosted profile: uploads in progress, and each entry's bytes by its `blob` name
+    /// (`None` once its storage lost them).
+    uploads: Mutex<Vec<PendingUpload>>,
+    stored: Mutex<HashMap<String, Option<Vec<u8>>>>,
 }
 
 /// The test cache service; see the module doc. Stops when dropped.
@@ -266,7 +322,19 @@ pub struct CacheService {
 impl CacheService {
     /// A service whose signed URLs point at Azurite directly.
     pub fn start() -> Self {
-        let azurite = azurite();
+        Self::start_as(Profile::GitHub)
+    }
+
+    /// A service that behaves as a self-hosted cache server; see the module doc.
+    pub fn self_hosted() -> Self {
+        Self::start_as(Profile::SelfHosted)
+    }
+
+    fn start_as(profile: Profile) -> Self {
+        let azurite_port = match profile {
+            Profile::GitHub => azurite().port,
+            Profile::SelfHosted => 0,
+        };
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let own_port = listener.local_addr().unwrap().port();
@@ -274,7 +342,7 @@ impl CacheService {
             entries: Mutex::new(Vec::new()),
             next_id: AtomicU64::new(1),
             prefix: format!("svc-{}", rand_hex()),
-            azurite_port: azurite.port,
+            azurite_port,
             own_port,
             via_proxy: AtomicBool::new(false),
             faults: Faults::default(),
@@ -286,6 +354,9 @@ impl CacheService {
                 .pool_max_idle_per_host(0)
                 .build()
                 .unwrap(),
+            profile,
+            uploads: Mutex::new(Vec::new()),
+            stored: Mutex::new(HashMap::new()),
         });
         let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
         let state = Arc::clone(&inner);
@@ -302,6 +373,12 @@ impl CacheService {
                         post(rpc),
                     )
                     .route("/blob/{*path}", any(proxy))
+                    .route(
+                        "/devstoreaccount1/upload/{id}",
+                        axum::routing::put(self_hosted_put),
+                    )
+                    .route("/upload/{id}", axum::routing::put(self_hosted_put))
+                    .route("/download/{id}", axum::routing::get(self_hosted_download))
                     .layer(axum::extract::DefaultBodyLimit::disable())
                     .with_state(state);
                 let listener = tokio::net::TcpListener::from_std(listener).unwrap();
@@ -347,21 +424,134 @@ impl CacheService {
     pub fn clear_log(&self) {
         self.inner.log.lock().unwrap().clear();
     }
-}
 
-impl Drop for CacheService {
-    fn drop(&mut self) {
-        if let Some(s) = self.shutdown.take() {
-            let _ = s.send(());
+    /// `host:port` of the service, as messages name it.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.inner.own_port)
+    }
+
+    fn finalized_entry(&self, key: &str) -> Entry {
+        self.entries()
+            .into_iter()
+            .filter(|e| e.key == key && e.finalized)
+            .max_by_key(|e| e.id)
+            .unwrap_or_else(|| panic!("no finalized entry `{key}`"))
+    }
+
+    /// Rewrites the stored archive of `key` with `change`, as a broken disk or a cut copy
+    /// would: the entry stays listed, its bytes differ.
+    pub fn damage(&self, key: &str, change: impl FnOnce(&mut Vec<u8>)) {
+        let entry = self.finalized_entry(key);
+        match self.inner.profile {
+            Profile::SelfHosted => {
+                let mut stored = self.inner.stored.lock().unwrap();
+                let bytes = stored
+                    .get_mut(&entry.blob)
+                    .and_then(Option::as_mut)
+                    .expect("stored bytes");
+                change(bytes);
+            }
+            Profile::GitHub => {
+                let url = |permissions: &str| {
+                    format!(
+                        "http://127.0.0.1:{}/{ACCOUNT}/{CONTAINER}/{}?{}",
+                        self.inner.azurite_port,
+                        entry.blob,
+                        sas(&entry.blob, permissions, now_secs() + 3600).0
+                    )
+                };
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime.block_on(async {
+                    let http = reqwest::Client::new();
+                    let got = http
+                        .get(url("r"))
+                        .header("x-ms-version", SAS_VERSION)
+                        .send()
+                        .await
+                        .unwrap();
+                    assert!(got.status().is_success(), "GET blob: {}", got.status());
+                    let mut bytes = got.bytes().await.unwrap().to_vec();
+                    change(&mut bytes);
+                    let put = http
+                        .put(url("cw"))
+                        .header("x-ms-version", SAS_VERSION)
+                        .header("x-ms-blob-type", "BlockBlob")
+                        .body(bytes)
+                        .send()
+                        .await
+                        .unwrap();
+                    assert!(put.status().is_success(), "PUT blob: {}", put.status());
+                });
+            }
         }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+    }
+
+    /// The storage behind `key` loses its bytes while the entry stays listed, as with a wiped
+    /// storage folder on falcondev-oss's server, or a blob deleted behind GitHub's back.
+    pub fn lose_archive(&self, key: &str) {
+        let entry = self.finalized_entry(key);
+        match self.inner.profile {
+            Profile::SelfHosted => {
+                self.inner.stored.lock().unwrap().insert(entry.blob, None);
+            }
+            Profile::GitHub => {
+                let url = format!(
+                    "http://127.0.0.1:{}/{ACCOUNT}/{CONTAINER}/{}?{}",
+                    self.inner.azurite_port,
+                    entry.blob,
+                    sas(&entry.blob, "d", now_secs() + 3600).0
+                );
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                let status = runtime.block_on(async {
+                    reqwest::Client::new()
+                        .delete(url)
+                        .header("x-ms-version", SAS_VERSION)
+                        .send()
+                        .await
+                        .unwrap()
+                        .status()
+                });
+                assert!(status.is_success(), "DELETE blob: {status}");
+            }
         }
     }
 }
 
 fn twirp_error(status: StatusCode, code: &str, msg: &str) -> Response {
     (status, axum::Json(json!({"code": code, "msg": msg}))).into_response()
+}
+
+/// An error as the self-hosted server's framework (nitro/h3) sends it: JSON, not Twirp's.
+fn framework_error(status: StatusCode, message: &str) -> Response {
+    let status_message = if status.is_server_error() {
+        "Server Error"
+    } else {
+        message
+    };
+    (
+        status,
+        axum::Json(json!({
+            "error": true,
+            "statusCode": status.as_u16(),
+            "statusMessage": status_message,
+            "message": message,
+        })),
+    )
+        .into_response()
+}
+
+/// A fault answered in the profile's own error shape.
+fn fault_error(profile: Profile, status: StatusCode, code: &str, msg: &str) -> Response {
+    match profile {
+        Profile::GitHub => twirp_error(status, code, msg),
+        Profile::SelfHosted => framework_error(status, msg),
+    }
 }
 
 /// A response that promises a body and then breaks the connection after `sent` bytes.
@@ -432,14 +622,16 @@ async fn rpc(
         );
     }
     if take(&faults.rpc_5xx) {
-        return twirp_error(
+        return fault_error(
+            inner.profile,
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
             "fault: service unavailable",
         );
     }
     if take(&faults.rpc_429) {
-        let mut response = twirp_error(
+        let mut response = fault_error(
+            inner.profile,
             StatusCode::TOO_MANY_REQUESTS,
             "resource_exhausted",
             "fault: rate limited",
@@ -449,6 +641,9 @@ async fn rpc(
             .headers_mut()
             .insert("retry-after", secs.to_string().parse().unwrap());
         return response;
+    }
+    if inner.profile == Profile::SelfHosted {
+        return self_hosted_rpc(&inner, &method, &headers, &body);
     }
     let Some(scopes) = scopes(&headers) else {
         return twirp_error(StatusCode::UNAUTHORIZED, "unauthenticated", "invalid token");
@@ -609,6 +804,26 @@ impl Inner {
         } else {
             now_secs() + 3600
         };
+        let (query, sig) = sas(blob, permissions, expiry);
+        self.sigs.lock().unwrap().push(sig);
+        if self.via_proxy.load(Ordering::SeqCst) {
+            format!(
+                "http://127.0.0.1:{}/blob/{ACCOUNT}/{CONTAINER}/{blob}?{query}",
+                self.own_port
+            )
+        } else {
+            format!(
+                "http://127.0.0.1:{}/{ACCOUNT}/{CONTAINER}/{blob}?{query}",
+                self.azurite_port
+            )
+        }
+    }
+}
+
+/// A service SAS for one blob (Azure's 2020-12-06 string-to-sign, as Azurite checks it), valid
+/// until `expiry`: the URL query and the signature in it.
+fn sas(blob: &str, permissions: &str, expiry: u64) -> (String, String) {
+    {
         let se = iso8601(expiry);
         let canonical = format!("/blob/{ACCOUNT}/{CONTAINER}/{blob}");
         let string_to_sign = [
@@ -635,23 +850,12 @@ impl Inner {
             .unwrap();
         let sig = base64::engine::general_purpose::STANDARD
             .encode(hmac_sha256(&key, string_to_sign.as_bytes()));
-        self.sigs.lock().unwrap().push(sig.clone());
         let query = format!(
             "sv={SAS_VERSION}&sr=b&sp={permissions}&se={}&sig={}",
             encode(&se),
             encode(&sig)
         );
-        if self.via_proxy.load(Ordering::SeqCst) {
-            format!(
-                "http://127.0.0.1:{}/blob/{ACCOUNT}/{CONTAINER}/{blob}?{query}",
-                self.own_port
-            )
-        } else {
-            format!(
-                "http://127.0.0.1:{}/{ACCOUNT}/{CONTAINER}/{blob}?{query}",
-                self.azurite_port
-            )
-        }
+        (query, sig)
     }
 }
 
@@ -784,6 +988,282 @@ async fn proxy(
     *response.status_mut() = status;
     *response.headers_mut() = out_headers;
     response
+}
+
+/// The self-hosted profile's three RPCs; see the module doc.
+fn self_hosted_rpc(inner: &Inner, method: &str, headers: &HeaderMap, body: &[u8]) -> Response {
+    let Some(mut scopes) = scopes(headers).filter(|s| !s.is_empty()) else {
+        return framework_error(StatusCode::UNAUTHORIZED, "Invalid token");
+    };
+    let request: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => return framework_error(StatusCode::BAD_REQUEST, &format!("Invalid body: {e}")),
+    };
+    let text = |name: &str| {
+        request
+            .get(name)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    let (Some(key), Some(version)) = (text("key"), text("version")) else {
+        return framework_error(
+            StatusCode::BAD_REQUEST,
+            "Invalid body: key and version are required",
+        );
+    };
+    // Write scopes first, as the server sorts them by permission.
+    scopes.sort_by_key(|(_, permission)| std::cmp::Reverse(*permission));
+    let write_scope = scopes.iter().find(|(_, p)| *p >= 2).map(|(s, _)| s.clone());
+    let own = format!("http://127.0.0.1:{}", inner.own_port);
+    match method {
+        "CreateCacheEntry" => {
+            let Some(scope) = write_scope else {
+                return framework_error(
+                    StatusCode::FORBIDDEN,
+                    "No scope with write permission found",
+                );
+            };
+            let mut uploads = inner.uploads.lock().unwrap();
+            if uploads
+                .iter()
+                .any(|u| u.key == key && u.version == version && u.scope == scope)
+            {
+                return axum::Json(json!({"ok": false})).into_response();
+            }
+            let id = 1_000_000_000 + rand::random::<u64>() % 9_000_000_000;
+            uploads.push(PendingUpload {
+                id,
+                key,
+                version,
+                scope,
+                started: 0,
+                finished: 0,
+                parts: BTreeMap::new(),
+            });
+            axum::Json(json!({
+                "ok": true,
+                "signed_upload_url": format!("{own}/devstoreaccount1/upload/{id}"),
+            }))
+            .into_response()
+        }
+        "FinalizeCacheEntryUpload" => {
+            let Some(scope) = write_scope else {
+                return framework_error(
+                    StatusCode::FORBIDDEN,
+                    "No scope with write permission found",
+                );
+            };
+            let mut uploads = inner.uploads.lock().unwrap();
+            let Some(index) = uploads
+                .iter()
+                .position(|u| u.key == key && u.version == version && u.scope == scope)
+            else {
+                return framework_error(StatusCode::NOT_FOUND, "Upload not found");
+            };
+            // Every check below deletes the upload first, as the server does.
+            let upload = uploads.remove(index);
+            drop(uploads);
+            if upload.finished == 0 {
+                return framework_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "No parts have been uploaded",
+                );
+            }
+            if upload.started != upload.finished {
+                return framework_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &format!(
+                        "Not all parts have been uploaded (only {} of {} parts uploaded)",
+                        upload.finished, upload.started
+                    ),
+                );
+            }
+            if upload.parts.len() as u32 != upload.finished {
+                return framework_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &format!(
+                        "Uploaded part count does not match actual part count in storage (expected {} but found {})",
+                        upload.finished,
+                        upload.parts.len()
+                    ),
+                );
+            }
+            // Parts are read back in index order 0, 1, 2, …; a gap loses the entry's bytes.
+            let data = (0..upload.parts.len() as u64)
+                .map(|i| upload.parts.get(&i).cloned())
+                .collect::<Option<Vec<Vec<u8>>>>()
+                .map(|parts| parts.concat());
+            let order = inner.next_id.fetch_add(1, Ordering::SeqCst);
+            let blob = format!("{}-{order}", inner.prefix);
+            let size = data.as_ref().map_or(0, |d| d.len() as u64);
+            inner.stored.lock().unwrap().insert(blob.clone(), data);
+            let mut entries = inner.entries.lock().unwrap();
+            // A key that exists is replaced: its id (the server's `updatedAt` order) and bytes.
+            entries.retain(|e| !(e.key == key && e.version == version && e.scope == scope));
+            entries.push(Entry {
+                id: order,
+                key,
+                version,
+                scope,
+                blob: blob.clone(),
+                finalized: true,
+                size,
+            });
+            axum::Json(json!({"ok": true, "entry_id": upload.id.to_string()})).into_response()
+        }
+        "GetCacheEntryDownloadURL" => {
+            let mut keys = vec![key.clone()];
+            if let Some(more) = request.get("restore_keys").and_then(Value::as_array) {
+                keys.extend(more.iter().filter_map(Value::as_str).map(str::to_string));
+            }
+            let order: Vec<String> = scopes.iter().map(|(s, _)| s.clone()).collect();
+            let found = {
+                let entries = inner.entries.lock().unwrap();
+                find_entry(&entries, &order, &version, &keys)
+            };
+            match found {
+                Some(entry) => axum::Json(json!({
+                    "ok": true,
+                    "signed_download_url": format!("{own}/download/{}", entry.blob),
+                    "matched_key": entry.key,
+                }))
+                .into_response(),
+                None => axum::Json(json!({"ok": false})).into_response(),
+            }
+        }
+        _ => framework_error(StatusCode::NOT_FOUND, "Page Not Found"),
+    }
+}
+
+/// The part position a block id names: the 12-digit index after a 36-character UUID (48
+/// bytes, what the Azure SDK and cache-heal send), or a big-endian u32 at byte 16 (64 bytes).
+fn part_index(block_id: &str) -> Option<u64> {
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(block_id)
+        .ok()?;
+    match decoded.len() {
+        64 => Some(u32::from_be_bytes(decoded[16..20].try_into().ok()?) as u64),
+        48 => std::str::from_utf8(&decoded[36..]).ok()?.parse().ok(),
+        _ => None,
+    }
+}
+
+/// A part PUT on the self-hosted profile.
+async fn self_hosted_put(
+    State(inner): State<Arc<Inner>>,
+    AxPath(id): AxPath<String>,
+    uri: Uri,
+    body: axum::body::Bytes,
+) -> Response {
+    let query: HashMap<String, String> = uri.query().map(url_pairs).unwrap_or_default();
+    let created = || {
+        let mut response = StatusCode::CREATED.into_response();
+        response
+            .headers_mut()
+            .insert("x-ms-request-id", rand_hex().parse().unwrap());
+        response
+    };
+    if query.get("comp").map(String::as_str) == Some("blocklist") {
+        inner.log.lock().unwrap().push("PUT blob blocklist".into());
+        return created();
+    }
+    let index = match query.get("blockid") {
+        Some(block_id) => match part_index(block_id) {
+            Some(index) => index,
+            None => {
+                return framework_error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("Invalid block id: {block_id}"),
+                );
+            }
+        },
+        None => 0,
+    };
+    inner
+        .log
+        .lock()
+        .unwrap()
+        .push(if query.contains_key("blockid") {
+            "PUT blob block".into()
+        } else {
+            "PUT blob".into()
+        });
+    let Ok(id) = id.parse::<u64>() else {
+        return framework_error(StatusCode::BAD_REQUEST, "Invalid path parameters");
+    };
+    let mut uploads = inner.uploads.lock().unwrap();
+    // An upload it does not know: 201, and nothing stored.
+    let Some(upload) = uploads.iter_mut().find(|u| u.id == id) else {
+        return created();
+    };
+    upload.started += 1;
+    if take(&inner.faults.part_fail) {
+        return framework_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "fault: the part's upload stream broke",
+        );
+    }
+    upload.parts.insert(index, body.to_vec());
+    upload.finished += 1;
+    created()
+}
+
+fn url_pairs(query: &str) -> HashMap<String, String> {
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(name, value)| (name.to_string(), url_decode(value)))
+        .collect()
+}
+
+fn url_decode(text: &str) -> String {
+    let mut out = Vec::new();
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 3 <= bytes.len() => {
+                out.push(u8::from_str_radix(&text[i + 1..i + 3], 16).unwrap_or(b'?'));
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A download on the self-hosted profile: no `Range`, no `Content-Length`, chunks as they come.
+async fn self_hosted_download(
+    State(inner): State<Arc<Inner>>,
+    AxPath(id): AxPath<String>,
+) -> Response {
+    inner.log.lock().unwrap().push("GET blob".into());
+    let data = inner.stored.lock().unwrap().get(&id).cloned().flatten();
+    let Some(data) = data else {
+        return (StatusCode::NOT_FOUND, "Cache file not found").into_response();
+    };
+    let cut = take(&inner.faults.truncate);
+    let mut chunks: Vec<Result<axum::body::Bytes, std::io::Error>> = data
+        .chunks(1 << 20)
+        .map(|c| Ok(axum::body::Bytes::copy_from_slice(c)))
+        .collect();
+    if cut {
+        let keep = chunks.len() / 2;
+        chunks.truncate(keep);
+        chunks.push(Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "fault: connection dropped",
+        )));
+    }
+    // A body from a stream has no length: hyper sends it chunked.
+    Response::new(Body::from_stream(futures_util::stream::iter(chunks)))
 }
 
 /// The sandbox-side environment of a job that can reach `service` with `token`.

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::twirp::{TwirpClient, UrlRenewer};
-use super::{Error, Settings};
+use super::{Error, SECRET_PARAMS, Settings};
 use crate::archive::level::{Pace, SinkGauge};
 use crate::store::Published;
 
@@ -39,8 +39,6 @@ pub const BLOCK_SIZE: usize = 64 << 20;
 const SEGMENT_SIZE: u64 = 16 << 20;
 /// The Blob service version sent with every request.
 const AZURE_VERSION: &str = "2024-11-04";
-/// Query parameters that are secrets: Azure's `sig`, and S3's in case a server presigns there.
-const SECRET_PARAMS: [&str; 3] = ["sig", "X-Amz-Signature", "X-Amz-Credential"];
 
 /// A signed URL whose signature never shows when it is displayed or debug-printed.
 #[derive(Clone, PartialEq, Eq)]
@@ -80,6 +78,15 @@ impl SignedUrl {
         }
         out.dedup();
         out
+    }
+
+    /// "The blob store at `host`", for retry lines (on a self-hosted server, its own host).
+    fn who(&self) -> String {
+        let host = self.0.host_str().unwrap_or("");
+        match self.0.port() {
+            Some(port) => format!("The blob store at `{host}:{port}`"),
+            None => format!("The blob store at `{host}`"),
+        }
     }
 
     fn with_params(&self, params: &[(&str, &str)]) -> reqwest::Url {
@@ -166,6 +173,7 @@ impl BlobClient {
 
     async fn put_retried(
         &self,
+        who: &str,
         what: String,
         url: reqwest::Url,
         body: Bytes,
@@ -174,7 +182,7 @@ impl BlobClient {
     ) -> Result<(), Error> {
         self.settings
             .retry
-            .run(&what, false, || {
+            .run(who, &what, false, || {
                 self.put(&what, url.clone(), body.clone(), content_type, blob_type)
             })
             .await
@@ -246,23 +254,31 @@ fn connection(what: &str, source: reqwest::Error) -> Error {
     }
 }
 
-/// Turns a failed blob response into an error; a 403 is a signature problem (most often an
-/// expired URL), the only kind a new URL fixes.
+/// Turns a failed blob response into an error with the server's own words (Azure's error code
+/// and `<Message>`, or a self-hosted server's JSON or text); a 401/403 is a signature problem
+/// (most often an expired URL), the only kind a new URL fixes.
 async fn status_error(what: &str, response: reqwest::Response) -> Error {
     let status = response.status().as_u16();
     let code = response
         .headers()
         .get("x-ms-error-code")
         .and_then(|v| v.to_str().ok())
-        .map(|c| format!(", `{c}`"))
-        .unwrap_or_default();
+        .map(str::to_string);
     let retry_after = super::twirp::retry_after(response.headers());
-    let _ = response.bytes().await;
+    let body = response.bytes().await.unwrap_or_default();
+    let message = super::server_message(&body);
+    let detail = match (code, message.is_empty()) {
+        (Some(code), true) => format!(", `{code}`"),
+        (Some(code), false) if message.starts_with(&code) => format!(": {message}"),
+        (Some(code), false) => format!(", `{code}`: {message}"),
+        (None, true) => String::new(),
+        (None, false) => format!(": {message}"),
+    };
     match status {
         401 | 403 => Error::UrlExpired {
             what: what.to_string(),
             status,
-            detail: code,
+            detail,
         },
         429 => Error::RateLimited {
             what: what.to_string(),
@@ -271,7 +287,7 @@ async fn status_error(what: &str, response: reqwest::Response) -> Error {
         _ => Error::Status {
             what: what.to_string(),
             status,
-            detail: code,
+            detail,
         },
     }
 }
@@ -415,9 +431,8 @@ impl Upload {
         blocks.sender = None;
         match blocks.task.take().map(|t| self.runtime.block_on(t)) {
             Some(Ok(Err(e))) => e,
-            _ => Error::InvalidResponse {
+            _ => Error::TaskPanicked {
                 what: "uploading blocks".into(),
-                problem: "the block uploader stopped without an error".into(),
             },
         }
     }
@@ -428,6 +443,7 @@ impl Upload {
             let body = Bytes::from(std::mem::take(&mut self.buffer));
             let url = self.url.0.clone();
             self.runtime.block_on(self.blob.put_retried(
+                &self.url.who(),
                 "Put Blob".into(),
                 url,
                 body,
@@ -436,18 +452,14 @@ impl Upload {
             ))?;
         } else {
             if !self.buffer.is_empty() {
-                self.send_block().map_err(|e| match e.into_inner() {
-                    Some(inner) => match inner.downcast::<Error>() {
-                        Ok(e) => *e,
-                        Err(other) => Error::InvalidResponse {
+                // `send_block` fails only with the uploader's own error, or a panic of it.
+                self.send_block().map_err(|e| {
+                    match e.into_inner().map(|inner| inner.downcast::<Error>()) {
+                        Some(Ok(e)) => *e,
+                        _ => Error::TaskPanicked {
                             what: "uploading blocks".into(),
-                            problem: other.to_string(),
                         },
-                    },
-                    None => Error::InvalidResponse {
-                        what: "uploading blocks".into(),
-                        problem: "the block uploader stopped".into(),
-                    },
+                    }
                 })?;
             }
             let blocks = self.blocks.as_mut().expect("block mode");
@@ -456,9 +468,8 @@ impl Upload {
             let ids = match self.runtime.block_on(task) {
                 Ok(result) => result?,
                 Err(_) => {
-                    return Err(Error::InvalidResponse {
+                    return Err(Error::TaskPanicked {
                         what: "uploading blocks".into(),
-                        problem: "the block uploader panicked".into(),
                     });
                 }
             };
@@ -471,6 +482,7 @@ impl Upload {
             list.push_str("</BlockList>");
             let url = self.url.with_params(&[("comp", "blocklist")]);
             self.runtime.block_on(self.blob.put_retried(
+                &self.url.who(),
                 format!("Put Block List ({} blocks)", ids.len()),
                 url,
                 Bytes::from(list),
@@ -510,8 +522,10 @@ async fn upload_blocks(
                 ids.push(id.clone());
                 let target = url.with_params(&[("comp", "block"), ("blockid", &id)]);
                 let blob = blob.clone();
+                let who = url.who();
                 in_flight.spawn(async move {
                     blob.put_retried(
+                        &who,
                         format!("Put Block {index}"),
                         target,
                         data,
@@ -538,9 +552,8 @@ fn joined_block(
 ) -> Result<(), Error> {
     match joined {
         Some(Ok(result)) => result,
-        Some(Err(_)) => Err(Error::InvalidResponse {
+        Some(Err(_)) => Err(Error::TaskPanicked {
             what: "uploading a block".into(),
-            problem: "the upload task panicked".into(),
         }),
         None => Ok(()),
     }
@@ -666,10 +679,10 @@ impl Read for Download {
                 Some(Piece::Data(data)) => self.current = data,
                 Some(Piece::End) => self.finished = true,
                 Some(Piece::Failed(e)) => return Err(io_error(e)),
+                // The driver always sends `End` or `Failed` before it stops, unless it panicked.
                 None => {
-                    return Err(io_error(Error::InvalidResponse {
+                    return Err(io_error(Error::TaskPanicked {
                         what: "downloading the archive".into(),
-                        problem: "the download stopped without saying why".into(),
                     }));
                 }
             }
@@ -693,9 +706,12 @@ async fn drive(
     sender: &tokio::sync::mpsc::Sender<Piece>,
 ) -> Result<(), Error> {
     let retry = &blob.settings.retry;
-    // The first request says whether ranges work and how large the blob is.
+    let who = source.current().await.who();
+    // The first request says whether ranges work and how large the blob is. A 404 here means
+    // the lookup listed an entry whose archive is gone (a self-hosted server whose storage lost
+    // it, or an eviction in between): the entry is damaged, and no retry brings it back.
     let first = retry
-        .run("GET the first segment", true, || async {
+        .run(&who, "GET the first segment", true, || async {
             let url = source.current().await;
             let result = first_request(blob, &url).await;
             if let Err(e) = &result
@@ -705,7 +721,19 @@ async fn drive(
             }
             result
         })
-        .await?;
+        .await
+        .map_err(|e| match e {
+            Error::Status {
+                status: status @ (404 | 410),
+                detail,
+                ..
+            } => Error::EntryGone {
+                key: source.matched_key.clone(),
+                status,
+                detail,
+            },
+            other => other,
+        })?;
     let (first, total) = match first {
         First::Whole(response) => return stream_whole(response, sender).await,
         First::Ranged { data, total } => (data, total),
@@ -722,11 +750,12 @@ async fn drive(
             next += len;
             let blob = blob.clone();
             let source = Arc::clone(source);
+            let who = who.clone();
             in_flight.0.push_back(tokio::spawn(async move {
                 let what = format!("GET bytes {start}-{}", start + len - 1);
                 blob.settings
                     .retry
-                    .run(&what, true, || async {
+                    .run(&who, &what, true, || async {
                         let url = source.current().await;
                         let result = blob.get_range(&url, start, len).await;
                         if let Err(e) = &result
@@ -745,9 +774,8 @@ async fn drive(
         let data = match task.await {
             Ok(result) => result?,
             Err(_) => {
-                return Err(Error::InvalidResponse {
+                return Err(Error::TaskPanicked {
                     what: "downloading a segment".into(),
-                    problem: "the segment task panicked".into(),
                 });
             }
         };

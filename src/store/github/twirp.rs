@@ -11,22 +11,26 @@
 //! its content stands) and `ok: false` on `GetCacheEntryDownloadURL` (a miss).
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::blob::SignedUrl;
-use super::{Error, RetryPolicy, Token};
+use super::{Error, RetryPolicy, Service, Token, server_message};
 
 const SERVICE_PATH: &str = "/twirp/github.actions.results.api.v1.CacheService/";
 /// How long one RPC may take; they carry a few hundred bytes.
 const RPC_TIMEOUT: Duration = Duration::from_secs(60);
-/// `FinalizeCacheEntryUpload` right after an upload can briefly answer `not_found` (hestia
-/// retries it 5 times, 2 s apart); we do the same, with the retry policy's base delay.
+/// `FinalizeCacheEntryUpload` right after an upload can briefly answer Twirp's `not_found` on
+/// GitHub's service (hestia retries it 5 times, 2 s apart); we do the same, with the retry
+/// policy's base delay. A 404 in any other shape, or one that follows a failed attempt, is a
+/// server that dropped the upload (falcondev-oss/github-actions-cache-server deletes an upload
+/// whose finalize failed, then answers 404 "Upload not found"): never retried.
 const FINALIZE_NOT_FOUND_ATTEMPTS: u32 = 5;
 
 #[derive(Clone, Debug)]
 pub struct TwirpClient {
     http: reqwest::Client,
     base: reqwest::Url,
+    service: Service,
     token: Token,
     retry: RetryPolicy,
 }
@@ -112,10 +116,20 @@ impl TwirpClient {
             .map_err(|e| anyhow::anyhow!("`ACTIONS_RESULTS_URL` cannot be a base URL: {e}"))?;
         Ok(Self {
             http,
+            service: Service::of(&base),
             base,
             token,
             retry,
         })
+    }
+
+    pub fn service(&self) -> &Service {
+        &self.service
+    }
+
+    /// "The cache service at `host`", for retry lines.
+    fn who(&self) -> String {
+        format!("The cache service at `{}`", self.service.host)
     }
 
     /// Reserves `key` at `version` and returns where to upload it.
@@ -124,7 +138,7 @@ impl TwirpClient {
         let request = CreateRequest { key, version };
         let answer: Result<CreateResponse, Error> = self
             .retry
-            .run(RPC, false, || self.call(RPC, &request))
+            .run(&self.who(), RPC, false, || self.call(RPC, &request))
             .await;
         let response = match answer {
             Ok(response) => response,
@@ -132,7 +146,7 @@ impl TwirpClient {
             Err(e) => return Err(e),
         };
         if !response.ok {
-            let message = response.message;
+            let message = super::redact(response.message.trim());
             return Err(if message.contains("cache write denied") {
                 Error::WriteDenied {
                     what: RPC.into(),
@@ -141,10 +155,12 @@ impl TwirpClient {
             } else if message.contains("already exists") {
                 return Ok(Reservation::AlreadyExists);
             } else {
-                Error::Rejected {
-                    what: format!("{RPC} for `{key}`"),
+                Error::Declined {
+                    what: format!("`{RPC}` for `{key}`"),
                     message: if message.is_empty() {
-                        "`ok: false` without a message".into()
+                        // falcondev-oss/github-actions-cache-server answers so while an earlier
+                        // upload of the same key and version is unfinished.
+                        "no reason given (a self-hosted server answers so while another upload of this key is unfinished)".into()
                     } else {
                         message
                     },
@@ -168,27 +184,62 @@ impl TwirpClient {
             size_bytes: size.to_string(),
             version,
         };
-        let mut attempt = 1;
+        let what = format!("{RPC} for `{key}`");
+        let started = Instant::now();
+        let (mut attempt, mut not_found_waits, mut told) = (1, 0, false);
+        let mut first_failure: Option<Error> = None;
         let response: FinalizeResponse = loop {
-            match self
-                .retry
-                .run(RPC, false, || self.call(RPC, &request))
-                .await
+            let error = match self.call(RPC, &request).await {
+                Ok(response) => break response,
+                Err(error) => error,
+            };
+            if let Error::Status {
+                status: 404,
+                detail,
+                ..
+            } = &error
             {
-                Err(e) if e.is_not_found() && attempt < FINALIZE_NOT_FOUND_ATTEMPTS => {
-                    attempt += 1;
-                    tokio::time::sleep(self.retry.base_delay).await;
+                if let Some(first) = first_failure {
+                    return Err(Error::UploadDropped {
+                        first: Box::new(first),
+                        status: 404,
+                        detail: detail.clone(),
+                    });
                 }
-                other => break other?,
+                if error.is_twirp_not_found() && not_found_waits + 1 < FINALIZE_NOT_FOUND_ATTEMPTS {
+                    not_found_waits += 1;
+                    tokio::time::sleep(self.retry.base_delay).await;
+                    continue;
+                }
+                return Err(error);
+            }
+            match self.retry.wait_for(&error, attempt, false) {
+                Some(wait) => {
+                    self.retry
+                        .announce(&self.who(), &error, attempt, wait, &mut told);
+                    first_failure.get_or_insert(error);
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                None if attempt == 1 => return Err(error),
+                None => {
+                    return Err(Error::RetriesExhausted {
+                        what,
+                        attempts: attempt,
+                        elapsed: started.elapsed(),
+                        last: Box::new(error),
+                    });
+                }
             }
         };
         if !response.ok {
-            return Err(Error::Rejected {
-                what: format!("{RPC} for `{key}`"),
-                message: if response.message.is_empty() {
-                    "`ok: false` without a message".into()
+            let message = super::redact(response.message.trim());
+            return Err(Error::Declined {
+                what: format!("`{RPC}` for `{key}`"),
+                message: if message.is_empty() {
+                    "no reason given".into()
                 } else {
-                    response.message
+                    message
                 },
             });
         }
@@ -224,12 +275,13 @@ impl TwirpClient {
         };
         let answer: Result<DownloadResponse, Error> = self
             .retry
-            .run(RPC, false, || self.call(RPC, &request))
+            .run(&self.who(), RPC, false, || self.call(RPC, &request))
             .await;
         let response = match answer {
             Ok(response) => response,
-            // hestia treats twirp `not_found` as a miss; so do we.
-            Err(e) if e.is_not_found() => return Ok(DownloadUrl::Miss),
+            // hestia treats twirp `not_found` as a miss; so do we. Any other 404 is a wrong
+            // `ACTIONS_RESULTS_URL` or a broken server, and says so.
+            Err(e) if e.is_twirp_not_found() => return Ok(DownloadUrl::Miss),
             Err(e) => return Err(e),
         };
         if !response.ok {
@@ -290,14 +342,33 @@ impl TwirpClient {
         if status.is_success() {
             return serde_json::from_slice(&body).map_err(|e| Error::InvalidResponse {
                 what: method.into(),
-                problem: format!("the JSON body does not parse: {e}"),
+                problem: format!(
+                    "HTTP {} with a body that is not the expected JSON ({e}){}",
+                    status.as_u16(),
+                    match server_message(&body) {
+                        m if m.is_empty() => String::new(),
+                        m => format!(": `{m}`"),
+                    }
+                ),
             });
         }
         let twirp: TwirpError = serde_json::from_slice(&body).unwrap_or_default();
+        // The server's own words, whatever shape they came in (Twirp's, or a self-hosted
+        // server's framework JSON or plain text), with the runtime token masked if echoed.
+        let message = server_message(&body).replace(self.token.expose(), "****");
+        let detail = if message.is_empty() {
+            String::new()
+        } else {
+            format!(": {message}")
+        };
         let what = method.to_string();
         Err(match status.as_u16() {
             429 => Error::RateLimited { what, retry_after },
-            401 => Error::TokenRefused { what },
+            401 => Error::TokenRefused {
+                what,
+                service: self.service.clone(),
+                detail,
+            },
             409 => Error::AlreadyExists { what },
             _ if twirp.code == "already_exists" => Error::AlreadyExists { what },
             403 if twirp.msg.contains("cache read denied") => Error::ReadDenied {
@@ -311,11 +382,7 @@ impl TwirpClient {
             code => Error::Status {
                 what,
                 status: code,
-                detail: match (twirp.code.is_empty(), twirp.msg.is_empty()) {
-                    (true, _) => String::new(),
-                    (false, true) => format!(": {}", twirp.code),
-                    (false, false) => format!(": {}: {}", twirp.code, twirp.msg),
-                },
+                detail,
             },
         })
     }
@@ -336,7 +403,7 @@ pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Durati
 /// Gets a fresh signed download URL for an entry already found, when the first one expired.
 pub struct UrlRenewer {
     twirp: TwirpClient,
-    matched_key: String,
+    pub(super) matched_key: String,
     version: String,
     state: tokio::sync::Mutex<(SignedUrl, u32)>,
 }
@@ -365,9 +432,9 @@ impl UrlRenewer {
             return Ok(());
         }
         if state.1 >= MAX_RENEWALS {
-            return Err(Error::Rejected {
-                what: format!("renewing the download URL of `{}`", self.matched_key),
-                message: format!("the URL expired {MAX_RENEWALS} times in one download"),
+            return Err(Error::UrlKeepsExpiring {
+                key: self.matched_key.clone(),
+                renewals: MAX_RENEWALS,
             });
         }
         state.1 += 1;
@@ -380,9 +447,8 @@ impl UrlRenewer {
                 state.0 = url;
                 Ok(())
             }
-            _ => Err(Error::Rejected {
-                what: format!("renewing the download URL of `{}`", self.matched_key),
-                message: "the entry is gone".into(),
+            _ => Err(Error::EntryVanished {
+                key: self.matched_key.clone(),
             }),
         }
     }
