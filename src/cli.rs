@@ -248,7 +248,7 @@ pub struct HealTargets {
     /// 503 HTML); repeatable.
     ///
     /// By default `UV_DEFAULT_INDEX` or `UV_INDEX_URL` if set, else `https://pypi.org/simple`.
-    #[arg(long = "index-url", env = env::CACHE_HEAL_INDEX_URL, value_name = "URL")]
+    #[arg(long = "index-url", env = env::CACHE_HEAL_INDEX_URL, value_name = "URL", value_parser = parse_index_urls)]
     pub index_urls: Vec<String>,
 }
 
@@ -272,6 +272,16 @@ pub struct KeyArgs {
     /// virtualenvs and build trees.
     #[arg(long, env = env::CACHE_HEAL_PROJECT_DIR, value_name = "DIR")]
     pub project_dir: Option<PathBuf>,
+}
+
+/// Checks each line of an `--index-url` value (an action input may hold several) and keeps
+/// the value as given.
+fn parse_index_urls(text: &str) -> Result<String, String> {
+    text.split('\n')
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .try_for_each(crate::python::index::check_index_url)?;
+    Ok(text.to_string())
 }
 
 /// Parses `1048576`, `10G`, `512MiB`, `1.5GB`.

@@ -47,6 +47,9 @@ pub fn run(args: &RestoreArgs, global: &GlobalArgs) -> Result<()> {
     let started = Instant::now();
     let restore_keys = super::split_lines(&args.restore_keys);
     key::validate_keys(&args.key, &restore_keys).map_err(crate::UsageError::from)?;
+    if !args.no_heal {
+        heal::index_urls(&args.heal.index_urls)?;
+    }
     let ctx = path_context(&args.paths)?;
     let targets = RestoreTargets::new(&ctx.inputs, &ctx.roots)?;
     let query = Query {
@@ -221,20 +224,12 @@ fn heal_restored(args: &RestoreArgs, ctx: &PathContext) -> serde_json::Value {
         .filter(|l| !l.starts_with('!'))
         .filter_map(|l| ctx.roots.absolute(l).ok())
         .filter(|p| Layout::is_uv_cache(p));
+    let mut healed = Vec::new();
     for root in roots {
         match heal::heal_cache(&root, &args.heal, false) {
             Ok(report) => {
-                if !report.failed.is_empty() {
-                    output::warn(&format!(
-                        "Healed the uv cache at `{}` only in part: {} of {} sources failed; the restore itself succeeded",
-                        root.display(),
-                        report.failed.len(),
-                        report.planned.len()
-                    ));
-                }
-                let mut value = report.to_json();
-                value["path"] = serde_json::json!(root);
-                reports.push(value);
+                reports.push(serde_json::to_value(&report).expect("a heal report serializes"));
+                healed.push(report);
             }
             Err(error) => {
                 output::warn(&format!(
@@ -245,6 +240,7 @@ fn heal_restored(args: &RestoreArgs, ctx: &PathContext) -> serde_json::Value {
             }
         }
     }
+    heal::warn_after_restore(&healed);
     serde_json::Value::Array(reports)
 }
 
