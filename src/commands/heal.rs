@@ -151,13 +151,13 @@ pub fn run(args: &HealArgs, global: &GlobalArgs) -> Result<()> {
 /// index variable that is not a URL).
 pub fn heal_cache(root: &Path, args: &HealTargets, dry_run: bool) -> Result<HealReport> {
     let started = Instant::now();
+    let indexes = index_urls(&args.index_urls)?;
     if !Layout::is_uv_cache(root) {
         bail!(
             "`{}` is not a uv cache: it has neither uv's `CACHEDIR.TAG` nor a bucket of a uv version cache-heal knows",
             root.display()
         );
     }
-    let indexes = index_urls(&args.index_urls)?;
     let targets = resolve_targets(&args.pythons)?;
     let sources = Sources {
         locks: lockfile::read_all(&lock_paths(&args.locks)?)?,
@@ -260,6 +260,8 @@ pub fn warn_missing_backends(reports: &[&HealReport]) {
         for entry in &report.missing_backends {
             for requirement in &entry.requires {
                 match requirements.iter_mut().find(|(r, _)| r == requirement) {
+                    // The same source in two restored caches is named once.
+                    Some((_, packages)) if packages.contains(&entry.package.as_str()) => {}
                     Some((_, packages)) => packages.push(&entry.package),
                     None => requirements.push((requirement, vec![&entry.package])),
                 }
