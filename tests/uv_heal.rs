@@ -291,7 +291,7 @@ fn index_down_fails_heal_clearly_but_the_restore_counts() {
         "one finding, not one per package: {err}"
     );
     assert!(err.contains("Connection refused"), "{err}");
-    assert!(err.contains("the restore itself succeeded"), "{err}");
+    assert!(err.contains("The restore itself succeeded"), "{err}");
     let cache = s.cache();
     let out = s.cache_heal(&[
         "heal",
