@@ -821,8 +821,48 @@ fn a_dead_index_is_one_error_not_one_per_package() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!err.contains("s3cret") && !stdout.contains("s3cret"));
     let report = stdout_json(&out);
-    assert_eq!(report["unreachable_indexes"][0]["index"], shown.as_str());
+    assert_eq!(report["unreachable"][0]["url"], shown.as_str());
+    assert_eq!(report["unreachable"][0]["kind"], "index");
     assert_eq!(report["failed"].as_array().unwrap().len(), 3, "{report}");
+
+    // The same for a dead file host: a lock file sends two downloads there.
+    let dead_host = dead_index("").trim_end_matches("/simple").to_string();
+    let files = s.sandbox.root().join("files");
+    let mut lock = String::from("version = 1\n");
+    for file in ["cext-1.0.tar.gz", "zipext-1.0.zip"] {
+        let bytes = std::fs::read(files.join(file)).unwrap();
+        let sha = {
+            use sha2::Digest;
+            hex::encode(sha2::Sha256::digest(&bytes))
+        };
+        let name = file.split('-').next().unwrap();
+        lock.push_str(&format!(
+            "[[package]]\nname = \"{name}\"\nversion = \"1.0\"\nsdist = {{ url = \"{dead_host}/files/{file}\", hash = \"sha256:{sha}\" }}\n"
+        ));
+    }
+    std::fs::write(s.sandbox.ws().join("uv.lock"), lock).unwrap();
+    let out = s.cache_heal(&[
+        "heal",
+        "--path",
+        cache.to_str().unwrap(),
+        "--python",
+        "3.12",
+    ]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(
+        errors,
+        [format!(
+            "error: Could not download from `{dead_host}` after 3 attempts, so 2 sources were not healed: `cext 1.0`, `zipext 1.0`"
+        )],
+        "{err}"
+    );
+    assert!(!err.contains("Could not heal"), "{err}");
+    assert!(
+        has_src(&cache, "modernext"),
+        "the live index still served modernext"
+    );
 }
 
 /// Issue 9, row 8: an `--index-url` that is not an absolute http(s) URL is a usage error

@@ -21,7 +21,7 @@ use crate::env_vars;
 use crate::output::{self, human_bytes};
 use crate::python::{index, interpreter, lockfile};
 use crate::uv::build_backends::{self, MissingBackend};
-use crate::uv::heal::{self, HealError, Need, Skipped, Sources, Target, UnreachableIndex};
+use crate::uv::heal::{self, HealError, Need, Skipped, Sources, Target, Unreachable};
 use crate::uv::layout::Layout;
 use crate::uv::lock::{self, Mode};
 
@@ -42,7 +42,7 @@ pub struct HealReport {
     pub failed: Vec<(Need, HealError)>,
     /// Sources not fetched for some target because their `Requires-Python` excludes it.
     pub skipped: Vec<Skipped>,
-    pub unreachable_indexes: Vec<UnreachableIndex>,
+    pub unreachable: Vec<Unreachable>,
     #[serde(rename = "missing_build_requires")]
     pub missing_backends: Vec<MissingBackend>,
     pub bytes: u64,
@@ -109,11 +109,9 @@ fn failures<S: Serializer>(failed: &[(Need, HealError)], s: S) -> Result<S::Ok, 
 }
 
 impl HealReport {
-    /// Failures other than those of an unreachable index (which is reported once, itself).
+    /// Failures other than those of an unreachable index or file host (each reported once).
     fn own_failures(&self) -> impl Iterator<Item = &(Need, HealError)> {
-        self.failed
-            .iter()
-            .filter(|(_, e)| !e.is_index_unreachable())
+        self.failed.iter().filter(|(_, e)| !e.is_unreachable())
     }
 }
 
@@ -124,18 +122,18 @@ pub fn run(args: &HealArgs, global: &GlobalArgs) -> Result<()> {
     }
     warn_missing_backends(&[&report]);
     if report.failed.is_empty() {
-        for finding in &report.unreachable_indexes {
+        for finding in &report.unreachable {
             output::warn(&with_causes(&finding.to_error()));
         }
         return Ok(());
     }
-    // An unreachable index is the one error of the run, not one per source.
+    // An unreachable index or file host is the one error of the run, not one per source.
     if report.own_failures().next().is_none()
-        && let [finding] = report.unreachable_indexes.as_slice()
+        && let [finding] = report.unreachable.as_slice()
     {
         return Err(finding.to_error());
     }
-    for finding in &report.unreachable_indexes {
+    for finding in &report.unreachable {
         output::warn(&with_causes(&finding.to_error()));
     }
     bail!(
@@ -199,7 +197,7 @@ pub fn heal_cache(root: &Path, args: &HealTargets, dry_run: bool) -> Result<Heal
     let client = heal::http_client()?;
     let lookup = runtime.block_on(heal::locate(&client, needs, &sources));
     report.skipped.extend(lookup.skipped);
-    report.unreachable_indexes = lookup.unreachable;
+    report.unreachable = lookup.unreachable;
     report.planned = lookup
         .located
         .iter()
@@ -214,6 +212,7 @@ pub fn heal_cache(root: &Path, args: &HealTargets, dry_run: bool) -> Result<Heal
         report.bytes = outcome.bytes;
         report.healed = outcome.healed;
         report.failed.extend(outcome.failed);
+        report.unreachable.extend(outcome.unreachable);
         report.missing_backends = build_backends::missing_build_backends(&layout, &report.healed);
     }
     report.seconds = started.elapsed().as_secs_f64();
@@ -221,12 +220,12 @@ pub fn heal_cache(root: &Path, args: &HealTargets, dry_run: bool) -> Result<Heal
     Ok(report)
 }
 
-/// After a restore healed every restored uv cache: each unreachable index once (over all
-/// caches), each cache healed only in part, and the build requirements offline builds lack.
+/// After a restore healed every restored uv cache: each unreachable index or file host once
+/// (over all caches), each cache healed only in part, and the build requirements offline builds lack.
 pub fn warn_after_restore(reports: &[HealReport]) {
-    let mut unreachable: Vec<UnreachableIndex> = Vec::new();
-    for finding in reports.iter().flat_map(|r| &r.unreachable_indexes) {
-        match unreachable.iter_mut().find(|u| u.index == finding.index) {
+    let mut unreachable: Vec<Unreachable> = Vec::new();
+    for finding in reports.iter().flat_map(|r| &r.unreachable) {
+        match unreachable.iter_mut().find(|u| u.url == finding.url) {
             Some(known) => known.merge(finding),
             None => unreachable.push(finding.clone()),
         }

@@ -17,8 +17,8 @@
 //! 3. **locate**: the URL comes from a lock file with the same sha256, else from the index's
 //!    project page, again matched by sha256. Names and versions are never trusted to pick a file.
 //!    The index's `Requires-Python` for that file counts as well when uv recorded none. An index
-//!    that cannot be reached is one finding for the run ([`UnreachableIndex`]), not one per
-//!    package.
+//!    (or a file host) that cannot be reached is one finding for the run ([`Unreachable`]), not
+//!    one per package.
 //! 4. **fetch**, bounded in parallel, with retries: the archive goes to a temporary file and its
 //!    size and sha256 are checked before anything touches the cache.
 //! 5. **install**: unpack with the top directory stripped into a temporary directory inside the
@@ -358,7 +358,7 @@ pub enum HealError {
     #[error("Could not heal `{package}`: {message}")]
     NotFound { package: String, message: String },
     /// The only index that could have listed the source was unreachable; the index itself is
-    /// reported once, as an [`UnreachableIndex`].
+    /// reported once, as an [`Unreachable`].
     #[error("Could not heal `{package}`: the index `{index}` could not be reached")]
     IndexUnreachable { package: String, index: String },
     #[error("Could not heal `{package}`: request to `{url}` failed after {attempts} attempts")]
@@ -382,18 +382,34 @@ impl HealError {
         matches!(self, HealError::HashMismatch { .. })
     }
 
-    /// Whether the failure is an unreachable index's, reported once for the index.
-    pub fn is_index_unreachable(&self) -> bool {
-        matches!(self, HealError::IndexUnreachable { .. })
+    /// Whether the failure is an unreachable index's or file host's, reported once for it as
+    /// an [`Unreachable`].
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            HealError::IndexUnreachable { .. } | HealError::Unreachable { .. }
+        )
     }
 }
 
-/// An index that failed for a whole run: connections refused or timed out, or server errors,
-/// on every attempt. Reported once, however many sources it was asked for.
+/// What could not be reached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UnreachableKind {
+    /// A simple-API index: its project pages.
+    Index,
+    /// Where archives are downloaded from (a lock file's URL, an index's file host).
+    FileHost,
+}
+
+/// An index or file host that failed for a whole run: connections refused or timed out, or
+/// server errors, on every attempt. Reported once, however many sources it was asked for.
 #[derive(Clone, Debug, serde::Serialize)]
-pub struct UnreachableIndex {
-    /// The index URL, credentials masked.
-    pub index: String,
+pub struct Unreachable {
+    pub kind: UnreachableKind,
+    /// The index URL, or the origin of the downloads (`https://files.pythonhosted.org`);
+    /// credentials masked.
+    pub url: String,
     /// What failed on the last attempt, outermost first (no URL in it, see [`index`]).
     #[serde(rename = "error", serialize_with = "join_causes")]
     pub causes: Vec<String>,
@@ -405,7 +421,7 @@ fn join_causes<S: serde::Serializer>(causes: &[String], s: S) -> Result<S::Ok, S
     s.serialize_str(&causes.join(": "))
 }
 
-impl UnreachableIndex {
+impl Unreachable {
     /// The finding as an error whose chain prints as `Caused by:` lines.
     pub fn to_error(&self) -> anyhow::Error {
         let mut causes = self.causes.iter().rev();
@@ -414,15 +430,15 @@ impl UnreachableIndex {
             error = error.context(cause.clone());
         }
         let count = self.sources.len();
+        let what = match self.kind {
+            UnreachableKind::Index => format!("Could not reach the index `{}`", self.url),
+            UnreachableKind::FileHost => format!("Could not download from `{}`", self.url),
+        };
         let headline = if count == 0 {
-            format!(
-                "Could not reach the index `{}` after {ATTEMPTS} attempts",
-                self.index
-            )
+            format!("{what} after {ATTEMPTS} attempts")
         } else {
             format!(
-                "Could not reach the index `{}` after {ATTEMPTS} attempts, so {count} source{} {} not healed: {}",
-                self.index,
+                "{what} after {ATTEMPTS} attempts, so {count} source{} {} not healed: {}",
                 if count == 1 { "" } else { "s" },
                 if count == 1 { "was" } else { "were" },
                 self.sources
@@ -436,7 +452,7 @@ impl UnreachableIndex {
     }
 
     /// Adds another cache's finding for the same index.
-    pub fn merge(&mut self, other: &UnreachableIndex) {
+    pub fn merge(&mut self, other: &Unreachable) {
         for source in &other.sources {
             if !self.sources.contains(source) {
                 self.sources.push(source.clone());
@@ -457,6 +473,8 @@ pub struct Sources {
 pub struct Outcome {
     pub healed: Vec<Need>,
     pub failed: Vec<(Need, HealError)>,
+    /// The file hosts that failed every attempt, each once.
+    pub unreachable: Vec<Unreachable>,
     pub bytes: u64,
 }
 
@@ -475,7 +493,7 @@ pub struct Lookup {
     pub failed: Vec<(Need, HealError)>,
     /// Sources the index's `Requires-Python` excludes for some target.
     pub skipped: Vec<Skipped>,
-    pub unreachable: Vec<UnreachableIndex>,
+    pub unreachable: Vec<Unreachable>,
 }
 
 /// Step 3: finds a URL for every need: lock files first, then the project pages of each index,
@@ -485,17 +503,18 @@ pub async fn locate(client: &reqwest::Client, needs: Vec<Need>, sources: &Source
     let mut lookup = Lookup::default();
     for ((index_url, _), page) in &pages {
         if let Err(PageError::Unreachable(causes)) = page {
-            let index = index::redact(index_url);
-            if !lookup.unreachable.iter().any(|u| u.index == index) {
-                lookup.unreachable.push(UnreachableIndex {
-                    index,
+            let url = index::redact(index_url);
+            if !lookup.unreachable.iter().any(|u| u.url == url) {
+                lookup.unreachable.push(Unreachable {
+                    kind: UnreachableKind::Index,
+                    url,
                     causes: causes.clone(),
                     sources: Vec::new(),
                 });
             }
         }
     }
-    lookup.unreachable.sort_by(|a, b| a.index.cmp(&b.index));
+    lookup.unreachable.sort_by(|a, b| a.url.cmp(&b.url));
     let Lookup {
         located,
         failed,
@@ -578,7 +597,7 @@ pub async fn locate(client: &reqwest::Client, needs: Vec<Need>, sources: &Source
         match (need.source.is_some(), unreachable_index) {
             (true, _) => located.push(need),
             (false, Some(index)) => {
-                if let Some(finding) = unreachable.iter_mut().find(|u| u.index == index) {
+                if let Some(finding) = unreachable.iter_mut().find(|u| u.url == index) {
                     finding.sources.push(package.clone());
                 }
                 failed.push((need, HealError::IndexUnreachable { package, index }));
@@ -722,11 +741,46 @@ pub async fn fetch_and_install(client: &reqwest::Client, needs: Vec<Need>) -> Ou
                 outcome.bytes += bytes;
                 outcome.healed.push(need);
             }
-            Err(error) => outcome.failed.push((need, error)),
+            Err(error) => {
+                if let HealError::Unreachable {
+                    package,
+                    url,
+                    source,
+                    ..
+                } = &error
+                {
+                    note_unreachable_host(&mut outcome.unreachable, package, url, source);
+                }
+                outcome.failed.push((need, error));
+            }
         }
     }
     outcome.healed.sort_by_key(|n| n.sdist.label());
+    for finding in &mut outcome.unreachable {
+        finding.sources.sort();
+    }
     outcome
+}
+
+/// Files one download that failed every attempt under its host (scheme, host and port).
+fn note_unreachable_host(
+    found: &mut Vec<Unreachable>,
+    package: &str,
+    url: &str,
+    error: &anyhow::Error,
+) {
+    let origin = reqwest::Url::parse(url)
+        .map(|u| u.origin().ascii_serialization())
+        .unwrap_or_else(|_| url.to_string());
+    match found.iter_mut().find(|u| u.url == origin) {
+        Some(finding) => finding.sources.push(package.to_string()),
+        None => found.push(Unreachable {
+            kind: UnreachableKind::FileHost,
+            url: origin,
+            causes: error.chain().map(ToString::to_string).collect(),
+            sources: vec![package.to_string()],
+        }),
+    }
 }
 
 async fn heal_one(client: &reqwest::Client, need: &Need) -> Result<u64, HealError> {
