@@ -715,7 +715,7 @@ fn restoring_two_uv_caches_warns_about_backends_once() {
 
 /// Issue 9, row 10: `heal --python 3.6` does not plan `modernext`, whose `Requires-Python`
 /// is `>=3.8` (uv recorded it in `metadata.msgpack`); one note names it, and `cext` is still
-/// healed. Without uv's record, the index's `requires-python` says the same.
+/// healed. Without uv's record, a pylock.toml's or the index's `requires-python` decides.
 #[test]
 fn heal_skips_sources_whose_requires_python_excludes_the_target() {
     let s = Scenario::new();
@@ -778,6 +778,29 @@ fn heal_skips_sources_whose_requires_python_excludes_the_target() {
     assert_eq!(
         report["skipped"][0]["from"],
         format!("index `{}`", s.index.simple())
+    );
+    assert!(!has_src(&cache, "modernext"));
+
+    // A pylock.toml's per-package `requires-python` counts too (it is asked before the index).
+    let bytes = std::fs::read(s.sandbox.root().join("files/modernext-1.0.tar.gz")).unwrap();
+    let sha = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&bytes))
+    };
+    let pylock = s.sandbox.ws().join("pylock.toml");
+    std::fs::write(
+        &pylock,
+        format!(
+            "lock-version = \"1.0\"\n[[packages]]\nname = \"modernext\"\nversion = \"1.0\"\nrequires-python = \">=3.9\"\nsdist = {{ url = \"{}/files/modernext-1.0.tar.gz\", hashes = {{ sha256 = \"{sha}\" }} }}\n",
+            s.index.url
+        ),
+    )
+    .unwrap();
+    let report = stdout_json(&heal_36());
+    assert_eq!(report["skipped"][0]["requires_python"], ">=3.9", "{report}");
+    assert_eq!(
+        report["skipped"][0]["from"],
+        format!("lock file `{}`", pylock.display())
     );
     assert!(!has_src(&cache, "modernext"));
 }

@@ -16,9 +16,9 @@
 //!    target: uv would never build it there, so it is skipped for it, with a note.
 //! 3. **locate**: the URL comes from a lock file with the same sha256, else from the index's
 //!    project page, again matched by sha256. Names and versions are never trusted to pick a file.
-//!    The index's `Requires-Python` for that file counts as well when uv recorded none. An index
-//!    (or a file host) that cannot be reached is one finding for the run ([`Unreachable`]), not
-//!    one per package.
+//!    The lock file's (pylock.toml) or the index's `Requires-Python` for that file counts as
+//!    well when uv recorded none. An index (or a file host) that cannot be reached is one
+//!    finding for the run ([`Unreachable`]), not one per package.
 //! 4. **fetch**, bounded in parallel, with retries: the archive goes to a temporary file and its
 //!    size and sha256 are checked before anything touches the cache.
 //! 5. **install**: unpack with the top directory stripped into a temporary directory inside the
@@ -536,9 +536,20 @@ pub async fn locate(client: &reqwest::Client, needs: Vec<Need>, sources: &Source
             continue;
         };
         if let Some(locked) = sources.locks.get(&sha256) {
+            let origin = format!("lock file `{}`", locked.source.display());
+            // uv's own record wins; the lock file's value only counts when uv recorded none.
+            if need.sdist.requires_python.is_none()
+                && let Some(requires_python) = &locked.requires_python
+                && let Some(skip) = need.restrict(requires_python, &origin)
+            {
+                skipped.push(skip);
+                if need.lacking.is_empty() {
+                    continue;
+                }
+            }
             need.source = Some(Located {
                 url: locked.url.clone(),
-                origin: format!("lock file `{}`", locked.source.display()),
+                origin,
                 size: locked.size.or(need.sdist.size),
             });
             located.push(need);
