@@ -280,8 +280,9 @@ pub fn warn_missing_backends(reports: &[&HealReport]) {
         .map(|(requirement, packages)| format!("  `{requirement}` for {}", some_of(packages)))
         .collect();
     output::warn(&format!(
-        "Offline builds need build requirements the uv cache has no wheel for (`uv cache prune --ci` removes pre-built wheels):\n{}\n\nhint: run this once online to have uv cache them, or save with `--no-prune`:\n{}",
+        "Offline builds need build requirements the uv cache has no wheel for (`uv cache prune --ci` removes pre-built wheels):\n{}\n\nhint: run {} once online to have uv cache them, or save with `--no-prune`:\n{}",
         lines.join("\n"),
+        if commands.len() == 1 { "this" } else { "these" },
         commands
             .iter()
             .map(|c| format!("  {c}"))
@@ -293,15 +294,15 @@ pub fn warn_missing_backends(reports: &[&HealReport]) {
 /// `` `a 1.0`, `b 2.0` `` and, past five, how many more.
 fn some_of(packages: &[&str]) -> String {
     const SHOWN: usize = 5;
-    let mut named: Vec<String> = packages
+    let named: Vec<String> = packages
         .iter()
         .take(SHOWN)
         .map(|p| format!("`{p}`"))
         .collect();
-    if packages.len() > SHOWN {
-        named.push(format!("{} more", packages.len() - SHOWN));
+    match packages.len().checked_sub(SHOWN) {
+        Some(more) if more > 0 => format!("{} and {more} more", named.join(", ")),
+        _ => named.join(", "),
     }
-    named.join(", ")
 }
 
 /// An error and its causes as one message: `headline\n  Caused by: …`.
@@ -425,4 +426,52 @@ pub fn resolve_targets(specs: &[String]) -> Result<Vec<Target>> {
         .iter()
         .map(|spec| interpreter::find(spec).map(Target::new))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The JSON field names scripts and the restore report rely on; the raw index URLs (which
+    /// may hold credentials) are not among them.
+    #[test]
+    fn the_report_serializes_with_its_documented_fields() {
+        let value = serde_json::to_value(HealReport {
+            indexes: vec!["https://user:s3cret@idx.example/simple".into()],
+            ..HealReport::default()
+        })
+        .unwrap();
+        let mut keys: Vec<&str> = value
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            [
+                "bytes",
+                "dry_run",
+                "failed",
+                "healed",
+                "left_alone",
+                "missing_build_requires",
+                "path",
+                "planned",
+                "seconds",
+                "skipped",
+                "targets",
+                "unreachable",
+            ]
+        );
+        assert!(!value.to_string().contains("s3cret"));
+    }
+
+    #[test]
+    fn long_package_lists_are_cut() {
+        assert_eq!(some_of(&["a 1", "b 2"]), "`a 1`, `b 2`");
+        let many = ["a", "b", "c", "d", "e", "f", "g"];
+        assert_eq!(some_of(&many), "`a`, `b`, `c`, `d`, `e` and 2 more");
+    }
 }
