@@ -461,13 +461,15 @@ pub struct HealTargets {
 
     /// A simple-API index to find sdists on; repeatable
     ///
-    /// Used for sources no lock file has (PEP 691 JSON, else PEP 503 HTML). By default
-    /// `UV_DEFAULT_INDEX` or `UV_INDEX_URL` if set, else `https://pypi.org/simple`.
+    /// Used for sources no lock file has (PEP 691 JSON, else PEP 503 HTML); an absolute
+    /// http(s) URL. By default `UV_DEFAULT_INDEX` or `UV_INDEX_URL` if set, else
+    /// `https://pypi.org/simple`.
     #[arg(
         long = "index-url",
         env = env::CACHE_HEAL_INDEX_URL,
         hide_env_values = true,
-        value_name = "URL"
+        value_name = "URL",
+        value_parser = parse_index_urls
     )]
     pub index_urls: Vec<String>,
 }
@@ -522,6 +524,16 @@ fn parse_python_version(text: &str) -> Result<String, String> {
         .map_err(|_| {
             format!("`{text}` is not a Python version; expected `X.Y`, like `3.12` or `3.12.4`")
         })
+}
+
+/// Checks each line of an `--index-url` value (an action input may hold several) and keeps
+/// the value as given.
+fn parse_index_urls(text: &str) -> Result<String, String> {
+    text.split('\n')
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .try_for_each(crate::python::index::check_index_url)?;
+    Ok(text.to_string())
 }
 
 /// Parses `1048576`, `10G`, `512MiB`, `1.5GB`.

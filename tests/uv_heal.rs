@@ -1,7 +1,10 @@
 //! Heal, proven with real uv: a cache filled by Python 3.11, pruned and saved, restored and
 //! healed for Python 3.12, must let `uv pip sync --offline` build for 3.12 with the index
 //! stopped, and fail without heal. Plus the ways heal must refuse or fail: a tampered sdist,
-//! an index that is down, a bucket version it does not know.
+//! an index that is down, a bucket version it does not know. And its advice (issue 9, row 10):
+//! one warning for the missing build backends whose command runs as printed, sources whose
+//! `Requires-Python` excludes a target skipped with a note, one error for a dead index, and
+//! an `--index-url` that is no URL refused before anything happens.
 
 mod support;
 
@@ -170,7 +173,9 @@ fn heal_lets_an_offline_312_sync_build_from_a_311_cache() {
         "{heal}"
     );
     assert!(
-        stderr(&restored).contains("An offline build of `cext 1.0` needs `setuptools>=40.8.0`")
+        stderr(&restored).contains("  `setuptools>=40.8.0` for `cext 1.0`"),
+        "{}",
+        stderr(&restored)
     );
     assert_eq!(s.cext_wheels(), ["cext-1.0-cp311-cp311-linux_x86_64.whl"]);
 
@@ -275,11 +280,18 @@ fn index_down_fails_heal_clearly_but_the_restore_counts() {
         "the restore must count even when heal fails: {err}"
     );
     assert!(
-        err.contains("Could not heal `cext 1.0`: could not reach the index page"),
+        err.contains(&format!(
+            "Could not reach the index `{}` after 3 attempts, so 1 source was not healed: `cext 1.0`",
+            s.index.simple()
+        )),
         "{err}"
     );
+    assert!(
+        !err.contains("Could not heal"),
+        "one finding, not one per package: {err}"
+    );
     assert!(err.contains("Connection refused"), "{err}");
-    assert!(err.contains("the restore itself succeeded"), "{err}");
+    assert!(err.contains("The restore itself succeeded"), "{err}");
     let cache = s.cache();
     let out = s.cache_heal(&[
         "heal",
@@ -289,7 +301,11 @@ fn index_down_fails_heal_clearly_but_the_restore_counts() {
         py312.to_str().unwrap(),
     ]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("error: Failed to heal 1 of 1 sources"));
+    assert!(
+        stderr(&out).contains("error: Could not reach the index"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// URLs come from `uv.lock` when it lists the sha256 (the index is not even asked), and the
@@ -513,4 +529,418 @@ fn heal_unpacks_zip_sdists() {
         "top directory not stripped: {}",
         setup.path().display()
     );
+}
+
+impl Scenario {
+    /// Python 3.11 installs two C extensions from sdists: `cext` and `modernext`
+    /// (`Requires-Python >=3.8`, a marker-guarded build requirement).
+    fn populate_extensions(&self, extra: &[&str]) {
+        let python = self.venv("3.11");
+        uv::check(
+            self.uv()
+                .args(["pip", "install", "-p"])
+                .arg(python)
+                .args(["cext==1.0", "modernext==1.0"])
+                .args(extra),
+        );
+    }
+
+    /// `cache-heal prune` on the sandbox's uv cache.
+    fn prune(&self) {
+        let cache = self.cache();
+        assert!(
+            self.cache_heal(&["prune", "--path", cache.to_str().unwrap()])
+                .status
+                .success()
+        );
+    }
+}
+
+/// An index URL nothing listens on: a port bound, then released.
+fn dead_index(credentials: &str) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    format!("http://{credentials}127.0.0.1:{port}/simple")
+}
+
+/// The lines of a warning's hint that are commands (`  uv …`), without the indentation.
+fn printed_commands(err: &str) -> Vec<String> {
+    err.lines()
+        .filter_map(|l| l.strip_prefix("  uv "))
+        .map(|rest| format!("uv {rest}"))
+        .collect()
+}
+
+/// Issue 9, row 10: every missing build backend in one warning (not one per package), with
+/// the sources needing each; the command it prints, run exactly as printed through `sh -c`,
+/// has uv cache them, marker-guarded requirement included, so that an offline install on
+/// 3.12 then builds both healed sources with the index stopped.
+#[test]
+fn missing_backends_are_one_warning_whose_command_runs_as_printed() {
+    let mut s = Scenario::new();
+    s.populate_extensions(&[]);
+    s.prune();
+    let cache = s.cache();
+    let py312 = uv::python("3.12");
+    let out = s.cache_heal(&[
+        "heal",
+        "--path",
+        cache.to_str().unwrap(),
+        "--python",
+        py312.to_str().unwrap(),
+        "--json",
+    ]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(
+        err.matches("warning:").count(),
+        1,
+        "one warning per run: {err}"
+    );
+    assert!(
+        err.contains(
+            "warning: Offline builds need build requirements the uv cache has no wheel for"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("\n  `setuptools>=40.8.0` for `cext 1.0`, `modernext 1.0`\n"),
+        "{err}"
+    );
+    assert!(
+        err.contains("\n  `purewheel; python_version >= '3.8'` for `modernext 1.0`\n"),
+        "{err}"
+    );
+    let report = stdout_json(&out);
+    assert_eq!(
+        report["missing_build_requires"].as_array().unwrap().len(),
+        2,
+        "{report}"
+    );
+    let commands = printed_commands(&err);
+    assert_eq!(commands.len(), 1, "one target, one command: {err}");
+    let command = &commands[0];
+    assert!(
+        command.contains(" 'setuptools>=40.8.0' \"purewheel; python_version >= '3.8'\""),
+        "{command}"
+    );
+
+    let uv_dir = s.uv_bin.parent().unwrap().to_path_buf();
+    let path = format!(
+        "{}:{}",
+        uv_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let ran = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .env("PATH", path)
+        .env("TMPDIR", s.sandbox.root())
+        .env("UV_NO_CONFIG", "1")
+        .env("UV_PYTHON_DOWNLOADS", "never")
+        .env_remove("UV_CACHE_DIR")
+        .env_remove("UV_INDEX_URL")
+        .env_remove("UV_DEFAULT_INDEX")
+        .env_remove("UV_OFFLINE")
+        .output()
+        .unwrap();
+    assert!(
+        ran.status.success(),
+        "the printed command failed: {command}\n{}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+
+    s.index.stop();
+    let venv = s.venv("3.12");
+    let installed = s
+        .uv()
+        .args(["pip", "install", "--offline", "-p"])
+        .arg(venv)
+        .args(["cext==1.0", "modernext==1.0"])
+        .output()
+        .unwrap();
+    assert!(
+        installed.status.success(),
+        "offline builds on 3.12 failed after heal and the printed command:\n{}",
+        String::from_utf8_lossy(&installed.stderr)
+    );
+}
+
+/// Restore heals several uv caches, and still says it once: one warning listing the missing
+/// backends of both, with one command per cache.
+#[test]
+fn restoring_two_uv_caches_warns_about_backends_once() {
+    let s = Scenario::new();
+    s.populate_extensions(&[]);
+    let cache = s.cache();
+    let second = s.sandbox.home().join(".cache/uv-second");
+    uv::copy_tree(&cache, &second);
+    let paths = "~/.cache/uv\n~/.cache/uv-second";
+    let saved = s.cache_heal(&["save", "--path", paths, "--key", "uv-two"]);
+    assert!(saved.status.success(), "{}", stderr(&saved));
+    std::fs::remove_dir_all(&cache).unwrap();
+    std::fs::remove_dir_all(&second).unwrap();
+    let py312 = uv::python("3.12");
+    let out = s.cache_heal(&[
+        "restore",
+        "--path",
+        paths,
+        "--key",
+        "uv-two",
+        "--python",
+        py312.to_str().unwrap(),
+        "--json",
+    ]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    let report = stdout_json(&out);
+    assert_eq!(report["heal"].as_array().unwrap().len(), 2, "{report}");
+    assert_eq!(err.matches("warning:").count(), 1, "{err}");
+    assert!(
+        err.contains("\n  `setuptools>=40.8.0` for `cext 1.0`, `modernext 1.0`\n"),
+        "{err}"
+    );
+    let commands = printed_commands(&err);
+    assert_eq!(commands.len(), 2, "one command per cache: {err}");
+    assert!(
+        commands[0].contains(cache.to_str().unwrap()),
+        "{commands:?}"
+    );
+    assert!(
+        commands[1].contains(second.to_str().unwrap()),
+        "{commands:?}"
+    );
+}
+
+/// Issue 9, row 10: `heal --python 3.6` does not plan `modernext`, whose `Requires-Python`
+/// is `>=3.8` (uv recorded it in `metadata.msgpack`); one note names it, and `cext` is still
+/// healed. Without uv's record, a pylock.toml's or the index's `requires-python` decides.
+#[test]
+fn heal_skips_sources_whose_requires_python_excludes_the_target() {
+    let s = Scenario::new();
+    s.populate_extensions(&[]);
+    s.prune();
+    let cache = s.cache();
+    let path = cache.to_str().unwrap();
+    let heal_36 = || s.cache_heal(&["heal", "--path", path, "--python", "3.6", "--json"]);
+    let fetched_before = s.index.file_requests().len();
+
+    let out = heal_36();
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    let report = stdout_json(&out);
+    let planned: Vec<&str> = report["planned"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["package"].as_str().unwrap())
+        .collect();
+    assert_eq!(planned, ["cext"], "{report}");
+    let skipped = &report["skipped"];
+    assert_eq!(skipped.as_array().unwrap().len(), 1, "{report}");
+    assert_eq!(skipped[0]["package"], "modernext 1.0");
+    assert_eq!(skipped[0]["requires_python"], ">=3.8");
+    assert_eq!(skipped[0]["targets"], serde_json::json!(["CPython 3.6.15"]));
+    assert_eq!(skipped[0]["from"], "uv's metadata");
+    let notes: Vec<&str> = err.lines().filter(|l| l.contains("modernext")).collect();
+    assert_eq!(
+        notes,
+        [
+            "Skipped `modernext 1.0` for CPython 3.6.15: its `Requires-Python` is `>=3.8` (from uv's metadata)"
+        ],
+        "{err}"
+    );
+    assert!(has_src(&cache, "cext"));
+    assert!(!has_src(&cache, "modernext"));
+    assert!(
+        !s.index.file_requests()[fetched_before..]
+            .iter()
+            .any(|r| r.contains("modernext")),
+        "modernext was downloaded for 3.6"
+    );
+
+    // Without uv's metadata the index's `requires-python` for the matched file decides.
+    for entry in walkdir::WalkDir::new(cache.join("sdists-v11"))
+        .into_iter()
+        .flatten()
+    {
+        let p = entry.path().to_string_lossy();
+        if p.contains("/modernext/") && entry.file_name() == "metadata.msgpack" {
+            std::fs::remove_file(entry.path()).unwrap();
+        }
+    }
+    let out = heal_36();
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    let report = stdout_json(&out);
+    assert_eq!(report["skipped"][0]["package"], "modernext 1.0", "{report}");
+    assert_eq!(
+        report["skipped"][0]["from"],
+        format!("index `{}`", s.index.simple())
+    );
+    assert!(!has_src(&cache, "modernext"));
+
+    // A pylock.toml's per-package `requires-python` counts too (it is asked before the index).
+    let bytes = std::fs::read(s.sandbox.root().join("files/modernext-1.0.tar.gz")).unwrap();
+    let sha = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&bytes))
+    };
+    let pylock = s.sandbox.ws().join("pylock.toml");
+    std::fs::write(
+        &pylock,
+        format!(
+            "lock-version = \"1.0\"\n[[packages]]\nname = \"modernext\"\nversion = \"1.0\"\nrequires-python = \">=3.9\"\nsdist = {{ url = \"{}/files/modernext-1.0.tar.gz\", hashes = {{ sha256 = \"{sha}\" }} }}\n",
+            s.index.url
+        ),
+    )
+    .unwrap();
+    let report = stdout_json(&heal_36());
+    assert_eq!(report["skipped"][0]["requires_python"], ">=3.9", "{report}");
+    assert_eq!(
+        report["skipped"][0]["from"],
+        format!("lock file `{}`", pylock.display())
+    );
+    assert!(!has_src(&cache, "modernext"));
+}
+
+/// Issue 9, row 10: a dead index is one error for the run, naming the index (credentials
+/// masked) and what failed, not one error per package.
+#[test]
+fn a_dead_index_is_one_error_not_one_per_package() {
+    let s = Scenario::new();
+    s.populate_extensions(&["zipext==1.0"]);
+    s.prune();
+    let cache = s.cache();
+    let dead = dead_index("user:s3cret@");
+    let shown = dead.replace("user:s3cret@", "****@");
+    let out = s.sandbox.run(&[
+        "heal",
+        "--path",
+        cache.to_str().unwrap(),
+        "--python",
+        "3.12",
+        "--index-url",
+        &dead,
+        "--json",
+    ]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(
+        errors,
+        [format!(
+            "error: Could not reach the index `{shown}` after 3 attempts, so 3 sources were not healed: `cext 1.0`, `modernext 1.0`, `zipext 1.0`"
+        )],
+        "{err}"
+    );
+    assert!(
+        err.contains("Caused by:") && err.contains("Connection refused"),
+        "{err}"
+    );
+    assert!(!err.contains("warning:"), "nothing per package: {err}");
+    assert!(!err.contains("Could not heal"), "{err}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!err.contains("s3cret") && !stdout.contains("s3cret"));
+    let report = stdout_json(&out);
+    assert_eq!(report["unreachable"][0]["url"], shown.as_str());
+    assert_eq!(report["unreachable"][0]["kind"], "index");
+    assert_eq!(report["failed"].as_array().unwrap().len(), 3, "{report}");
+
+    // The same for a dead file host: a lock file sends two downloads there.
+    let dead_host = dead_index("").trim_end_matches("/simple").to_string();
+    let files = s.sandbox.root().join("files");
+    let mut lock = String::from("version = 1\n");
+    for file in ["cext-1.0.tar.gz", "zipext-1.0.zip"] {
+        let bytes = std::fs::read(files.join(file)).unwrap();
+        let sha = {
+            use sha2::Digest;
+            hex::encode(sha2::Sha256::digest(&bytes))
+        };
+        let name = file.split('-').next().unwrap();
+        lock.push_str(&format!(
+            "[[package]]\nname = \"{name}\"\nversion = \"1.0\"\nsdist = {{ url = \"{dead_host}/files/{file}\", hash = \"sha256:{sha}\" }}\n"
+        ));
+    }
+    std::fs::write(s.sandbox.ws().join("uv.lock"), lock).unwrap();
+    let out = s.cache_heal(&[
+        "heal",
+        "--path",
+        cache.to_str().unwrap(),
+        "--python",
+        "3.12",
+    ]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(
+        errors,
+        [format!(
+            "error: Could not download from `{dead_host}` after 3 attempts, so 2 sources were not healed: `cext 1.0`, `zipext 1.0`"
+        )],
+        "{err}"
+    );
+    assert!(!err.contains("Could not heal"), "{err}");
+    assert!(
+        has_src(&cache, "modernext"),
+        "the live index still served modernext"
+    );
+}
+
+/// Issue 9, row 8: an `--index-url` that is not an absolute http(s) URL is a usage error
+/// (exit 2) naming the flag, before anything happens; so are uv's index variables when heal
+/// falls back to them, naming the variable. A restore refuses before it writes anything.
+#[test]
+fn an_index_that_is_not_a_url_is_a_usage_error() {
+    let s = Sandbox::new();
+    let not_a_cache = s.root().join("nothing-here");
+    let out = s.run(&[
+        "heal",
+        "--path",
+        not_a_cache.to_str().unwrap(),
+        "--index-url",
+        "pypi.org/simple",
+    ]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--index-url") && err.contains("expected an absolute http(s) URL"),
+        "{err}"
+    );
+
+    let out = s
+        .cmd()
+        .args(["heal", "--path", not_a_cache.to_str().unwrap()])
+        .env("UV_INDEX_URL", "pypi.org/simple")
+        .env_remove("UV_DEFAULT_INDEX")
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(
+            "error: `UV_INDEX_URL` is `pypi.org/simple`: expected an absolute http(s) URL"
+        ),
+        "{err}"
+    );
+
+    let cache = s.home().join(".cache/uv");
+    std::fs::create_dir_all(&cache).unwrap();
+    std::fs::write(cache.join("file"), "x").unwrap();
+    s.ok(&["save", "--path", "~/.cache/uv", "--key", "k"]);
+    std::fs::remove_dir_all(&cache).unwrap();
+    let out = s
+        .cmd()
+        .args(["restore", "--path", "~/.cache/uv", "--key", "k"])
+        .env("UV_DEFAULT_INDEX", "file:///srv/simple")
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("`UV_DEFAULT_INDEX` is `file:///srv/simple`"),
+        "{err}"
+    );
+    assert!(!cache.exists(), "the restore wrote before refusing");
 }

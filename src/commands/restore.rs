@@ -61,6 +61,11 @@ impl RestorePlan {
         let restore_keys = super::split_lines(&args.restore_keys);
         super::check_key_flag("--key", &args.key)?;
         key::validate_keys(&args.key, &restore_keys).map_err(crate::UsageError::from)?;
+        if !args.no_heal {
+            // Heal's index comes from a flag or uv's variables: checked now, not after the
+            // download.
+            heal::index_urls(&args.heal.index_urls)?;
+        }
         let ctx = super::path_context(&args.paths)?;
         let targets = RestoreTargets::new(&ctx.inputs, &ctx.roots)?;
         let store = StoreSpec::parse(
@@ -182,7 +187,7 @@ fn restore(plan: &RestorePlan, global: &GlobalArgs, report: &mut RestoreReport) 
         let healing = Instant::now();
         let healed = heal_restored(&plan.ctx, targets);
         report.timings.heal = healing.elapsed().as_secs_f64();
-        report.healed = healed.iter().map(healed_count).sum();
+        report.healed = healed.iter().map(HealedPath::healed_count).sum();
         report.heal = Some(healed);
     }
     report.fingerprint = super::actions::fingerprint_for_save(&plan.ctx, report)?;
@@ -361,6 +366,7 @@ fn what_is_replaced(plan: &RestorePlan) -> Vec<Replaced> {
 
 /// The heal stage: every restored path that is a uv cache is healed for the targets. A heal
 /// that fails is a warning: the restore itself succeeded and uv can still heal lazily online.
+/// What concerns the whole run (an unreachable index, missing build backends) is said once.
 fn heal_restored(ctx: &PathContext, targets: &HealTargets) -> Vec<HealedPath> {
     let roots = ctx
         .inputs
@@ -371,39 +377,23 @@ fn heal_restored(ctx: &PathContext, targets: &HealTargets) -> Vec<HealedPath> {
         .filter(|p| Layout::is_uv_cache(p));
     let mut healed = Vec::new();
     for root in roots {
-        let outcome = match heal::heal_cache(&root, targets, false) {
-            Ok(report) => {
-                if !report.failed.is_empty() {
-                    output::warn(&format!(
-                        "Healed the uv cache at `{}` only in part: {} of {} sources failed; the restore itself succeeded",
-                        root.display(),
-                        report.failed.len(),
-                        report.planned.len()
-                    ));
-                }
-                report.to_json()
-            }
+        match heal::heal_cache(&root, targets, false) {
+            Ok(report) => healed.push(HealedPath::Healed(report)),
             Err(error) => {
                 output::warn(&format!(
                     "Did not heal the uv cache at `{}`: {error:#}\nThe restore itself succeeded; uv will re-download missing sources if it is online",
                     root.display()
                 ));
-                serde_json::json!({ "error": format!("{error:#}") })
+                healed.push(HealedPath::Failed {
+                    path: root,
+                    error: format!("{error:#}"),
+                });
             }
-        };
-        healed.push(HealedPath {
-            path: root,
-            outcome,
-        });
+        }
     }
+    let reports: Vec<&heal::HealReport> = healed.iter().filter_map(HealedPath::report).collect();
+    heal::warn_after_restore(&reports);
     healed
-}
-
-/// How many sources heal re-created in one restored uv cache.
-fn healed_count(path: &HealedPath) -> u64 {
-    path.outcome["healed"]
-        .as_array()
-        .map_or(0, |healed| healed.len() as u64)
 }
 
 struct Restored {

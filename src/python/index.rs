@@ -1,7 +1,8 @@
 //! The simple repository API, just enough to find one sdist by sha256: PEP 691 JSON when the
 //! index offers it, PEP 503 HTML otherwise (both asked for in one `Accept` header, as pip and
 //! uv do). Links are resolved against the page URL; the sha256 comes from `hashes` (JSON) or
-//! the `#sha256=` fragment (HTML).
+//! the `#sha256=` fragment (HTML), `Requires-Python` from `requires-python` (PEP 691) or
+//! `data-requires-python` (PEP 503, HTML-escaped: `&gt;=3.8`).
 
 use anyhow::{Context, Result};
 use reqwest::Url;
@@ -17,6 +18,8 @@ pub struct IndexFile {
     pub url: String,
     pub sha256: Option<String>,
     pub size: Option<u64>,
+    /// The file's `Requires-Python`, when the index publishes it.
+    pub requires_python: Option<String>,
 }
 
 /// The page URL of a project: `<index>/<normalized name>/`.
@@ -28,6 +31,27 @@ pub fn project_url(index: &str, name: &str) -> Result<Url> {
     };
     let base = Url::parse(&base).with_context(|| format!("`{index}` is not an index URL"))?;
     Ok(base.join(&format!("{}/", normalize_name(name)))?)
+}
+
+/// Whether `text` can be an index: an absolute `http` or `https` URL with a host. `Err`
+/// says what was expected, for a usage error that names the flag or variable.
+pub fn check_index_url(text: &str) -> Result<(), String> {
+    const EXPECTED: &str = "expected an absolute http(s) URL, such as `https://pypi.org/simple`";
+    match Url::parse(text.trim()) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => Ok(()),
+        _ => Err(EXPECTED.to_string()),
+    }
+}
+
+/// [`redact`] for text that may not even parse as a URL: whatever precedes an `@` is masked.
+pub fn redact_loose(text: &str) -> String {
+    if Url::parse(text).is_ok_and(|u| u.host().is_some()) {
+        return redact(text);
+    }
+    match text.rsplit_once('@') {
+        Some((_, host)) => format!("****@{host}"),
+        None => text.to_string(),
+    }
 }
 
 /// A URL fit for messages: credentials in it are masked (`https://****@host/…`), as uv's
@@ -81,6 +105,8 @@ struct JsonFile {
     #[serde(default)]
     hashes: std::collections::HashMap<String, String>,
     size: Option<u64>,
+    #[serde(rename = "requires-python")]
+    requires_python: Option<String>,
 }
 
 pub fn parse_json(body: &str, page: &Url) -> Result<Vec<IndexFile>> {
@@ -95,6 +121,7 @@ pub fn parse_json(body: &str, page: &Url) -> Result<Vec<IndexFile>> {
                 sha256: f.hashes.get("sha256").map(|h| h.to_ascii_lowercase()),
                 filename: f.filename,
                 size: f.size,
+                requires_python: f.requires_python.filter(|r| !r.trim().is_empty()),
             })
         })
         .collect())
@@ -127,6 +154,9 @@ pub fn parse_html(body: &str, page: &Url) -> Vec<IndexFile> {
                     url: clean.to_string(),
                     sha256,
                     size: None,
+                    requires_python: attribute(attrs, "data-requires-python")
+                        .map(|r| unescape(&r))
+                        .filter(|r| !r.trim().is_empty()),
                 });
             }
         }
@@ -199,17 +229,20 @@ mod tests {
         assert_eq!(files[0].url, "http://127.0.0.1:1/files/docopt-0.6.2.tar.gz");
         assert_eq!(files[0].sha256.as_deref(), Some("abcdef"));
         assert_eq!(files[0].filename, "docopt-0.6.2.tar.gz");
+        assert_eq!(files[0].requires_python.as_deref(), Some(">=3"));
         assert_eq!(files[1].sha256, None);
+        assert_eq!(files[1].requires_python, None);
     }
 
     #[test]
     fn json_pages() {
         let page = Url::parse("http://127.0.0.1:1/simple/docopt/").unwrap();
         let body = r#"{"meta":{"api-version":"1.1"},"name":"docopt","files":[
-            {"filename":"docopt-0.6.2.tar.gz","url":"/files/docopt-0.6.2.tar.gz","hashes":{"sha256":"AB"},"size":12}]}"#;
+            {"filename":"docopt-0.6.2.tar.gz","url":"/files/docopt-0.6.2.tar.gz","hashes":{"sha256":"AB"},"size":12,"requires-python":">=3.8"}]}"#;
         let files = parse_json(body, &page).unwrap();
         assert_eq!(files[0].url, "http://127.0.0.1:1/files/docopt-0.6.2.tar.gz");
         assert_eq!(files[0].size, Some(12));
+        assert_eq!(files[0].requires_python.as_deref(), Some(">=3.8"));
     }
 
     #[test]
@@ -225,6 +258,20 @@ mod tests {
         assert_eq!(
             redact("http://127.0.0.1:1/simple"),
             "http://127.0.0.1:1/simple"
+        );
+    }
+
+    #[test]
+    fn index_urls_must_be_absolute_http() {
+        assert!(check_index_url("https://pypi.org/simple").is_ok());
+        assert!(check_index_url("http://127.0.0.1:8080/simple/").is_ok());
+        let relative = check_index_url("pypi.org/simple").unwrap_err();
+        assert!(relative.contains("absolute http(s) URL"), "{relative}");
+        assert!(check_index_url("file:///srv/simple").is_err());
+        assert!(check_index_url("https://").is_err());
+        assert_eq!(
+            redact_loose("user:tok@pypi.org/simple"),
+            "****@pypi.org/simple"
         );
     }
 

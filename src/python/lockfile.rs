@@ -1,6 +1,7 @@
 //! Lock files as a source of sdist URLs: `uv.lock` (`[[package]]` with
 //! `sdist = { url, hash = "sha256:…", size }`) and `pylock.toml` (PEP 751: `[[packages]]` with
-//! `sdist = { url, hashes = { sha256 = "…" }, size }`). Heal joins them to uv's revisions by
+//! `sdist = { url, hashes = { sha256 = "…" }, size }`, and a per-package `requires-python`,
+//! which `uv.lock` does not have). Heal joins them to uv's revisions by
 //! sha256 (uv records the same hash in `revision.http`), so names and versions never have to
 //! be matched. Parsing is lenient: unknown fields are ignored, entries without a URL or a
 //! sha256 are skipped.
@@ -16,6 +17,8 @@ pub struct LockedSdist {
     pub version: Option<String>,
     pub url: String,
     pub size: Option<u64>,
+    /// The package's `requires-python` (pylock.toml only).
+    pub requires_python: Option<String>,
     /// Which lock file said so.
     pub source: PathBuf,
 }
@@ -85,6 +88,12 @@ fn collect(doc: &toml::Table, path: &Path, out: &mut BySha256) {
                         .get("size")
                         .and_then(|s| s.as_integer())
                         .and_then(|s| u64::try_from(s).ok()),
+                    requires_python: package
+                        .get("requires-python")
+                        .and_then(|r| r.as_str())
+                        .map(str::trim)
+                        .filter(|r| !r.is_empty())
+                        .map(str::to_string),
                     source: path.to_path_buf(),
                 },
             );
@@ -119,6 +128,7 @@ lock-version = "1.0"
 [[packages]]
 name = "wget"
 version = "3.2"
+requires-python = ">=3.8"
 sdist = { url = "https://files.example/wget-3.2.zip", hashes = { sha256 = "ef34" } }
 "#,
         )
@@ -129,5 +139,7 @@ sdist = { url = "https://files.example/wget-3.2.zip", hashes = { sha256 = "ef34"
         assert_eq!(out.len(), 2);
         assert_eq!(out["ab12"].size, Some(25901));
         assert_eq!(out["ef34"].name, "wget");
+        assert_eq!(out["ef34"].requires_python.as_deref(), Some(">=3.8"));
+        assert_eq!(out["ab12"].requires_python, None);
     }
 }

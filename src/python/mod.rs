@@ -1,11 +1,12 @@
 //! What cache-heal knows about Python packaging, independent of uv: interpreters and what
 //! they report ([`interpreter`]), the wheel tags they accept ([`tags`]), wheel file names
-//! ([`wheel`]), lock files ([`lockfile`]), the simple repository API ([`index`]) and unpacking
-//! source distributions ([`sdist`]).
+//! ([`wheel`]), lock files ([`lockfile`]), the simple repository API ([`index`]), unpacking
+//! source distributions ([`sdist`]) and `Requires-Python` ([`requires_python`]).
 
 pub mod index;
 pub mod interpreter;
 pub mod lockfile;
+pub mod requires_python;
 pub mod sdist;
 pub mod tags;
 pub mod wheel;

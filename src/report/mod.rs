@@ -50,6 +50,8 @@ pub struct DataReport {
     /// Non-zero when the command completed but its result is a failure (heal with sources
     /// that failed).
     pub exit_code: u8,
+    /// That failure, printed as the run's error (also under `--quiet`).
+    pub failure: Option<Failure>,
 }
 
 impl DataReport {
@@ -60,6 +62,7 @@ impl DataReport {
             stderr: Vec::new(),
             outputs: Vec::new(),
             exit_code: 0,
+            failure: None,
         })
     }
 }
@@ -133,6 +136,9 @@ fn render_data(command: &str, report: &DataReport, printer: Printer) -> anyhow::
     }
     for line in &report.stderr {
         output::info(line);
+    }
+    if let Some(failure) = &report.failure {
+        output::failure(failure);
     }
     Ok(report.exit_code)
 }

@@ -78,12 +78,30 @@ pub struct Replaced {
     pub bytes: u64,
 }
 
-/// What heal did for one restored uv cache.
-#[derive(Clone, Debug, Serialize)]
-pub struct HealedPath {
-    pub path: std::path::PathBuf,
-    #[serde(flatten)]
-    pub outcome: serde_json::Value,
+/// What heal did for one restored uv cache: its report (which names the path), or why it
+/// could not run.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum HealedPath {
+    Healed(crate::commands::heal::HealReport),
+    Failed {
+        path: std::path::PathBuf,
+        error: String,
+    },
+}
+
+impl HealedPath {
+    pub fn report(&self) -> Option<&crate::commands::heal::HealReport> {
+        match self {
+            HealedPath::Healed(report) => Some(report),
+            HealedPath::Failed { .. } => None,
+        }
+    }
+
+    /// How many sources heal re-created here.
+    pub fn healed_count(&self) -> u64 {
+        self.report().map_or(0, |r| r.healed.len() as u64)
+    }
 }
 
 /// Where a restore's time went, in seconds.
@@ -130,7 +148,7 @@ impl RestoreTimings {
     }
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Debug, Serialize)]
 pub struct RestoreReport {
     pub status: Status,
     pub primary_key: String,

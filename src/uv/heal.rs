@@ -12,21 +12,21 @@
 //!    revision and its build-settings sub-shards). `path/`, `editable/` and `git/` shards are
 //!    counted and left alone: uv re-extracts or re-checks those out itself.
 //! 2. **plan**: a source is needed when its `src/` is missing and some target accepts none of
-//!    its built wheels.
+//!    its built wheels, unless its `Requires-Python` (uv's `metadata.msgpack`) excludes that
+//!    target: uv would never build it there, so it is skipped for it, with a note.
 //! 3. **locate**: the URL comes from a lock file with the same sha256, else from the index's
 //!    project page, again matched by sha256. Names and versions are never trusted to pick a file.
+//!    The lock file's (pylock.toml) or the index's `Requires-Python` for that file counts as
+//!    well when uv recorded none. An index (or a file host) that cannot be reached is one
+//!    finding for the run ([`Unreachable`]), not one per package.
 //! 4. **fetch**, bounded in parallel, with retries: the archive goes to a temporary file and its
 //!    size and sha256 are checked before anything touches the cache.
 //! 5. **install**: unpack with the top directory stripped into a temporary directory inside the
 //!    revision, then, holding the shard's lock, rename it to `src`. uv only checks that `src` is
 //!    a directory, so it must be complete when it appears. The pointer files are never written.
 //!
-//! Build backends: `--ci` also removes the pre-built wheels of build backends (setuptools …),
-//! which an offline build needs. Their cache entries are HTTP pointers (rkyv policy and CRC)
-//! that only uv can write, so heal does **not** fetch them. It reads each healed source's
-//! `[build-system] requires` (setuptools when absent, as uv does) and reports precisely which
-//! of those projects have no wheel left in the cache: run uv once online (for example
-//! `uv pip install --target <tmp> setuptools`) to have uv cache them, or save with `--no-prune`.
+//! Build backends are not fetched (only uv can write their cache entries); what the healed
+//! sources still lack is reported by [`super::build_backends`].
 
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
@@ -38,10 +38,11 @@ use std::time::Duration;
 
 use super::layout::{BucketKind, Generation, Layout};
 use super::lock;
-use super::revision::{self, METADATA, REVISION_HTTP, Revision};
+use super::revision::{self, DistMetadata, METADATA, REVISION_HTTP, Revision};
 use crate::python::interpreter::Interpreter;
 use crate::python::lockfile::BySha256;
 use crate::python::normalize_name;
+use crate::python::requires_python::RequiresPython;
 use crate::python::tags::Tags;
 use crate::python::wheel::WheelFilename;
 use crate::python::{index, sdist};
@@ -89,6 +90,8 @@ pub struct SdistRevision {
     /// File names of the wheels built from this revision, sub-shards included.
     pub wheels: Vec<String>,
     pub has_src: bool,
+    /// `Requires-Python` as uv recorded it in the revision's `metadata.msgpack`.
+    pub requires_python: Option<String>,
 }
 
 impl SdistRevision {
@@ -172,17 +175,17 @@ fn read_shard(
     if rev_dir.is_dir() {
         collect_wheels(&rev_dir, &mut wheels)?;
         if rev_dir.join(METADATA).is_file() {
-            metadata = revision::read_name_version(&rev_dir.join(METADATA));
+            metadata = revision::read_metadata(&rev_dir.join(METADATA));
         }
         for sub in fs_err::read_dir(&rev_dir)? {
             let sub = sub?;
             if sub.file_type()?.is_dir() && sub.path().join(METADATA).is_file() {
                 collect_wheels(&sub.path(), &mut wheels)?;
-                metadata =
-                    metadata.or_else(|| revision::read_name_version(&sub.path().join(METADATA)));
+                metadata = metadata.or_else(|| revision::read_metadata(&sub.path().join(METADATA)));
             }
         }
     }
+    let requires_python = metadata.as_ref().and_then(|m| m.requires_python.clone());
     let (name, version) = match kind {
         // `…/<name>/<version>/`: the layout names registry shards.
         ShardKind::Registry => (
@@ -193,7 +196,7 @@ fn read_shard(
             shard.file_name().map(|n| n.to_string_lossy().into_owned()),
         ),
         ShardKind::Url => match metadata {
-            Some((n, v)) => (Some(n), Some(v)),
+            Some(DistMetadata { name, version, .. }) => (Some(name), Some(version)),
             None => (None, None),
         },
     };
@@ -207,6 +210,7 @@ fn read_shard(
         version,
         wheels,
         has_src: rev_dir.join("src").is_dir(),
+        requires_python,
     }))
 }
 
@@ -222,7 +226,7 @@ fn collect_wheels(dir: &Path, out: &mut Vec<String>) -> Result<()> {
     Ok(())
 }
 
-fn dirs_at_depth(root: &Path, depth: usize) -> Result<Vec<PathBuf>> {
+pub(super) fn dirs_at_depth(root: &Path, depth: usize) -> Result<Vec<PathBuf>> {
     if !root.is_dir() {
         return Ok(Vec::new());
     }
@@ -245,9 +249,49 @@ fn dirs_at_depth(root: &Path, depth: usize) -> Result<Vec<PathBuf>> {
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Need {
     pub sdist: SdistRevision,
-    /// The targets with no compatible built wheel (`CPython 3.12.1`).
-    pub lacking: Vec<String>,
+    /// The targets with no compatible built wheel that the source's `Requires-Python` allows.
+    pub lacking: Vec<Interpreter>,
     pub source: Option<Located>,
+}
+
+impl Need {
+    /// `CPython 3.12.1, CPython 3.13.0`.
+    pub fn lacking_described(&self) -> Vec<String> {
+        self.lacking.iter().map(Interpreter::describe).collect()
+    }
+
+    /// Drops the targets `requires_python` excludes; what was dropped comes back as a
+    /// [`Skipped`]. A value that does not parse excludes nothing.
+    fn restrict(&mut self, requires_python: &str, from: &str) -> Option<Skipped> {
+        let spec = RequiresPython::parse(requires_python)?;
+        let (kept, excluded): (Vec<_>, Vec<_>) = std::mem::take(&mut self.lacking)
+            .into_iter()
+            .partition(|t| spec.contains(t.version));
+        self.lacking = kept;
+        (!excluded.is_empty()).then(|| Skipped {
+            package: self.sdist.label(),
+            requires_python: requires_python.to_string(),
+            targets: excluded.iter().map(Interpreter::describe).collect(),
+            from: from.to_string(),
+            entirely: self.lacking.is_empty(),
+        })
+    }
+}
+
+/// A source not fetched for some targets because its `Requires-Python` excludes them: uv
+/// would never build it for those interpreters.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Skipped {
+    /// `modernext 1.0`.
+    pub package: String,
+    /// As the source declares it: `>=3.8`.
+    pub requires_python: String,
+    /// The excluded targets: `CPython 3.6.15`.
+    pub targets: Vec<String>,
+    /// Where the value came from: uv's metadata or an index.
+    pub from: String,
+    /// Whether no target needs the source any more (it is not fetched at all).
+    pub entirely: bool,
 }
 
 /// Where a needed archive will be downloaded from.
@@ -259,25 +303,35 @@ pub struct Located {
     pub size: Option<u64>,
 }
 
-/// Step 2: sources missing `src/` that some target cannot install from the built wheels.
-pub fn plan(inventory: &Inventory, targets: &[Target]) -> Vec<Need> {
-    inventory
-        .revisions
-        .iter()
-        .filter(|rev| !rev.has_src)
-        .filter_map(|rev| {
-            let lacking: Vec<String> = targets
-                .iter()
-                .filter(|t| !rev.parsed_wheels().any(|w| t.tags.accepts(&w)))
-                .map(|t| t.interpreter.describe())
-                .collect();
-            (!lacking.is_empty()).then(|| Need {
-                sdist: rev.clone(),
-                lacking,
-                source: None,
-            })
-        })
-        .collect()
+/// Step 2: sources missing `src/` that some target cannot install from the built wheels and
+/// may build (its `Requires-Python` allows it); the sources skipped for a target come second.
+pub fn plan(inventory: &Inventory, targets: &[Target]) -> (Vec<Need>, Vec<Skipped>) {
+    let mut needs = Vec::new();
+    let mut skipped = Vec::new();
+    for rev in inventory.revisions.iter().filter(|rev| !rev.has_src) {
+        let lacking: Vec<Interpreter> = targets
+            .iter()
+            .filter(|t| !rev.parsed_wheels().any(|w| t.tags.accepts(&w)))
+            .map(|t| t.interpreter.clone())
+            .collect();
+        if lacking.is_empty() {
+            continue;
+        }
+        let mut need = Need {
+            sdist: rev.clone(),
+            lacking,
+            source: None,
+        };
+        if let Some(requires_python) = rev.requires_python.clone()
+            && let Some(skip) = need.restrict(&requires_python, "uv's metadata")
+        {
+            skipped.push(skip);
+        }
+        if !need.lacking.is_empty() {
+            needs.push(need);
+        }
+    }
+    (needs, skipped)
 }
 
 /// Why one source could not be healed.
@@ -303,6 +357,10 @@ pub enum HealError {
     },
     #[error("Could not heal `{package}`: {message}")]
     NotFound { package: String, message: String },
+    /// The only index that could have listed the source was unreachable; the index itself is
+    /// reported once, as an [`Unreachable`].
+    #[error("Could not heal `{package}`: the index `{index}` could not be reached")]
+    IndexUnreachable { package: String, index: String },
     #[error("Could not heal `{package}`: request to `{url}` failed after {attempts} attempts")]
     Unreachable {
         package: String,
@@ -323,6 +381,84 @@ impl HealError {
     pub fn is_hash_mismatch(&self) -> bool {
         matches!(self, HealError::HashMismatch { .. })
     }
+
+    /// Whether the failure is an unreachable index's or file host's, reported once for it as
+    /// an [`Unreachable`].
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            HealError::IndexUnreachable { .. } | HealError::Unreachable { .. }
+        )
+    }
+}
+
+/// What could not be reached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UnreachableKind {
+    /// A simple-API index: its project pages.
+    Index,
+    /// Where archives are downloaded from (a lock file's URL, an index's file host).
+    FileHost,
+}
+
+/// An index or file host that failed for a whole run: connections refused or timed out, or
+/// server errors, on every attempt. Reported once, however many sources it was asked for.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Unreachable {
+    pub kind: UnreachableKind,
+    /// The index URL, or the origin of the downloads (`https://files.pythonhosted.org`);
+    /// credentials masked.
+    pub url: String,
+    /// What failed on the last attempt, outermost first (no URL in it, see [`index`]).
+    #[serde(rename = "error", serialize_with = "join_causes")]
+    pub causes: Vec<String>,
+    /// The sources it was asked for that no other source provided (`cext 1.0`).
+    pub sources: Vec<String>,
+}
+
+fn join_causes<S: serde::Serializer>(causes: &[String], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&causes.join(": "))
+}
+
+impl Unreachable {
+    /// The finding as an error whose chain prints as `Caused by:` lines.
+    pub fn to_error(&self) -> anyhow::Error {
+        let mut causes = self.causes.iter().rev();
+        let mut error = anyhow::anyhow!("{}", causes.next().map_or("no response", String::as_str));
+        for cause in causes {
+            error = error.context(cause.clone());
+        }
+        let count = self.sources.len();
+        let what = match self.kind {
+            UnreachableKind::Index => format!("Could not reach the index `{}`", self.url),
+            UnreachableKind::FileHost => format!("Could not download from `{}`", self.url),
+        };
+        let headline = if count == 0 {
+            format!("{what} after {ATTEMPTS} attempts")
+        } else {
+            format!(
+                "{what} after {ATTEMPTS} attempts, so {count} source{} {} not healed: {}",
+                if count == 1 { "" } else { "s" },
+                if count == 1 { "was" } else { "were" },
+                self.sources
+                    .iter()
+                    .map(|s| format!("`{s}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        error.context(headline)
+    }
+
+    /// Adds another cache's finding for the same index.
+    pub fn merge(&mut self, other: &Unreachable) {
+        for source in &other.sources {
+            if !self.sources.contains(source) {
+                self.sources.push(source.clone());
+            }
+        }
+    }
 }
 
 /// Where heal looks for archives.
@@ -337,6 +473,8 @@ pub struct Sources {
 pub struct Outcome {
     pub healed: Vec<Need>,
     pub failed: Vec<(Need, HealError)>,
+    /// The file hosts that failed every attempt, each once.
+    pub unreachable: Vec<Unreachable>,
     pub bytes: u64,
 }
 
@@ -348,16 +486,41 @@ pub fn http_client() -> Result<reqwest::Client> {
         .build()?)
 }
 
+/// What [`locate`] found.
+#[derive(Debug, Default)]
+pub struct Lookup {
+    pub located: Vec<Need>,
+    pub failed: Vec<(Need, HealError)>,
+    /// Sources the index's `Requires-Python` excludes for some target.
+    pub skipped: Vec<Skipped>,
+    pub unreachable: Vec<Unreachable>,
+}
+
 /// Step 3: finds a URL for every need: lock files first, then the project pages of each index,
 /// fetched in parallel (one request per project and index, however many revisions need it).
-pub async fn locate(
-    client: &reqwest::Client,
-    needs: Vec<Need>,
-    sources: &Sources,
-) -> (Vec<Need>, Vec<(Need, HealError)>) {
+pub async fn locate(client: &reqwest::Client, needs: Vec<Need>, sources: &Sources) -> Lookup {
     let pages = fetch_pages(client, &needs, sources).await;
-    let mut located = Vec::new();
-    let mut failed = Vec::new();
+    let mut lookup = Lookup::default();
+    for ((index_url, _), page) in &pages {
+        if let Err(PageError::Unreachable(causes)) = page {
+            let url = index::redact(index_url);
+            if !lookup.unreachable.iter().any(|u| u.url == url) {
+                lookup.unreachable.push(Unreachable {
+                    kind: UnreachableKind::Index,
+                    url,
+                    causes: causes.clone(),
+                    sources: Vec::new(),
+                });
+            }
+        }
+    }
+    lookup.unreachable.sort_by(|a, b| a.url.cmp(&b.url));
+    let Lookup {
+        located,
+        failed,
+        skipped,
+        unreachable,
+    } = &mut lookup;
     for mut need in needs {
         let package = need.sdist.label();
         let Some(sha256) = need.sdist.sha256.clone() else {
@@ -373,9 +536,20 @@ pub async fn locate(
             continue;
         };
         if let Some(locked) = sources.locks.get(&sha256) {
+            let origin = format!("lock file `{}`", locked.source.display());
+            // uv's own record wins; the lock file's value only counts when uv recorded none.
+            if need.sdist.requires_python.is_none()
+                && let Some(requires_python) = &locked.requires_python
+                && let Some(skip) = need.restrict(requires_python, &origin)
+            {
+                skipped.push(skip);
+                if need.lacking.is_empty() {
+                    continue;
+                }
+            }
             need.source = Some(Located {
                 url: locked.url.clone(),
-                origin: format!("lock file `{}`", locked.source.display()),
+                origin,
                 size: locked.size.or(need.sdist.size),
             });
             located.push(need);
@@ -391,6 +565,8 @@ pub async fn locate(
             continue;
         };
         let mut errors = Vec::new();
+        let mut unreachable_index = None;
+        let mut index_requires_python = None;
         for index_url in &sources.indexes {
             match &pages[&(index_url.clone(), normalize_name(&name))] {
                 Ok(files) => {
@@ -398,9 +574,12 @@ pub async fn locate(
                         .iter()
                         .find(|f| f.sha256.as_deref() == Some(sha256.as_str()))
                     {
+                        let origin = format!("index `{}`", index::redact(index_url));
+                        index_requires_python =
+                            file.requires_python.clone().map(|r| (r, origin.clone()));
                         need.source = Some(Located {
                             url: file.url.clone(),
-                            origin: format!("index `{}`", index::redact(index_url)),
+                            origin,
                             size: file.size.or(need.sdist.size),
                         });
                         break;
@@ -410,22 +589,40 @@ pub async fn locate(
                         index::redact(index_url)
                     ));
                 }
-                Err(error) => errors.push(error.clone()),
+                Err(PageError::Unreachable(_)) => {
+                    unreachable_index.get_or_insert_with(|| index::redact(index_url));
+                }
+                Err(PageError::Failed(error)) => errors.push(error.clone()),
             }
         }
-        if need.source.is_some() {
-            located.push(need);
-        } else {
-            failed.push((
+        // uv's own record wins; the index's value only counts when uv recorded none.
+        if need.sdist.requires_python.is_none()
+            && let Some((requires_python, origin)) = index_requires_python
+            && let Some(skip) = need.restrict(&requires_python, &origin)
+        {
+            skipped.push(skip);
+            if need.lacking.is_empty() {
+                continue;
+            }
+        }
+        match (need.source.is_some(), unreachable_index) {
+            (true, _) => located.push(need),
+            (false, Some(index)) => {
+                if let Some(finding) = unreachable.iter_mut().find(|u| u.url == index) {
+                    finding.sources.push(package.clone());
+                }
+                failed.push((need, HealError::IndexUnreachable { package, index }));
+            }
+            (false, None) => failed.push((
                 need,
                 HealError::NotFound {
                     package,
                     message: errors.join("; "),
                 },
-            ));
+            )),
         }
     }
-    (located, failed)
+    lookup
 }
 
 /// The project name to look up on an index: registry shards only, and only when no lock file
@@ -437,7 +634,17 @@ fn index_name(need: &Need) -> Option<String> {
     }
 }
 
-type Pages = HashMap<(String, String), Result<Vec<index::IndexFile>, String>>;
+/// Why a project page could not be read.
+#[derive(Clone, Debug)]
+enum PageError {
+    /// No answer, or a server error, on every attempt: the index is the problem, not the
+    /// project. Holds the last attempt's error chain, outermost first.
+    Unreachable(Vec<String>),
+    /// An answer that says no (404: not on this index) or cannot be read.
+    Failed(String),
+}
+
+type Pages = HashMap<(String, String), Result<Vec<index::IndexFile>, PageError>>;
 
 /// Every project page some need may have to look at, fetched concurrently.
 async fn fetch_pages(client: &reqwest::Client, needs: &[Need], sources: &Sources) -> Pages {
@@ -461,9 +668,7 @@ async fn fetch_pages(client: &reqwest::Client, needs: &[Need], sources: &Sources
         let semaphore = semaphore.clone();
         tasks.spawn(async move {
             let _permit = semaphore.acquire_owned().await.expect("semaphore open");
-            let result = fetch_page(&client, &index_url, &name)
-                .await
-                .map_err(|e| format!("{e:#}"));
+            let result = fetch_page(&client, &index_url, &name).await;
             ((index_url, name), result)
         });
     }
@@ -479,27 +684,34 @@ async fn fetch_page(
     client: &reqwest::Client,
     index_url: &str,
     name: &str,
-) -> Result<Vec<index::IndexFile>> {
-    let page = index::project_url(index_url, name)?;
+) -> Result<Vec<index::IndexFile>, PageError> {
+    let page =
+        index::project_url(index_url, name).map_err(|e| PageError::Failed(format!("{e:#}")))?;
     let mut last = None;
     for attempt in 0..ATTEMPTS {
         match index::list_files(client, &page).await {
             Ok(files) => return Ok(files),
             Err(error) if is_transient(&error) => {
                 last = Some(error);
-                tokio::time::sleep(backoff(attempt)).await;
+                if attempt + 1 < ATTEMPTS {
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
             }
             Err(error) => {
-                return Err(error.context(format!(
-                    "reading the index page `{}`",
-                    index::redact(page.as_str())
+                return Err(PageError::Failed(format!(
+                    "{:#}",
+                    error.context(format!(
+                        "reading the index page `{}`",
+                        index::redact(page.as_str())
+                    ))
                 )));
             }
         }
     }
-    Err(last.expect("at least one attempt").context(format!(
-        "could not reach the index page `{page}` after {ATTEMPTS} attempts"
-    )))
+    let last = last.expect("at least one attempt");
+    Err(PageError::Unreachable(
+        last.chain().map(ToString::to_string).collect(),
+    ))
 }
 
 fn backoff(attempt: u32) -> Duration {
@@ -540,11 +752,46 @@ pub async fn fetch_and_install(client: &reqwest::Client, needs: Vec<Need>) -> Ou
                 outcome.bytes += bytes;
                 outcome.healed.push(need);
             }
-            Err(error) => outcome.failed.push((need, error)),
+            Err(error) => {
+                if let HealError::Unreachable {
+                    package,
+                    url,
+                    source,
+                    ..
+                } = &error
+                {
+                    note_unreachable_host(&mut outcome.unreachable, package, url, source);
+                }
+                outcome.failed.push((need, error));
+            }
         }
     }
     outcome.healed.sort_by_key(|n| n.sdist.label());
+    for finding in &mut outcome.unreachable {
+        finding.sources.sort();
+    }
     outcome
+}
+
+/// Files one download that failed every attempt under its host (scheme, host and port).
+fn note_unreachable_host(
+    found: &mut Vec<Unreachable>,
+    package: &str,
+    url: &str,
+    error: &anyhow::Error,
+) {
+    let origin = reqwest::Url::parse(url)
+        .map(|u| u.origin().ascii_serialization())
+        .unwrap_or_else(|_| url.to_string());
+    match found.iter_mut().find(|u| u.url == origin) {
+        Some(finding) => finding.sources.push(package.to_string()),
+        None => found.push(Unreachable {
+            kind: UnreachableKind::FileHost,
+            url: origin,
+            causes: error.chain().map(ToString::to_string).collect(),
+            sources: vec![package.to_string()],
+        }),
+    }
 }
 
 async fn heal_one(client: &reqwest::Client, need: &Need) -> Result<u64, HealError> {
@@ -667,98 +914,4 @@ fn install_source(
     }
     fs_err::rename(staging.keep(), &src)?;
     Ok(())
-}
-
-/// Build requirements a healed source needs that the cache has no wheel for.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct MissingBackend {
-    pub package: String,
-    /// The requirements as written in `[build-system] requires`.
-    pub requires: Vec<String>,
-}
-
-/// After healing: for each source with a `src/`, the `[build-system] requires` (setuptools
-/// when absent, as uv assumes) whose project has no wheel in the wheels bucket.
-pub fn missing_build_backends(layout: &Layout, healed: &[Need]) -> Vec<MissingBackend> {
-    let cached = cached_wheel_projects(layout);
-    let mut out = Vec::new();
-    for need in healed {
-        let src = need.sdist.revision_dir().join("src");
-        let requires = build_requires(&src);
-        let missing: Vec<String> = requires
-            .into_iter()
-            .filter(|r| !cached.contains(&normalize_name(requirement_name(r))))
-            .collect();
-        if !missing.is_empty() {
-            out.push(MissingBackend {
-                package: need.sdist.label(),
-                requires: missing,
-            });
-        }
-    }
-    out
-}
-
-fn build_requires(src: &Path) -> Vec<String> {
-    let default = vec!["setuptools>=40.8.0".to_string()];
-    let Ok(text) = fs_err::read_to_string(src.join("pyproject.toml")) else {
-        return default;
-    };
-    let Ok(doc) = toml::from_str::<toml::Table>(&text) else {
-        return default;
-    };
-    match doc
-        .get("build-system")
-        .and_then(|b| b.get("requires"))
-        .and_then(|r| r.as_array())
-    {
-        Some(list) => list
-            .iter()
-            .filter_map(|r| r.as_str().map(str::to_string))
-            .collect(),
-        None => default,
-    }
-}
-
-fn requirement_name(requirement: &str) -> &str {
-    let end = requirement
-        .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
-        .unwrap_or(requirement.len());
-    &requirement[..end]
-}
-
-/// Projects that have at least one entry in a wheels bucket (`pypi/<name>/`,
-/// `index/<digest>/<name>/`, `url/<digest>/<name>/`).
-fn cached_wheel_projects(layout: &Layout) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    for bucket in layout.buckets_of(BucketKind::Wheels) {
-        for (kind, depth) in [("pypi", 1), ("index", 2), ("url", 2)] {
-            if let Ok(dirs) = dirs_at_depth(&bucket.path.join(kind), depth) {
-                for dir in dirs {
-                    let has_entries = fs_err::read_dir(&dir)
-                        .map(|mut d| d.next().is_some())
-                        .unwrap_or(false);
-                    if has_entries && let Some(name) = dir.file_name() {
-                        out.insert(normalize_name(&name.to_string_lossy()));
-                    }
-                }
-            }
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn requirement_names() {
-        assert_eq!(requirement_name("setuptools>=40.8.0"), "setuptools");
-        assert_eq!(requirement_name("wheel"), "wheel");
-        assert_eq!(
-            requirement_name("hatch-vcs; python_version>'3'"),
-            "hatch-vcs"
-        );
-    }
 }

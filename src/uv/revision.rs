@@ -11,7 +11,8 @@
 //!   `{id, hashes, size}` (0.12); a hash is `{"Sha256": hex}` (0.13) or
 //!   `{algorithm, digest}` (0.12).
 //! - `revision.rev` (local archives) is plain msgpack `[cache_info, revision]`.
-//! - `metadata.msgpack` is `ResolutionMetadata`, name and version first.
+//! - `metadata.msgpack` is `ResolutionMetadata`: `[name, version, requires_dist, requires_python,
+//!   provides_extra, dynamic]` (uv 0.13.9, seen in a real cache).
 
 use rmpv::Value;
 use std::path::Path;
@@ -151,14 +152,33 @@ fn field<'a>(value: &'a Value, name: &str, index: usize) -> Option<&'a Value> {
     }
 }
 
-/// Name and version from `metadata.msgpack` (`ResolutionMetadata`).
-pub fn read_name_version(path: &Path) -> Option<(String, String)> {
+/// What heal reads from `metadata.msgpack` (`ResolutionMetadata`: name, version,
+/// requires_dist, requires_python, …; a map or an array, as rmp-serde wrote it).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DistMetadata {
+    pub name: String,
+    pub version: String,
+    /// `Requires-Python` as uv read it from the source (`>=3.8`), when the source declared it.
+    pub requires_python: Option<String>,
+}
+
+/// Name, version and `Requires-Python` from `metadata.msgpack`.
+pub fn read_metadata(path: &Path) -> Option<DistMetadata> {
     let bytes = fs_err::read(path).ok()?;
     let mut input = bytes.as_slice();
     let value = rmpv::decode::read_value(&mut input).ok()?;
     let name = field(&value, "name", 0)?.as_str()?.to_string();
     let version = field(&value, "version", 1)?.as_str()?.to_string();
-    Some((name, version))
+    let requires_python = field(&value, "requires_python", 3)
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
+    Some(DistMetadata {
+        name,
+        version,
+        requires_python,
+    })
 }
 
 #[cfg(test)]
@@ -212,6 +232,25 @@ mod tests {
         assert_eq!(rev.size, None);
         // The other framing is tried too.
         assert_eq!(parse_http(&file, Generation::Uv013), Some(rev));
+    }
+
+    #[test]
+    fn reads_requires_python_from_metadata() {
+        // As uv 0.13.9 wrote it for an sdist declaring `requires-python = ">=3.8"`.
+        let bytes = msgpack(&Value::Array(vec![
+            "modernext".into(),
+            "1.0".into(),
+            Value::Array(vec![]),
+            ">=3.8".into(),
+            Value::Array(vec![]),
+            false.into(),
+        ]));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(METADATA);
+        fs_err::write(&path, bytes).unwrap();
+        let metadata = read_metadata(&path).unwrap();
+        assert_eq!(metadata.name, "modernext");
+        assert_eq!(metadata.requires_python.as_deref(), Some(">=3.8"));
     }
 
     #[test]

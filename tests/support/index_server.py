@@ -4,9 +4,10 @@
 
 Serves every distribution in DIR under /files/<filename> and a simple-API page per project
 under /simple/<name>/: PEP 691 JSON when the client asks for it (unless --html-only), PEP 503
-HTML otherwise, with `#sha256=` fragments. Every response carries PyPI's
-`Cache-Control: max-age=365000000, immutable`: without it uv treats its cache as stale and
-rebuilds into new revisions (docs/uv-cache.md §0).
+HTML otherwise, with `#sha256=` fragments and, as PyPI does, each file's `Requires-Python` (read
+from the sdist's PKG-INFO or the wheel's METADATA) as `requires-python` / `data-requires-python`.
+Every response carries PyPI's `Cache-Control: max-age=365000000, immutable`: without it uv
+treats its cache as stale and rebuilds into new revisions (docs/uv-cache.md §0).
 
 Switches, read on every request from the --control directory, so a test flips them without a
 restart: a file `tamper` makes /files/ serve other bytes for sdists (same name, same listed
@@ -18,12 +19,15 @@ itself when its parent dies, its stdin closes, or after --max-seconds.
 import argparse
 import hashlib
 import html
+import io
 import json
 import os
 import re
 import sys
+import tarfile
 import threading
 import time
+import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 CACHE_CONTROL = "max-age=365000000, immutable"
@@ -35,6 +39,30 @@ def project_of(filename):
     else:
         name = re.sub(r"\.(tar\.gz|zip|tgz)$", "", filename).rsplit("-", 1)[0]
     return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def requires_python(filename, data):
+    """The `Requires-Python` header of a distribution's metadata, or None."""
+    try:
+        if filename.endswith((".tar.gz", ".tgz")):
+            with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+                member = next((m for m in tar.getmembers() if m.name.count("/") == 1
+                               and m.name.endswith("/PKG-INFO")), None)
+                text = tar.extractfile(member).read().decode() if member else ""
+        else:
+            with zipfile.ZipFile(io.BytesIO(data)) as zf:
+                suffix = "/METADATA" if filename.endswith(".whl") else "/PKG-INFO"
+                name = next((n for n in zf.namelist() if n.count("/") == 1 and n.endswith(suffix)), None)
+                text = zf.read(name).decode() if name else ""
+    except (OSError, tarfile.TarError, zipfile.BadZipFile, UnicodeDecodeError):
+        return None
+    for line in text.splitlines():
+        if not line.strip():
+            break
+        key, _, value = line.partition(":")
+        if key.strip().lower() == "requires-python":
+            return value.strip()
+    return None
 
 
 def main():
@@ -54,7 +82,7 @@ def main():
             continue
         with open(path, "rb") as f:
             data = f.read()
-        files[name] = (data, hashlib.sha256(data).hexdigest())
+        files[name] = (data, hashlib.sha256(data).hexdigest(), requires_python(name, data))
     projects = {}
     for name in files:
         projects.setdefault(project_of(name), []).append(name)
@@ -112,16 +140,21 @@ def main():
                         "meta": {"api-version": "1.1"},
                         "name": name,
                         "files": [
-                            {"filename": fn, "url": f"/files/{fn}", "hashes": {"sha256": files[fn][1]},
-                             "size": len(files[fn][0])}
+                            dict(
+                                {"filename": fn, "url": f"/files/{fn}", "hashes": {"sha256": files[fn][1]},
+                                 "size": len(files[fn][0])},
+                                **({"requires-python": files[fn][2]} if files[fn][2] else {}),
+                            )
                             for fn in projects[name]
                         ],
                     }).encode()
                     return self.send(200, body, "application/vnd.pypi.simple.v1+json")
-                links = "".join(
-                    f'<a href="/files/{html.escape(fn)}#sha256={files[fn][1]}">{html.escape(fn)}</a><br/>\n'
-                    for fn in projects[name]
-                )
+                def link(fn):
+                    rp = files[fn][2]
+                    attr = f' data-requires-python="{html.escape(rp)}"' if rp else ""
+                    return f'<a href="/files/{html.escape(fn)}#sha256={files[fn][1]}"{attr}>{html.escape(fn)}</a><br/>\n'
+
+                links = "".join(link(fn) for fn in projects[name])
                 body = f"<!DOCTYPE html><html><body>\n{links}</body></html>\n".encode()
                 return self.send(200, body, "text/html")
             if path.startswith("/files/"):

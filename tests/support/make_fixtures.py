@@ -7,6 +7,8 @@
 - cext-1.0.tar.gz: a small C extension, built from source by whoever installs it;
 - urlpkg-1.0.tar.gz: a pure sdist installed by direct URL;
 - zipext-1.0.zip: a C extension published as an old-style zip sdist;
+- modernext-1.0.tar.gz: a C extension with `Requires-Python: >=3.8` and a build requirement
+  with an environment marker (`purewheel; python_version >= '3.8'`), for heal's advice;
 - with --bench N: benchpkg00..benchpkgNN-1.0.tar.gz, pure sdists;
 - with --bench-ext N: benchext00..-1.0.tar.gz, C extensions for the heal benchmark (their
   built wheels fit one Python only, so another Python needs every source back).
@@ -23,19 +25,26 @@ import zipfile
 MTIME = 1700000000
 
 
-def pyproject(name, version):
-    return f"""[build-system]
-requires = ["setuptools>=40.8.0"]
+def pyproject(name, version, requires=("setuptools>=40.8.0",), requires_python=None):
+    listed = ", ".join(f'"{r}"' for r in requires)
+    text = f"""[build-system]
+requires = [{listed}]
 build-backend = "setuptools.build_meta"
 
 [project]
 name = "{name}"
 version = "{version}"
 """
+    if requires_python:
+        text += f'requires-python = "{requires_python}"\n'
+    return text
 
 
-def pkg_info(name, version):
-    return f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+def pkg_info(name, version, requires_python=None):
+    text = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+    if requires_python:
+        text += f"Requires-Python: {requires_python}\n"
+    return text
 
 
 def write_sdist(out, name, version, files):
@@ -98,6 +107,20 @@ def cext_sdist(out, name="cext"):
     write_sdist(out, name, "1.0", cext_files(name, "1.0"))
 
 
+def modern_sdist(out):
+    """A C extension for Python 3.8+ only, built with a marker-guarded extra requirement."""
+    name, version, requires_python = "modernext", "1.0", ">=3.8"
+    files = cext_files(name, version)
+    files["pyproject.toml"] = pyproject(
+        name,
+        version,
+        requires=("setuptools>=40.8.0", "purewheel; python_version >= '3.8'"),
+        requires_python=requires_python,
+    )
+    files["PKG-INFO"] = pkg_info(name, version, requires_python)
+    write_sdist(out, name, version, files)
+
+
 def zip_sdist(out, name, version, files):
     """An old-style sdist: a zip with the same `<name>-<version>/` top directory."""
     path = os.path.join(out, f"{name}-{version}.zip")
@@ -139,6 +162,7 @@ def main():
     pure_sdist(out, "urlpkg")
     cext_sdist(out)
     zip_sdist(out, "zipext", "1.0", cext_files("zipext", "1.0"))
+    modern_sdist(out)
     if "--bench" in sys.argv:
         n = int(sys.argv[sys.argv.index("--bench") + 1])
         for i in range(n):
