@@ -183,6 +183,14 @@ pub struct RestoreArgs {
     #[arg(long, env = env::CACHE_HEAL_NO_HEAL)]
     pub no_heal: bool,
 
+    /// Replace uv caches without waiting for uv's cache lock.
+    ///
+    /// By default, a restored path that is a uv cache is replaced only under uv's cache lock
+    /// (`<cache>/.lock`, taken exclusive as `uv cache clean` does), waiting while another uv
+    /// process uses the cache: replacing it under a running uv breaks that uv's build.
+    #[arg(long, env = env::CACHE_HEAL_FORCE)]
+    pub force: bool,
+
     #[command(flatten)]
     pub heal: HealTargets,
 }

@@ -24,7 +24,9 @@ pub mod commands;
 pub mod env_vars;
 pub mod fingerprint;
 pub mod gha;
+pub mod interrupt;
 pub mod key;
+pub mod leftovers;
 pub mod output;
 pub mod paths;
 pub mod progress;
@@ -51,6 +53,7 @@ pub enum UsageError {
 
 /// Parses the command line, runs the command, and turns the outcome into an exit code.
 pub fn run() -> ExitCode {
+    interrupt::install();
     let cli = cli::Cli::parse();
     output::set_quiet(cli.global.quiet);
     let result = match &cli.command {
@@ -64,6 +67,17 @@ pub fn run() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
+            let work = match &cli.command {
+                cli::Command::Restore(args) => interrupt::Work::Restore(&args.paths.paths),
+                cli::Command::Save(_) => interrupt::Work::Save,
+                cli::Command::Prune(args) => interrupt::Work::Prune(&args.path),
+                cli::Command::Heal(args) => interrupt::Work::Heal(&args.path),
+                _ => interrupt::Work::Other,
+            };
+            if let Some((message, code)) = interrupt::report(&error, work) {
+                eprintln!("{message}");
+                return ExitCode::from(code);
+            }
             output::error(&error);
             if error.downcast_ref::<UsageError>().is_some() {
                 ExitCode::from(2)

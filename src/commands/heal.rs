@@ -125,7 +125,8 @@ pub fn heal_cache(root: &Path, args: &HealTargets, dry_run: bool) -> Result<Heal
         .build()
         .context("starting the download runtime")?;
     let client = heal::http_client()?;
-    let (located, unlocated) = runtime.block_on(heal::locate(&client, needs, &sources));
+    let (located, unlocated) =
+        runtime.block_on(crate::interrupt::race(heal::locate(&client, needs, &sources)))?;
     report.planned = located
         .iter()
         .cloned()
@@ -135,7 +136,18 @@ pub fn heal_cache(root: &Path, args: &HealTargets, dry_run: bool) -> Result<Heal
     if dry_run {
         print_plan(&located);
     } else {
-        let outcome = runtime.block_on(heal::fetch_and_install(&client, located));
+        // On a signal the downloads are dropped (their tasks aborted); sources already moved
+        // into place stay, as uv would have left them.
+        let outcome = runtime
+            .block_on(crate::interrupt::race(heal::fetch_and_install(
+                &client, located,
+            )))
+            .map_err(|interrupted| {
+                anyhow::Error::new(interrupted).context(crate::interrupt::Done(format!(
+                    "healing `{}` stopped; sources healed before the signal stay, the others were not fetched",
+                    root.display()
+                )))
+            })?;
         report.bytes = outcome.bytes;
         report.healed = outcome.healed;
         report.failed.extend(outcome.failed);

@@ -126,7 +126,9 @@ pub fn run(args: &RestoreArgs, global: &GlobalArgs) -> Result<()> {
         "Nothing was written: the staging directories were removed and {} unchanged",
         describe_paths(&ctx.inputs)
     ));
-    let restored = match download_and_unpack(&*store, &hit, &ctx, &targets, max_bytes, global) {
+    let restored = match download_and_unpack(
+        &*store, &hit, &ctx, &targets, max_bytes, args.force, global,
+    ) {
         Ok(restored) => restored,
         Err(error) => {
             // A download that fails midway is a miss, as in actions/cache; but unlike
@@ -175,6 +177,13 @@ pub fn run(args: &RestoreArgs, global: &GlobalArgs) -> Result<()> {
     } else {
         heal_restored(args, &ctx)
     };
+    if let Some(interrupted) = crate::interrupt::received() {
+        return Err(anyhow::Error::new(interrupted).context(crate::interrupt::Done(format!(
+            "restored `{}` into {}; heal stopped before it finished (uv fetches what is missing when it is online)",
+            hit.matched_key,
+            describe_paths(&ctx.inputs)
+        ))));
+    }
     let outcome = RestoreOutcome {
         restored: true,
         content_bytes: restored.content_bytes,
@@ -212,14 +221,20 @@ fn healed_count(reports: &serde_json::Value) -> u64 {
         .sum()
 }
 
-fn heal_restored(args: &RestoreArgs, ctx: &PathContext) -> serde_json::Value {
-    let mut reports = Vec::new();
-    let roots = ctx
-        .inputs
+/// The absolute paths a restore replaces.
+fn restored_paths(ctx: &PathContext) -> Vec<PathBuf> {
+    ctx.inputs
         .lines
         .iter()
         .filter(|l| !l.starts_with('!'))
         .filter_map(|l| ctx.roots.absolute(l).ok())
+        .collect()
+}
+
+fn heal_restored(args: &RestoreArgs, ctx: &PathContext) -> serde_json::Value {
+    let mut reports = Vec::new();
+    let roots = restored_paths(ctx)
+        .into_iter()
         .filter(|p| Layout::is_uv_cache(p));
     for root in roots {
         match heal::heal_cache(&root, &args.heal, false) {
@@ -236,6 +251,7 @@ fn heal_restored(args: &RestoreArgs, ctx: &PathContext) -> serde_json::Value {
                 value["path"] = serde_json::json!(root);
                 reports.push(value);
             }
+            Err(error) if crate::interrupt::find(&error).is_some() => break,
             Err(error) => {
                 output::warn(&format!(
                     "Did not heal the uv cache at `{}`: {error:#}\nThe restore itself succeeded; uv will re-download missing sources if it is online",
@@ -260,6 +276,7 @@ fn download_and_unpack(
     ctx: &PathContext,
     targets: &RestoreTargets,
     max_bytes: u64,
+    force: bool,
     global: &GlobalArgs,
 ) -> Result<Restored> {
     let progress = Progress::new("Restoring", hit.size, progress_enabled(global));
@@ -278,6 +295,13 @@ fn download_and_unpack(
     let archive_bytes = archive_bytes.into_inner();
     progress.finish();
     let (files, content_bytes) = (unpacked.files, unpacked.content_bytes);
+    // Replacing a uv cache under a running uv would pull it from under that uv's feet.
+    let _uv_locks = if force {
+        Vec::new()
+    } else {
+        crate::uv::lock::lock_caches_for_replacing(&restored_paths(ctx))?
+    };
+    crate::interrupt::check()?;
     unpacked.commit()?;
     Ok(Restored {
         archive_bytes,

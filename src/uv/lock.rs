@@ -27,12 +27,24 @@ pub enum Mode {
 
 /// Locks `<root>/.lock`, saying so when it has to wait for another process.
 pub fn lock_cache(root: &Path, mode: Mode) -> Result<LockGuard> {
-    lock_file(&root.join(".lock"), mode, || {
+    let path = root.join(".lock");
+    lock_file(&path, mode, || {
         output::info(&format!(
-            "The uv cache at `{}` is in use, waiting for other uv processes to finish (use `--force` to skip the lock)",
-            root.display()
+            "Waiting for uv's cache lock at `{}` (another uv process is using it); pass `--force` to skip",
+            path.display()
         ));
     })
+}
+
+/// Takes uv's cache lock, exclusive, on every path in `paths` that is a uv cache, as
+/// `uv cache clean` does before it removes one: a restore replaces such a path whole and must
+/// not do it under a running uv. Paths that do not exist yet, or are no uv cache, need none.
+pub fn lock_caches_for_replacing(paths: &[std::path::PathBuf]) -> Result<Vec<LockGuard>> {
+    paths
+        .iter()
+        .filter(|p| crate::uv::layout::Layout::is_uv_cache(p))
+        .map(|p| lock_cache(p, Mode::Exclusive))
+        .collect()
 }
 
 /// Locks a shard's `.lock` exclusively, as uv does while building from that shard.
@@ -61,11 +73,23 @@ fn lock_file(path: &Path, mode: Mode, on_wait: impl FnOnce()) -> Result<LockGuar
         Ok(()) => {}
         Err(TryLockError::WouldBlock) => {
             on_wait();
-            match mode {
-                Mode::Shared => file.lock_shared(),
-                Mode::Exclusive => file.lock(),
+            // Try again in short steps rather than block in `flock`, so that a signal is
+            // noticed while waiting.
+            loop {
+                crate::interrupt::check()?;
+                std::thread::sleep(crate::interrupt::POLL);
+                let attempt = match mode {
+                    Mode::Shared => file.try_lock_shared(),
+                    Mode::Exclusive => file.try_lock(),
+                };
+                match attempt {
+                    Ok(()) => break,
+                    Err(TryLockError::WouldBlock) => continue,
+                    Err(TryLockError::Error(error)) => {
+                        return Err(error).with_context(|| format!("locking `{}`", path.display()));
+                    }
+                }
             }
-            .with_context(|| format!("locking `{}`", path.display()))?;
         }
         Err(TryLockError::Error(error)) => {
             return Err(error).with_context(|| format!("locking `{}`", path.display()));

@@ -113,10 +113,21 @@ pub fn plan(layout: &Layout) -> Result<PrunePlan> {
 
 /// Removes what the plan lists. A path already gone is not an error.
 pub fn execute(plan: &PrunePlan) -> Result<()> {
-    for removal in &plan.removals {
+    for (done, removal) in plan.removals.iter().enumerate() {
+        stop_if_interrupted(done, plan.removals.len())?;
         remove(&removal.path)?;
     }
     Ok(())
+}
+
+/// Stops between two removals on a signal, saying how far the prune got (what prune removes
+/// is what uv can download or build again, so stopping part-way loses nothing).
+fn stop_if_interrupted(done: usize, total: usize) -> Result<()> {
+    crate::interrupt::check().map_err(|interrupted| {
+        anyhow::Error::new(interrupted).context(crate::interrupt::Done(format!(
+            "the prune removed {done} of {total} paths before it stopped; the rest is unchanged"
+        )))
+    })
 }
 
 /// Removes `files-v0` objects that nothing links to any more; run after [`execute`], since
@@ -137,7 +148,8 @@ pub fn prune_unlinked_files(layout: &Layout, dry_run: bool) -> Result<Vec<Remova
         }
     }
     if !dry_run {
-        for removal in &out {
+        for (done, removal) in out.iter().enumerate() {
+            stop_if_interrupted(done, out.len())?;
             remove(&removal.path)?;
         }
     }

@@ -454,11 +454,13 @@ impl Store for GhaStore {
         if !self.mode.allows_restore() {
             return Err(self.mode.forbids("restores").into());
         }
-        let found = self.runtime.block_on(self.twirp.download_url(
-            &query.key,
-            &query.restore_keys,
-            &query.version,
-        ))?;
+        let found = self
+            .runtime
+            .block_on(crate::interrupt::race(self.twirp.download_url(
+                &query.key,
+                &query.restore_keys,
+                &query.version,
+            )))??;
         Ok(match found {
             DownloadUrl::Miss => Lookup::Miss,
             DownloadUrl::Hit { url, matched_key } => {
@@ -502,7 +504,7 @@ impl Store for GhaStore {
         }
         match self
             .runtime
-            .block_on(self.twirp.create_entry(key, version))?
+            .block_on(crate::interrupt::race(self.twirp.create_entry(key, version)))??
         {
             twirp::Reservation::AlreadyExists => Ok(Reservation::AlreadyExists),
             twirp::Reservation::Created(url) => {
