@@ -403,10 +403,10 @@ impl Upload {
         // still uploading.
         let permit = loop {
             crate::interrupt::check_io()?;
-            let reserved = self.runtime.block_on(tokio::time::timeout(
-                crate::interrupt::POLL,
-                sender.reserve(),
-            ));
+            // The timer is made inside `block_on`: it needs the runtime's context.
+            let reserved = self.runtime.block_on(async {
+                tokio::time::timeout(crate::interrupt::POLL, sender.reserve()).await
+            });
             match reserved {
                 Ok(Ok(permit)) => break permit,
                 Ok(Err(_)) => {
@@ -687,10 +687,10 @@ impl Read for Download {
             }
             // Wait in short steps, so that a signal is noticed while a segment is stalled.
             crate::interrupt::check_io()?;
-            let received = self.runtime.block_on(tokio::time::timeout(
-                crate::interrupt::POLL,
-                self.receiver.recv(),
-            ));
+            // The timer is made inside `block_on`: it needs the runtime's context.
+            let received = self.runtime.block_on(async {
+                tokio::time::timeout(crate::interrupt::POLL, self.receiver.recv()).await
+            });
             let Ok(received) = received else { continue };
             match received {
                 Some(Piece::Data(data)) => self.current = data,
