@@ -183,10 +183,7 @@ pub fn report(error: &anyhow::Error, work: Work<'_>) -> Option<(String, u8)> {
         ),
         (Work::Save, None) => "nothing was saved; the upload was aborted".to_string(),
         (Work::Prune(path), None) => format!("nothing was removed; `{}` unchanged", path.display()),
-        (Work::Heal(path), None) => format!(
-            "nothing was healed; `{}` unchanged",
-            path.display()
-        ),
+        (Work::Heal(path), None) => format!("nothing was healed; `{}` unchanged", path.display()),
         (Work::Other, None) => "nothing was changed".to_string(),
     };
     Some((format!("Interrupted: {what}"), interrupted.exit_code()))
@@ -200,8 +197,14 @@ mod tests {
     fn exit_codes_follow_the_shell() {
         assert_eq!(Interrupted { signal: 2 }.exit_code(), 130);
         assert_eq!(Interrupted { signal: 15 }.exit_code(), 143);
-        assert_eq!(Interrupted { signal: 2 }.to_string(), "Interrupted by SIGINT");
-        assert_eq!(Interrupted { signal: 15 }.to_string(), "Interrupted by SIGTERM");
+        assert_eq!(
+            Interrupted { signal: 2 }.to_string(),
+            "Interrupted by SIGINT"
+        );
+        assert_eq!(
+            Interrupted { signal: 15 }.to_string(),
+            "Interrupted by SIGTERM"
+        );
     }
 
     #[test]
@@ -210,7 +213,10 @@ mod tests {
         let error = anyhow::Error::new(io).context("reading the archive");
         assert_eq!(find(&error), Some(Interrupted { signal: 15 }));
         let (line, code) = report(&error, Work::Restore(&["a".into(), "b".into()])).unwrap();
-        assert_eq!(line, "Interrupted: nothing was restored; `a`, `b` unchanged");
+        assert_eq!(
+            line,
+            "Interrupted: nothing was restored; `a`, `b` unchanged"
+        );
         assert_eq!(code, 143);
         assert!(report(&anyhow::anyhow!("disk full"), Work::Save).is_none());
     }

@@ -113,7 +113,9 @@ fn wait_until(child: &mut Child, what: &str, mut ready: impl FnMut() -> bool) {
                 use std::io::Read;
                 let _ = pipe.read_to_string(&mut err);
             }
-            panic!("cache-heal exited ({status}) before {what}; the test never caught it in the act\n{err}");
+            panic!(
+                "cache-heal exited ({status}) before {what}; the test never caught it in the act\n{err}"
+            );
         }
         assert!(
             started.elapsed() < DEADLINE,
@@ -154,7 +156,8 @@ fn assert_interrupted(out: &Output, code: i32, line: &str) {
     let err = stderr(out);
     assert_eq!(out.status.code(), Some(code), "exit code; stderr:\n{err}");
     assert!(
-        err.lines().any(|l| l.starts_with("Interrupted: ") && l.contains(line)),
+        err.lines()
+            .any(|l| l.starts_with("Interrupted: ") && l.contains(line)),
         "stderr lacks `Interrupted: …{line}…`:\n{err}"
     );
 }
@@ -230,7 +233,10 @@ fn sigterm_mid_restore_from_a_stalled_github_download_rolls_back() {
     old_tree(&sandbox.ws().join("big"));
     let before = snapshot(&sandbox.ws().join("big"));
 
-    service.faults().hold_later_gets.store(true, Ordering::SeqCst);
+    service
+        .faults()
+        .hold_later_gets
+        .store(true, Ordering::SeqCst);
     let mut cmd = cache_heal(&sandbox, &service, &token);
     cmd.args(["restore", "--path", "big", "--key", "k"]);
     let mut child = spawn(cmd);
@@ -242,7 +248,10 @@ fn sigterm_mid_restore_from_a_stalled_github_download_rolls_back() {
         libc::SIGTERM,
         "sigterm_mid_restore_from_a_stalled_github_download_rolls_back",
     );
-    service.faults().hold_later_gets.store(false, Ordering::SeqCst);
+    service
+        .faults()
+        .hold_later_gets
+        .store(false, Ordering::SeqCst);
     assert_interrupted(&out, 143, "nothing was restored; `big` unchanged");
     assert_same_tree(&before, &snapshot(&sandbox.ws().join("big")));
     assert_eq!(staging_in(&sandbox.ws()), Vec::<PathBuf>::new());
@@ -327,10 +336,9 @@ fn sigkill_mid_restore_is_swept_by_the_next_restore() {
     let mut child = spawn(cmd);
     wait_until(&mut child, "a staging directory with files", || {
         staging_in(&sandbox.ws()).iter().any(|s| {
-            walkdir::WalkDir::new(s)
-                .into_iter()
-                .flatten()
-                .any(|e| e.file_type().is_file() && e.path().extension().is_some_and(|x| x == "bin"))
+            walkdir::WalkDir::new(s).into_iter().flatten().any(|e| {
+                e.file_type().is_file() && e.path().extension().is_some_and(|x| x == "bin")
+            })
         })
     });
     let out = signal_and_wait(
@@ -346,9 +354,10 @@ fn sigkill_mid_restore_is_swept_by_the_next_restore() {
     let out = sandbox.ok(&["restore", "--path", "big", "--key", "k"]);
     let err = stderr(&out);
     assert!(
-        err.lines().any(|l| l.starts_with("Removed 1 staging directory left in `")
-            && l.contains("by a killed restore (")
-            && l.ends_with("reclaimed)")),
+        err.lines()
+            .any(|l| l.starts_with("Removed 1 staging directory left in `")
+                && l.contains("by a killed restore (")
+                && l.ends_with("reclaimed)")),
         "no sweep line:\n{err}"
     );
     assert_eq!(staging_in(&sandbox.ws()), Vec::<PathBuf>::new());
@@ -377,15 +386,20 @@ fn sigkill_mid_save_is_swept_by_the_next_save() {
         "sigkill_mid_save_is_swept_by_the_next_save",
     );
     assert_eq!(out.status.code(), None, "killed by a signal");
-    assert_eq!(partial_uploads(&store).len(), 1, "SIGKILL leaves the partial upload");
+    assert_eq!(
+        partial_uploads(&store).len(),
+        1,
+        "SIGKILL leaves the partial upload"
+    );
     assert_eq!(listed_keys(&sandbox), Vec::<String>::new());
 
     let out = sandbox.ok(&["save", "--path", "big", "--key", "k"]);
     let err = stderr(&out);
     assert!(
-        err.lines().any(|l| l.starts_with("Removed 1 partial upload left in `")
-            && l.contains("by a killed save (")
-            && l.ends_with("reclaimed)")),
+        err.lines()
+            .any(|l| l.starts_with("Removed 1 partial upload left in `")
+                && l.contains("by a killed save (")
+                && l.ends_with("reclaimed)")),
         "no sweep line:\n{err}"
     );
     assert_eq!(partial_uploads(&store), Vec::<PathBuf>::new());
@@ -446,21 +460,18 @@ fn uv_cache_in_use() -> (Sandbox, RunningUv) {
     sandbox.ok(&["save", "--path", "uvcache", "--key", "k", "--no-prune"]);
     std::fs::remove_dir_all(&target).unwrap();
     let uv = RunningUv::start(&target);
-    assert!(target.join("CACHEDIR.TAG").is_file(), "uv made `uvcache` a uv cache");
+    assert!(
+        target.join("CACHEDIR.TAG").is_file(),
+        "uv made `uvcache` a uv cache"
+    );
     (sandbox, uv)
 }
 
 const WAITING: &str = "Waiting for uv's cache lock at `";
 
-/// Restore does not replace a uv cache under a running uv: it says it waits for uv's lock,
-/// leaves the cache alone while uv runs, and restores once uv is done.
-#[test]
-fn restore_waits_for_uvs_cache_lock() {
-    let (sandbox, uv) = uv_cache_in_use();
-    let target = sandbox.ws().join("uvcache");
-    let mut cmd = sandbox.cmd();
-    cmd.args(["restore", "--path", "uvcache", "--key", "k", "--no-heal"]);
-    let mut child = spawn(cmd);
+/// Reads `child`'s stderr until the line saying it waits for uv's lock, and returns that line
+/// and a thread that collects the rest of stderr.
+fn waiting_line(child: &mut Child) -> (String, std::thread::JoinHandle<String>) {
     let (lines, received) = std::sync::mpsc::channel::<String>();
     let pipe = child.stderr.take().unwrap();
     let reader = std::thread::spawn(move || {
@@ -473,14 +484,26 @@ fn restore_waits_for_uvs_cache_lock() {
         }
         all
     });
-    let waiting = loop {
+    loop {
         let line = received
             .recv_timeout(DEADLINE)
-            .expect("restore said nothing about uv's lock");
+            .expect("cache-heal said nothing about uv's lock");
         if line.starts_with(WAITING) {
-            break line;
+            return (line, reader);
         }
-    };
+    }
+}
+
+/// Restore does not replace a uv cache under a running uv: it says it waits for uv's lock,
+/// leaves the cache alone while uv runs, and restores once uv is done.
+#[test]
+fn restore_waits_for_uvs_cache_lock() {
+    let (sandbox, uv) = uv_cache_in_use();
+    let target = sandbox.ws().join("uvcache");
+    let mut cmd = sandbox.cmd();
+    cmd.args(["restore", "--path", "uvcache", "--key", "k", "--no-heal"]);
+    let mut child = spawn(cmd);
+    let (waiting, reader) = waiting_line(&mut child);
     assert!(
         waiting.contains(&format!("{}`", target.join(".lock").display()))
             && waiting.ends_with("(another uv process is using it); pass `--force` to skip"),
@@ -490,7 +513,10 @@ fn restore_waits_for_uvs_cache_lock() {
         target.join("CACHEDIR.TAG").is_file() && !target.join("restored.txt").exists(),
         "the uv cache was replaced while uv held its lock"
     );
-    assert!(child.try_wait().unwrap().is_none(), "restore is still waiting");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "restore is still waiting"
+    );
 
     uv.finish();
     let (done, finished) = std::sync::mpsc::channel();
@@ -513,7 +539,13 @@ fn restore_with_force_does_not_wait_for_uvs_cache_lock() {
     let target = sandbox.ws().join("uvcache");
     let mut cmd = sandbox.cmd();
     cmd.args([
-        "restore", "--path", "uvcache", "--key", "k", "--no-heal", "--force",
+        "restore",
+        "--path",
+        "uvcache",
+        "--key",
+        "k",
+        "--no-heal",
+        "--force",
     ]);
     let child = spawn(cmd);
     let (done, finished) = std::sync::mpsc::channel();
@@ -531,5 +563,82 @@ fn restore_with_force_does_not_wait_for_uvs_cache_lock() {
     assert!(target.join("restored.txt").is_file());
     // uv's Python still runs; closing its stdin ends it.
     let _ = uv.child.stdin.as_mut().unwrap().flush();
+    uv.finish();
+}
+
+/// A signal while restore waits for uv's lock: the wait notices it, nothing is replaced and
+/// no staging directory is left.
+#[test]
+fn sigint_while_restore_waits_for_uvs_cache_lock_rolls_back() {
+    let (sandbox, uv) = uv_cache_in_use();
+    let target = sandbox.ws().join("uvcache");
+    let before = snapshot(&target);
+    let mut cmd = sandbox.cmd();
+    cmd.args(["restore", "--path", "uvcache", "--key", "k", "--no-heal"]);
+    let mut child = spawn(cmd);
+    let (_, reader) = waiting_line(&mut child);
+    let pid = child.id() as i32;
+    let (done, finished) = std::sync::mpsc::channel();
+    let sent = Instant::now();
+    // SAFETY: `kill` on the pid of a child this test started and has not reaped.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    std::thread::spawn(move || {
+        let _ = done.send(child.wait());
+    });
+    let status = finished
+        .recv_timeout(DEADLINE)
+        .expect("restore did not exit after SIGINT while waiting for the lock")
+        .unwrap();
+    eprintln!(
+        "exit latency: sigint_while_restore_waits_for_uvs_cache_lock_rolls_back: signal 2 -> exit in {:.0} ms",
+        sent.elapsed().as_secs_f64() * 1000.0
+    );
+    let err = reader.join().unwrap();
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(
+        err.contains("Interrupted: nothing was restored; `uvcache` unchanged"),
+        "{err}"
+    );
+    assert_same_tree(&before, &snapshot(&target));
+    assert_eq!(staging_in(&sandbox.ws()), Vec::<PathBuf>::new());
+    uv.finish();
+}
+
+/// A signal while `prune` waits for uv's lock: it stops, removes nothing and says so.
+#[test]
+fn sigterm_while_prune_waits_for_uvs_cache_lock_removes_nothing() {
+    let (sandbox, uv) = uv_cache_in_use();
+    let target = sandbox.ws().join("uvcache");
+    let before = snapshot(&target);
+    let mut cmd = sandbox.cmd();
+    cmd.args(["prune", "--path"]).arg(&target);
+    let mut child = spawn(cmd);
+    let (_, reader) = waiting_line(&mut child);
+    let pid = child.id() as i32;
+    let (done, finished) = std::sync::mpsc::channel();
+    let sent = Instant::now();
+    // SAFETY: `kill` on the pid of a child this test started and has not reaped.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    std::thread::spawn(move || {
+        let _ = done.send(child.wait());
+    });
+    let status = finished
+        .recv_timeout(DEADLINE)
+        .expect("prune did not exit after SIGTERM while waiting for the lock")
+        .unwrap();
+    eprintln!(
+        "exit latency: sigterm_while_prune_waits_for_uvs_cache_lock_removes_nothing: signal 15 -> exit in {:.0} ms",
+        sent.elapsed().as_secs_f64() * 1000.0
+    );
+    let err = reader.join().unwrap();
+    assert_eq!(status.code(), Some(143), "{err}");
+    assert!(
+        err.contains(&format!(
+            "Interrupted: nothing was removed; `{}` unchanged",
+            target.display()
+        )),
+        "{err}"
+    );
+    assert_same_tree(&before, &snapshot(&target));
     uv.finish();
 }

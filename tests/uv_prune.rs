@@ -213,7 +213,11 @@ fn prune_waits_for_the_cache_lock() {
     let mut err = String::new();
     let mut reader = std::io::BufReader::new(child.stderr.take().unwrap());
     std::io::BufRead::read_line(&mut reader, &mut err).unwrap();
-    assert!(err.contains("in use, waiting"), "{err}");
+    assert!(
+        err.starts_with("Waiting for uv's cache lock at `")
+            && err.contains("pass `--force` to skip"),
+        "{err}"
+    );
     assert!(
         child.try_wait().unwrap().is_none(),
         "prune did not wait for the lock"

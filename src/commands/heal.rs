@@ -125,8 +125,9 @@ pub fn heal_cache(root: &Path, args: &HealTargets, dry_run: bool) -> Result<Heal
         .build()
         .context("starting the download runtime")?;
     let client = heal::http_client()?;
-    let (located, unlocated) =
-        runtime.block_on(crate::interrupt::race(heal::locate(&client, needs, &sources)))?;
+    let (located, unlocated) = runtime.block_on(crate::interrupt::race(heal::locate(
+        &client, needs, &sources,
+    )))?;
     report.planned = located
         .iter()
         .cloned()

@@ -126,40 +126,39 @@ pub fn run(args: &RestoreArgs, global: &GlobalArgs) -> Result<()> {
         "Nothing was written: the staging directories were removed and {} unchanged",
         describe_paths(&ctx.inputs)
     ));
-    let restored = match download_and_unpack(
-        &*store, &hit, &ctx, &targets, max_bytes, args.force, global,
-    ) {
-        Ok(restored) => restored,
-        Err(error) => {
-            // A download that fails midway is a miss, as in actions/cache; but unlike
-            // actions/cache, nothing partial was written: staging is gone, the paths unchanged.
-            // Anything else (a hostile or corrupt archive) stays an error.
-            let Some((severity, why)) = store::nonfatal(&error) else {
-                return Err(error.context(format!(
-                    "Refused to restore `{}` into {}",
-                    hit.matched_key,
-                    describe_paths(&ctx.inputs)
-                )));
-            };
-            report_store_trouble(
-                severity,
-                &format!("Did not restore `{}`: {why}", hit.matched_key),
-                &error,
-                &format!(
-                    "Nothing was written: {} unchanged; continuing with an empty cache",
-                    describe_paths(&ctx.inputs)
-                ),
-            );
-            let failed = RestoreOutcome {
-                matched_key: None,
-                status: Status::Miss.as_str(),
-                seconds: started.elapsed().as_secs_f64(),
-                ..found
-            };
-            actions::after_restore(&ctx, &query.version, &failed)?;
-            return report_miss(args, &restore_keys, global, started, Some(why));
-        }
-    };
+    let restored =
+        match download_and_unpack(&*store, &hit, &ctx, &targets, max_bytes, args.force, global) {
+            Ok(restored) => restored,
+            Err(error) => {
+                // A download that fails midway is a miss, as in actions/cache; but unlike
+                // actions/cache, nothing partial was written: staging is gone, the paths unchanged.
+                // Anything else (a hostile or corrupt archive) stays an error.
+                let Some((severity, why)) = store::nonfatal(&error) else {
+                    return Err(error.context(format!(
+                        "Refused to restore `{}` into {}",
+                        hit.matched_key,
+                        describe_paths(&ctx.inputs)
+                    )));
+                };
+                report_store_trouble(
+                    severity,
+                    &format!("Did not restore `{}`: {why}", hit.matched_key),
+                    &error,
+                    &format!(
+                        "Nothing was written: {} unchanged; continuing with an empty cache",
+                        describe_paths(&ctx.inputs)
+                    ),
+                );
+                let failed = RestoreOutcome {
+                    matched_key: None,
+                    status: Status::Miss.as_str(),
+                    seconds: started.elapsed().as_secs_f64(),
+                    ..found
+                };
+                actions::after_restore(&ctx, &query.version, &failed)?;
+                return report_miss(args, &restore_keys, global, started, Some(why));
+            }
+        };
     let restore_seconds = started.elapsed().as_secs_f64();
     output::info(&format!(
         "Restored `{}`{}: {} files, {} from {} in {restore_seconds:.1}s",
@@ -175,15 +174,15 @@ pub fn run(args: &RestoreArgs, global: &GlobalArgs) -> Result<()> {
     let healed = if args.no_heal {
         serde_json::Value::Null
     } else {
-        heal_restored(args, &ctx)
+        // Only an interrupt fails here; it comes after the swap, so say what was done.
+        heal_restored(args, &ctx).map_err(|interrupted| {
+            interrupted.context(crate::interrupt::Done(format!(
+                "restored `{}` into {}; healing stopped before it finished (uv fetches what is missing when it is online)",
+                hit.matched_key,
+                describe_paths(&ctx.inputs)
+            )))
+        })?
     };
-    if let Some(interrupted) = crate::interrupt::received() {
-        return Err(anyhow::Error::new(interrupted).context(crate::interrupt::Done(format!(
-            "restored `{}` into {}; heal stopped before it finished (uv fetches what is missing when it is online)",
-            hit.matched_key,
-            describe_paths(&ctx.inputs)
-        ))));
-    }
     let outcome = RestoreOutcome {
         restored: true,
         content_bytes: restored.content_bytes,
@@ -231,7 +230,7 @@ fn restored_paths(ctx: &PathContext) -> Vec<PathBuf> {
         .collect()
 }
 
-fn heal_restored(args: &RestoreArgs, ctx: &PathContext) -> serde_json::Value {
+fn heal_restored(args: &RestoreArgs, ctx: &PathContext) -> Result<serde_json::Value> {
     let mut reports = Vec::new();
     let roots = restored_paths(ctx)
         .into_iter()
@@ -251,7 +250,7 @@ fn heal_restored(args: &RestoreArgs, ctx: &PathContext) -> serde_json::Value {
                 value["path"] = serde_json::json!(root);
                 reports.push(value);
             }
-            Err(error) if crate::interrupt::find(&error).is_some() => break,
+            Err(error) if crate::interrupt::find(&error).is_some() => return Err(error),
             Err(error) => {
                 output::warn(&format!(
                     "Did not heal the uv cache at `{}`: {error:#}\nThe restore itself succeeded; uv will re-download missing sources if it is online",
@@ -261,7 +260,7 @@ fn heal_restored(args: &RestoreArgs, ctx: &PathContext) -> serde_json::Value {
             }
         }
     }
-    serde_json::Value::Array(reports)
+    Ok(serde_json::Value::Array(reports))
 }
 
 struct Restored {

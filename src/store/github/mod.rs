@@ -502,10 +502,9 @@ impl Store for GhaStore {
         if !self.mode.allows_save() {
             return Err(self.mode.forbids("saves").into());
         }
-        match self
-            .runtime
-            .block_on(crate::interrupt::race(self.twirp.create_entry(key, version)))??
-        {
+        match self.runtime.block_on(crate::interrupt::race(
+            self.twirp.create_entry(key, version),
+        ))?? {
             twirp::Reservation::AlreadyExists => Ok(Reservation::AlreadyExists),
             twirp::Reservation::Created(url) => {
                 Ok(Reservation::Created(Box::new(blob::Upload::new(
