@@ -642,3 +642,57 @@ fn sigterm_while_prune_waits_for_uvs_cache_lock_removes_nothing() {
     assert_same_tree(&before, &snapshot(&target));
     uv.finish();
 }
+
+/// A signal while heal waits for a slow index: the downloads are dropped, nothing is written
+/// into the cache, and heal says so.
+#[test]
+fn sigint_while_heal_waits_for_the_index_changes_nothing() {
+    let sandbox = Sandbox::new();
+    let files = support::uv::fixtures(&sandbox.root().join("files"), 0);
+    let index = support::uv::Index::start(&files, 0);
+    let cache = sandbox.home().join(".cache/uv");
+    let uv = |args: &[&str]| {
+        let mut cmd = support::uv::uv(&support::uv::uv_bin("0.13.9"), &cache, &index.simple());
+        cmd.current_dir(sandbox.ws()).args(args);
+        cmd
+    };
+    let venv = sandbox.root().join("venv-3.11");
+    support::uv::check(
+        uv(&["venv", "-q", "-p"])
+            .arg(support::uv::python("3.11"))
+            .arg(&venv),
+    );
+    support::uv::check(
+        uv(&["pip", "install", "-p"])
+            .arg(venv.join("bin/python"))
+            .args(["sdistonly==1.0", "cext==1.0"]),
+    );
+    sandbox.ok(&["prune", "--path", cache.to_str().unwrap()]);
+    let before = snapshot(&cache);
+
+    // Every index request now takes a minute: heal is stuck on the network.
+    std::fs::write(index.control.path().join("latency_ms"), "60000").unwrap();
+    let mut cmd = sandbox.cmd();
+    cmd.args(["heal", "--path"])
+        .arg(&cache)
+        .arg("--python")
+        .arg(support::uv::python("3.12"))
+        .args(["--index-url", &index.simple()]);
+    let requests_before = std::fs::read_to_string(&index.log).unwrap().lines().count();
+    let mut child = spawn(cmd);
+    wait_until(&mut child, "heal's first request to the index", || {
+        std::fs::read_to_string(&index.log).is_ok_and(|log| log.lines().count() > requests_before)
+    });
+    let out = signal_and_wait(
+        child,
+        libc::SIGINT,
+        "sigint_while_heal_waits_for_the_index_changes_nothing",
+    );
+    let _ = std::fs::remove_file(index.control.path().join("latency_ms"));
+    assert_interrupted(
+        &out,
+        130,
+        &format!("nothing was healed; `{}` unchanged", cache.display()),
+    );
+    assert_same_tree(&before, &snapshot(&cache));
+}

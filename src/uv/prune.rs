@@ -114,19 +114,29 @@ pub fn plan(layout: &Layout) -> Result<PrunePlan> {
 /// Removes what the plan lists. A path already gone is not an error.
 pub fn execute(plan: &PrunePlan) -> Result<()> {
     for (done, removal) in plan.removals.iter().enumerate() {
-        stop_if_interrupted(done, plan.removals.len())?;
+        stop_if_interrupted(|| {
+            (done > 0).then(|| {
+                format!(
+                    "the prune removed {done} of {} paths before it stopped; the rest is unchanged",
+                    plan.removals.len()
+                )
+            })
+        })?;
         remove(&removal.path)?;
     }
     Ok(())
 }
 
-/// Stops between two removals on a signal, saying how far the prune got (what prune removes
-/// is what uv can download or build again, so stopping part-way loses nothing).
-fn stop_if_interrupted(done: usize, total: usize) -> Result<()> {
+/// Stops between two removals on a signal, with a note of how far the prune got when it had
+/// removed anything (what prune removes is what uv can download or build again, so stopping
+/// part-way loses nothing). One removal is never split: half an entry is worse than a whole one.
+fn stop_if_interrupted(done: impl FnOnce() -> Option<String>) -> Result<()> {
     crate::interrupt::check().map_err(|interrupted| {
-        anyhow::Error::new(interrupted).context(crate::interrupt::Done(format!(
-            "the prune removed {done} of {total} paths before it stopped; the rest is unchanged"
-        )))
+        let error = anyhow::Error::new(interrupted);
+        match done() {
+            Some(note) => error.context(crate::interrupt::Done(note)),
+            None => error,
+        }
     })
 }
 
@@ -149,7 +159,12 @@ pub fn prune_unlinked_files(layout: &Layout, dry_run: bool) -> Result<Vec<Remova
     }
     if !dry_run {
         for (done, removal) in out.iter().enumerate() {
-            stop_if_interrupted(done, out.len())?;
+            stop_if_interrupted(|| {
+                Some(format!(
+                    "the prune removed what it planned and {done} of {} unused files before it stopped; the rest is unchanged",
+                    out.len()
+                ))
+            })?;
             remove(&removal.path)?;
         }
     }
