@@ -64,14 +64,19 @@ pub struct Done(pub String);
 pub fn install() {
     #[cfg(unix)]
     // SAFETY: the handler only touches an atomic and, on a second signal, calls `_exit`, both
-    // async-signal-safe. `sigaction` is given a zeroed struct with the handler and an empty mask.
+    // async-signal-safe. `sigaction` is given a zeroed struct with the handler and a mask.
     unsafe {
         let mut action: libc::sigaction = std::mem::zeroed();
         action.sa_sigaction = handle as *const () as libc::sighandler_t;
         // SA_RESTART: a system call the signal lands in is resumed, not failed with EINTR; the
         // loops notice the flag through their timeouts instead.
         action.sa_flags = libc::SA_RESTART;
+        // While one handler runs, the other signal waits, so two signals that arrive together
+        // in one thread are taken in order (SIGINT first, as Linux delivers the lower number
+        // first).
         libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaddset(&mut action.sa_mask, libc::SIGINT);
+        libc::sigaddset(&mut action.sa_mask, libc::SIGTERM);
         for signal in [libc::SIGINT, libc::SIGTERM] {
             libc::sigaction(signal, &action, std::ptr::null_mut());
         }

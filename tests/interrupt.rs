@@ -696,3 +696,38 @@ fn sigint_while_heal_waits_for_the_index_changes_nothing() {
     );
     assert_same_tree(&before, &snapshot(&cache));
 }
+
+/// SIGINT and, right behind it, SIGTERM (GitHub's cancel sends both): a second signal while
+/// cleaning up exits at once, with the first signal's code. Whatever that leaves is provably
+/// dead, and the next restore sweeps it and restores.
+#[test]
+fn a_second_signal_exits_with_the_first_code_and_the_next_run_sweeps() {
+    let _heavy = one_at_a_time();
+    let sandbox = saved_big_entry(200);
+    let big = sandbox.ws().join("big");
+    let before = snapshot(&big);
+    let mut cmd = sandbox.cmd();
+    cmd.args(["restore", "--path", "big", "--key", "k"]);
+    let mut child = spawn(cmd);
+    wait_until(&mut child, "a staging directory", || {
+        !staging_in(&sandbox.ws()).is_empty()
+    });
+    // SAFETY: `kill` on the pid of a child this test started and has not reaped.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let out = signal_and_wait(
+        child,
+        libc::SIGTERM,
+        "a_second_signal_exits_with_the_first_code_and_the_next_run_sweeps",
+    );
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    assert_same_tree(&before, &snapshot(&big));
+
+    let out = sandbox.ok(&["restore", "--path", "big", "--key", "k"]);
+    assert_eq!(
+        staging_in(&sandbox.ws()),
+        Vec::<PathBuf>::new(),
+        "{}",
+        stderr(&out)
+    );
+    assert!(big.join("large/00/blob-0000.bin").is_file());
+}
