@@ -376,6 +376,14 @@ pub struct RestoreArgs {
     )]
     pub no_heal: bool,
 
+    /// Replace uv caches without waiting for uv's cache lock
+    ///
+    /// By default, a restored path that is a uv cache is replaced only under uv's cache lock
+    /// (`<cache>/.lock`, taken exclusive as `uv cache clean` does), waiting while another uv
+    /// process uses the cache: replacing it under a running uv breaks that uv's build.
+    #[arg(long, env = env::CACHE_HEAL_FORCE, hide_env_values = true)]
+    pub force: bool,
+
     #[command(flatten, next_help_heading = HEAL)]
     pub heal: HealTargets,
 

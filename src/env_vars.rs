@@ -33,7 +33,7 @@ pub const CACHE_HEAL_MAX_SIZE: &str = "CACHE_HEAL_MAX_SIZE";
 pub const CACHE_HEAL_UNPACK_WRITERS: &str = "CACHE_HEAL_UNPACK_WRITERS";
 /// Equivalent to `--no-prune` (save).
 pub const CACHE_HEAL_NO_PRUNE: &str = "CACHE_HEAL_NO_PRUNE";
-/// Equivalent to `--force` (prune, save): do not wait for uv's cache lock.
+/// Equivalent to `--force` (prune, save, restore): do not wait for uv's cache lock.
 pub const CACHE_HEAL_FORCE: &str = "CACHE_HEAL_FORCE";
 /// Equivalent to `--no-heal` (restore).
 pub const CACHE_HEAL_NO_HEAL: &str = "CACHE_HEAL_NO_HEAL";

@@ -129,6 +129,18 @@ impl Failure {
         }
     }
 
+    /// An interrupt, with the line that says what it left unchanged.
+    pub fn interrupted(message: String, exit_code: u8) -> Self {
+        Self {
+            kind: Kind::Interrupted,
+            message,
+            causes: Vec::new(),
+            consequence: None,
+            hint: None,
+            exit_code,
+        }
+    }
+
     /// A clap error (an unknown flag, a bad value): always a usage error.
     pub fn usage(message: &str) -> Self {
         let message = message.trim().trim_start_matches("error: ").to_string();
@@ -148,6 +160,9 @@ fn kind_of(error: &anyhow::Error) -> (Kind, u8) {
     for cause in error.chain() {
         if cause.is::<UsageError>() || cause.is::<crate::key::KeyError>() {
             return (Kind::Usage, 2);
+        }
+        if let Some(interrupted) = cause.downcast_ref::<crate::interrupt::Interrupted>() {
+            return (Kind::Interrupted, interrupted.exit_code());
         }
         if cause.is::<CacheMiss>() {
             return (Kind::CacheMiss, 1);

@@ -25,7 +25,9 @@ pub mod env_vars;
 pub mod error;
 pub mod fingerprint;
 pub mod gha;
+pub mod interrupt;
 pub mod key;
+pub mod leftovers;
 pub mod output;
 pub mod paths;
 pub mod progress;
@@ -43,6 +45,7 @@ pub use error::UsageError;
 /// Parses the command line, runs the command, renders its report (or its error) once, and
 /// returns the exit code.
 pub fn run() -> ExitCode {
+    interrupt::install();
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) => return report::render_usage_error(&error, json_requested()),
@@ -59,7 +62,18 @@ pub fn run() -> ExitCode {
         cli::Command::Prune(args) => ("prune", commands::prune::run(args, &cli.global)),
         cli::Command::Heal(args) => ("heal", commands::heal::run(args, &cli.global)),
     };
-    report::render(name, outcome, printer)
+    report::render(name, outcome, printer, interrupted_work(&cli.command))
+}
+
+/// What an interrupt of this command leaves unchanged, for its `Interrupted: …` line.
+fn interrupted_work(command: &cli::Command) -> interrupt::Work<'_> {
+    match command {
+        cli::Command::Restore(args) => interrupt::Work::Restore(&args.paths.paths),
+        cli::Command::Save(_) => interrupt::Work::Save,
+        cli::Command::Prune(args) => interrupt::Work::Prune(&args.path),
+        cli::Command::Heal(args) => interrupt::Work::Heal(&args.path),
+        _ => interrupt::Work::Other,
+    }
 }
 
 /// Whether `--json` was asked for, when the command line did not parse: a script that asked

@@ -44,6 +44,11 @@ pub fn warn(message: &str) {
 /// The error that ended a command: an annotation in Actions, then `error:` with its causes
 /// and its hint.
 pub fn failure(failure: &Failure) {
+    if failure.kind == crate::error::Kind::Interrupted {
+        // Not a fault: one line saying what was left unchanged.
+        eprintln!("{}", failure.message);
+        return;
+    }
     if in_github_actions() {
         let mut whole = vec![failure.message.clone()];
         whole.extend(failure.causes.iter().cloned());

@@ -258,7 +258,11 @@ fn prune_waits_for_the_cache_lock() {
     let mut err = String::new();
     let mut reader = std::io::BufReader::new(child.stderr.take().unwrap());
     std::io::BufRead::read_line(&mut reader, &mut err).unwrap();
-    assert!(err.contains("in use, waiting"), "{err}");
+    assert!(
+        err.starts_with("Waiting for uv's cache lock at `")
+            && err.contains("pass `--force` to skip"),
+        "{err}"
+    );
     assert!(
         child.try_wait().unwrap().is_none(),
         "prune did not wait for the lock"
@@ -423,7 +427,7 @@ fn issue_9_row_3_save_to_an_unusable_store_leaves_the_cache_unchanged() {
         "an unreachable GitHub cache",
         &out,
         0,
-        "warning: Did not save `k`: the cache service or its blob store could not be reached",
+        "warning: Did not save `k`: the cache service could not be reached",
     );
     assert_eq!(stdout_json(&out)["status"], "not-saved");
 
@@ -504,7 +508,7 @@ fn save_waits_for_the_cache_lock() {
     let mut err = String::new();
     let mut reader = std::io::BufReader::new(child.stderr.take().unwrap());
     reader.read_line(&mut err).unwrap();
-    assert!(err.contains("in use, waiting"), "{err}");
+    assert!(err.contains("Waiting for uv's cache lock at"), "{err}");
     assert!(
         child.try_wait().unwrap().is_none(),
         "save did not wait for the lock"

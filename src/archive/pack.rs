@@ -66,18 +66,25 @@ pub fn pack<W: Write>(
     let mut stats = PackStats::default();
     std::thread::scope(|scope| -> Result<()> {
         let walker = scope.spawn(move || walk(plan, &sender));
-        let written = receiver.iter().try_for_each(|item| {
-            let item = item?;
-            write_item(&mut builder, &item, &mut stats)?;
-            if let Some(level) = governor.observe(stats.content_bytes) {
-                builder
-                    .get_mut()
-                    .set_level(level)
-                    .context("changing the compression level")?;
+        let written = (|| -> Result<()> {
+            loop {
+                crate::interrupt::check()?;
+                // A short timeout, so that a signal is noticed while the walker is slow.
+                let item = match receiver.recv_timeout(crate::interrupt::POLL) {
+                    Ok(item) => item?,
+                    Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
+                };
+                write_item(&mut builder, &item, &mut stats)?;
+                if let Some(level) = governor.observe(stats.content_bytes) {
+                    builder
+                        .get_mut()
+                        .set_level(level)
+                        .context("changing the compression level")?;
+                }
+                progress.set_position(stats.content_bytes);
             }
-            progress.set_position(stats.content_bytes);
-            Ok::<_, anyhow::Error>(())
-        });
+        })();
         // Dropping the receiver stops the walker at its next send.
         drop(receiver);
         walker
@@ -123,6 +130,7 @@ enum ItemKind {
 fn walk(plan: &SavePlan, sender: &mpsc::SyncSender<Result<Item>>) {
     let mut seen_inodes: HashMap<(u64, u64), String> = HashMap::new();
     let walked = plan.walk(|root, entry| {
+        crate::interrupt::check()?;
         match item_for(&root.member_name, &root.absolute, entry, &mut seen_inodes)? {
             // A closed channel means the tar writer stopped; its own error is what counts.
             Some(item) => sender
@@ -356,6 +364,7 @@ impl Read for ExactReader<'_> {
         if self.left == 0 {
             return Ok(0);
         }
+        crate::interrupt::check_io()?;
         let want = buf.len().min(self.left as usize);
         let n = self.inner.read(&mut buf[..want])?;
         if n == 0 {

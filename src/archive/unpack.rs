@@ -160,9 +160,10 @@ impl Damaged {
     }
 
     /// The damage behind `error`, wherever it sits in the chain; `None` for a hostile archive
-    /// (a [`Refusal`]), a failing disk, or anything else that is not damage.
+    /// (a [`Refusal`]), an interrupt (which cuts the decoder short and so looks like damage
+    /// from below), a failing disk, or anything else that is not damage.
     pub fn find(error: &anyhow::Error) -> Option<&Damaged> {
-        if error.chain().any(|e| e.is::<Refusal>()) {
+        if error.chain().any(|e| e.is::<Refusal>()) || crate::interrupt::find(error).is_some() {
             return None;
         }
         error.chain().find_map(|e| e.downcast_ref::<Damaged>())
@@ -246,6 +247,9 @@ struct Staging {
     /// Staging directories, keyed by the existing directory they were made in. Dropping a
     /// `TempDir` removes it with everything inside.
     dirs: HashMap<PathBuf, tempfile::TempDir>,
+    /// The liveness lock of each staging directory, so that a run after a SIGKILL can tell
+    /// ours from a dead one's (see `leftovers`).
+    marks: Vec<crate::leftovers::LiveMark>,
 }
 
 impl Staging {
@@ -263,14 +267,18 @@ impl Staging {
         let anchor = nearest_existing_dir(target.parent().unwrap_or(target))?;
         let dir = match self.dirs.entry(anchor.clone()) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => e.insert(
-                tempfile::Builder::new()
+            std::collections::hash_map::Entry::Vacant(e) => {
+                // Staging that a killed restore left here is swept before ours is made.
+                crate::leftovers::sweep_staging(&anchor);
+                let dir = tempfile::Builder::new()
                     .prefix(".cache-heal-staging-")
                     .tempdir_in(&anchor)
                     .with_context(|| {
                         format!("creating a staging directory in `{}`", anchor.display())
-                    })?,
-            ),
+                    })?;
+                self.marks.push(crate::leftovers::mark_dir(dir.path())?);
+                e.insert(dir)
+            }
         };
         let staged = dir.path().join(format!("unit-{}", self.units.len()));
         self.units.push(Unit {
@@ -356,7 +364,7 @@ fn remove_any(path: &Path) {
 /// Removes a file or a whole tree, even one holding read-only directories (a restored cache
 /// may: their modes come from the archive). Only when a plain removal fails are the
 /// directories made writable, which costs a second walk.
-fn remove_tree(path: &Path) -> io::Result<()> {
+pub(crate) fn remove_tree(path: &Path) -> io::Result<()> {
     let is_dir = match path.symlink_metadata() {
         Ok(meta) => meta.is_dir(),
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
@@ -488,6 +496,10 @@ fn pump_chunks(
     recycled: &mpsc::Receiver<Vec<u8>>,
 ) {
     loop {
+        if let Err(e) = crate::interrupt::check_io() {
+            let _ = chunks.send(Err(e));
+            return;
+        }
         // Reuse a chunk the consumer is done with: it is already initialized, so no memset.
         let mut chunk = recycled.try_recv().unwrap_or_default();
         chunk.resize(CHUNK_SIZE, 0);
@@ -532,15 +544,20 @@ struct ChunkReader {
 impl io::BufRead for ChunkReader {
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
         if self.position == self.current.len() {
-            match self.chunks.recv() {
-                Ok(chunk) => {
-                    let done = std::mem::replace(&mut self.current, chunk?);
-                    let _ = self.recycle.send(done);
-                    self.position = 0;
+            // A short timeout, so that a signal is noticed while the producer is stuck (a
+            // stalled download).
+            let chunk = loop {
+                crate::interrupt::check_io()?;
+                match self.chunks.recv_timeout(crate::interrupt::POLL) {
+                    Ok(chunk) => break chunk?,
+                    Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                    // The producer finished: the stream ended.
+                    Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(&[]),
                 }
-                // The producer finished: the stream ended.
-                Err(_) => return Ok(&[]),
-            }
+            };
+            let done = std::mem::replace(&mut self.current, chunk);
+            let _ = self.recycle.send(done);
+            self.position = 0;
         }
         Ok(&self.current[self.position..])
     }
@@ -667,6 +684,7 @@ fn finish_file(file: &std::fs::File, path: &Path, mode: u32, mtime: u64) -> Resu
 fn copy_content(data: &mut dyn Read, file: &mut std::fs::File, path: &Path) -> Result<()> {
     let mut buffer = vec![0u8; 256 * 1024];
     loop {
+        crate::interrupt::check()?;
         let n = match data.read(&mut buffer) {
             Ok(0) => return Ok(()),
             Ok(n) => n,
@@ -737,6 +755,7 @@ impl Unpacker<'_> {
                 };
                 Damaged::new(reading, e)
             })?;
+            crate::interrupt::check()?;
             // Reuse one buffer: this runs for every member.
             last_member.clear();
             last_member.push_str(&String::from_utf8_lossy(&entry.path_bytes()));

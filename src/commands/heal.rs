@@ -217,7 +217,9 @@ pub fn heal_cache(root: &Path, args: &HealTargets, dry_run: bool) -> Result<Heal
         .build()
         .context("starting the download runtime")?;
     let client = heal::http_client()?;
-    let lookup = runtime.block_on(heal::locate(&client, needs, &sources));
+    let lookup = runtime.block_on(crate::interrupt::race(heal::locate(
+        &client, needs, &sources,
+    )))?;
     report.skipped.extend(lookup.skipped);
     report.unreachable = lookup.unreachable;
     report.planned = lookup
@@ -230,7 +232,19 @@ pub fn heal_cache(root: &Path, args: &HealTargets, dry_run: bool) -> Result<Heal
     if dry_run {
         print_plan(&lookup.located);
     } else {
-        let outcome = runtime.block_on(heal::fetch_and_install(&client, lookup.located));
+        // On a signal the downloads are dropped (their tasks aborted); sources already moved
+        // into place stay, as uv would have left them.
+        let outcome = runtime
+            .block_on(crate::interrupt::race(heal::fetch_and_install(
+                &client,
+                lookup.located,
+            )))
+            .map_err(|interrupted| {
+                anyhow::Error::new(interrupted).context(crate::interrupt::Done(format!(
+                    "healing `{}` stopped; sources healed before the signal stay, the others were not fetched",
+                    root.display()
+                )))
+            })?;
         report.bytes = outcome.bytes;
         report.healed = outcome.healed;
         report.failed.extend(outcome.failed);

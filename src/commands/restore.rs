@@ -54,6 +54,8 @@ pub struct RestorePlan {
     heal: Option<HealTargets>,
     mode: Mode,
     fail_on_cache_miss: bool,
+    /// Replace uv caches without taking uv's cache lock.
+    force: bool,
 }
 
 impl RestorePlan {
@@ -95,6 +97,7 @@ impl RestorePlan {
             heal: (!args.no_heal).then(|| args.heal.clone()),
             mode,
             fail_on_cache_miss: args.fail_on_cache_miss,
+            force: args.force,
         })
     }
 
@@ -185,7 +188,14 @@ fn restore(plan: &RestorePlan, global: &GlobalArgs, report: &mut RestoreReport) 
     report.files = restored.files;
     if let Some(targets) = &plan.heal {
         let healing = Instant::now();
-        let healed = heal_restored(&plan.ctx, targets);
+        // Only an interrupt fails here; it comes after the swap, so say what was done.
+        let healed = heal_restored(&plan.ctx, targets).map_err(|interrupted| {
+            interrupted.context(crate::interrupt::Done(format!(
+                "restored `{}` into {}; healing stopped before it finished (uv fetches what is missing when it is online)",
+                hit.matched_key,
+                quote_list(&plan.ctx.inputs.lines)
+            )))
+        })?;
         report.timings.heal = healing.elapsed().as_secs_f64();
         report.healed = healed.iter().map(HealedPath::healed_count).sum();
         report.heal = Some(healed);
@@ -367,18 +377,16 @@ fn what_is_replaced(plan: &RestorePlan) -> Vec<Replaced> {
 /// The heal stage: every restored path that is a uv cache is healed for the targets. A heal
 /// that fails is a warning: the restore itself succeeded and uv can still heal lazily online.
 /// What concerns the whole run (an unreachable index, missing build backends) is said once.
-fn heal_restored(ctx: &PathContext, targets: &HealTargets) -> Vec<HealedPath> {
-    let roots = ctx
-        .inputs
-        .lines
-        .iter()
-        .filter(|l| !l.starts_with('!'))
-        .filter_map(|l| ctx.roots.absolute(l).ok())
+/// Only an interrupt is an error here.
+fn heal_restored(ctx: &PathContext, targets: &HealTargets) -> Result<Vec<HealedPath>> {
+    let roots = restored_paths(ctx)
+        .into_iter()
         .filter(|p| Layout::is_uv_cache(p));
     let mut healed = Vec::new();
     for root in roots {
         match heal::heal_cache(&root, targets, false) {
             Ok(report) => healed.push(HealedPath::Healed(report)),
+            Err(error) if crate::interrupt::find(&error).is_some() => return Err(error),
             Err(error) => {
                 output::warn(&format!(
                     "Did not heal the uv cache at `{}`: {error:#}\nThe restore itself succeeded; uv will re-download missing sources if it is online",
@@ -393,7 +401,17 @@ fn heal_restored(ctx: &PathContext, targets: &HealTargets) -> Vec<HealedPath> {
     }
     let reports: Vec<&heal::HealReport> = healed.iter().filter_map(HealedPath::report).collect();
     heal::warn_after_restore(&reports);
-    healed
+    Ok(healed)
+}
+
+/// The absolute paths a restore replaces.
+fn restored_paths(ctx: &PathContext) -> Vec<PathBuf> {
+    ctx.inputs
+        .lines
+        .iter()
+        .filter(|l| !l.starts_with('!'))
+        .filter_map(|l| ctx.roots.absolute(l).ok())
+        .collect()
 }
 
 struct Restored {
@@ -515,6 +533,13 @@ fn stream_into_place(
     let transfer_seconds = started.elapsed().as_secs_f64();
     progress.finish();
     let (files, content_bytes) = (unpacked.files, unpacked.content_bytes);
+    // Replacing a uv cache under a running uv would pull it from under that uv's feet.
+    let _uv_locks = if plan.force {
+        Vec::new()
+    } else {
+        crate::uv::lock::lock_caches_for_replacing(&restored_paths(&plan.ctx))?
+    };
+    crate::interrupt::check()?;
     let swapping = Progress::phase("Swapping into place", progress_enabled(global));
     let swap_started = Instant::now();
     unpacked.commit()?;

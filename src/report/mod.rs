@@ -80,15 +80,27 @@ pub struct Printer {
     pub json: bool,
 }
 
-/// Renders the outcome of a command and returns the process's exit code.
-pub fn render(command: &str, outcome: anyhow::Result<Report>, printer: Printer) -> ExitCode {
+/// Renders the outcome of a command and returns the process's exit code. `work` says what an
+/// interrupt left unchanged.
+pub fn render(
+    command: &str,
+    outcome: anyhow::Result<Report>,
+    printer: Printer,
+    work: crate::interrupt::Work<'_>,
+) -> ExitCode {
     let result = match outcome {
         Ok(report) => render_report(command, &report, printer),
         Err(error) => Err(error),
     };
     match result {
         Ok(code) => ExitCode::from(code),
-        Err(error) => render_failure(command, &Failure::classify(&error), printer),
+        Err(error) => {
+            let failure = match crate::interrupt::report(&error, work) {
+                Some((message, exit_code)) => Failure::interrupted(message, exit_code),
+                None => Failure::classify(&error),
+            };
+            render_failure(command, &failure, printer)
+        }
     }
 }
 

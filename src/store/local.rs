@@ -183,11 +183,8 @@ impl Store for LocalStore {
         }
         fs::create_dir_all(self.entries_dir())?;
         fs::create_dir_all(self.tmp_dir())?;
-        let file = tempfile::Builder::new()
-            .prefix("upload-")
-            .suffix(".partial")
-            .tempfile_in(self.tmp_dir())
-            .with_context(|| format!("creating an upload in `{}`", self.tmp_dir().display()))?;
+        crate::leftovers::sweep_uploads(&self.tmp_dir());
+        let file = partial_upload(&self.tmp_dir())?;
         Ok(Reservation::Created(Box::new(LocalUpload {
             store_root: self.root.clone(),
             file: io::BufWriter::with_capacity(1 << 20, file),
@@ -349,6 +346,8 @@ impl Upload for LocalUpload {
         } = *self;
         let store = LocalStore::new(store_root);
         let temp = file.into_inner().map_err(|e| e.into_error())?;
+        // The last moment a signal can stop the save: after this the entry becomes visible.
+        crate::interrupt::check()?;
         temp.as_file().sync_all()?;
         let id = entry_id(&key, &version);
         let archive_name = format!(
@@ -378,6 +377,26 @@ impl Upload for LocalUpload {
         }
         published
     }
+}
+
+/// A new `tmp/upload-*.partial`, deleted when dropped and holding a liveness lock for as long as
+/// this process lives (see `leftovers`). It is locked under a `.new` name first, so a sweeper
+/// never sees a `.partial` that is not locked by a live owner.
+fn partial_upload(tmp: &Path) -> Result<tempfile::NamedTempFile> {
+    let new = tempfile::Builder::new()
+        .prefix("upload-")
+        .suffix(".new")
+        .tempfile_in(tmp)
+        .with_context(|| format!("creating an upload in `{}`", tmp.display()))?;
+    crate::leftovers::mark_file(new.as_file(), new.path())?;
+    let partial = new.path().with_extension("partial");
+    let file = new
+        .persist_noclobber(&partial)
+        .map_err(|e| e.error)
+        .with_context(|| format!("creating the upload `{}`", partial.display()))?;
+    let path = tempfile::TempPath::try_from_path(&partial)
+        .with_context(|| format!("creating the upload `{}`", partial.display()))?;
+    Ok(tempfile::NamedTempFile::from_parts(file, path))
 }
 
 fn publish_metadata(store: &LocalStore, meta: &Metadata) -> Result<Published> {

@@ -258,6 +258,10 @@ pub fn nonfatal(error: &anyhow::Error) -> Option<(Severity, &'static str)> {
         }
         error.source().and_then(find)
     }
+    // An interrupt is never a store failure, whatever it cut short.
+    if crate::interrupt::find(error).is_some() {
+        return None;
+    }
     let found = error.chain().find_map(find)?;
     if found.is_damaged_entry() {
         // Not a failure of the service: the entry itself is damaged (see `archive::unpack`).

@@ -49,9 +49,20 @@ pub fn lock_cache_to_read(root: &Path) -> Result<Option<LockGuard>> {
 
 fn say_waiting(root: &Path) {
     output::info(&format!(
-        "The uv cache at `{}` is in use, waiting for other uv processes to finish (use `--force` to skip the lock)",
-        root.display()
+        "Waiting for uv's cache lock at `{}` (another uv process is using it); pass `--force` to skip",
+        root.join(".lock").display()
     ));
+}
+
+/// Takes uv's cache lock, exclusive, on every path in `paths` that is a uv cache, as
+/// `uv cache clean` does before it removes one: a restore replaces such a path whole and must
+/// not do it under a running uv. Paths that do not exist yet, or are no uv cache, need none.
+pub fn lock_caches_for_replacing(paths: &[std::path::PathBuf]) -> Result<Vec<LockGuard>> {
+    paths
+        .iter()
+        .filter(|p| crate::uv::layout::Layout::is_uv_cache(p))
+        .map(|p| lock_cache(p, Mode::Exclusive))
+        .collect()
 }
 
 /// Locks a shard's `.lock` exclusively, as uv does while building from that shard.
@@ -89,11 +100,23 @@ fn lock_open_file(
         Ok(()) => {}
         Err(TryLockError::WouldBlock) => {
             on_wait();
-            match mode {
-                Mode::Shared => file.lock_shared(),
-                Mode::Exclusive => file.lock(),
+            // Try again in short steps rather than block in `flock`, so that a signal is
+            // noticed while waiting.
+            loop {
+                crate::interrupt::check()?;
+                std::thread::sleep(crate::interrupt::POLL);
+                let attempt = match mode {
+                    Mode::Shared => file.try_lock_shared(),
+                    Mode::Exclusive => file.try_lock(),
+                };
+                match attempt {
+                    Ok(()) => break,
+                    Err(TryLockError::WouldBlock) => continue,
+                    Err(TryLockError::Error(error)) => {
+                        return Err(error).with_context(|| format!("locking `{}`", path.display()));
+                    }
+                }
             }
-            .with_context(|| format!("locking `{}`", path.display()))?;
         }
         Err(TryLockError::Error(error)) => {
             return Err(error).with_context(|| format!("locking `{}`", path.display()));

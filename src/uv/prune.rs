@@ -113,7 +113,15 @@ pub fn plan(layout: &Layout) -> Result<PrunePlan> {
 
 /// Removes what the plan lists. A path already gone is not an error.
 pub fn execute(plan: &PrunePlan) -> Result<()> {
-    for removal in &plan.removals {
+    for (done, removal) in plan.removals.iter().enumerate() {
+        stop_if_interrupted(|| {
+            (done > 0).then(|| {
+                format!(
+                    "the prune removed {done} of {} paths before it stopped; the rest is unchanged",
+                    plan.removals.len()
+                )
+            })
+        })?;
         remove(&removal.path)?;
     }
     Ok(())
@@ -129,12 +137,31 @@ pub fn plan_with_unlinked_files(layout: &Layout) -> Result<PrunePlan> {
     Ok(plan)
 }
 
+/// Stops between two removals on a signal, with a note of how far the prune got when it had
+/// removed anything (what prune removes is what uv can download or build again, so stopping
+/// part-way loses nothing). One removal is never split: half an entry is worse than a whole one.
+fn stop_if_interrupted(done: impl FnOnce() -> Option<String>) -> Result<()> {
+    crate::interrupt::check().map_err(|interrupted| {
+        let error = anyhow::Error::new(interrupted);
+        match done() {
+            Some(note) => error.context(crate::interrupt::Done(note)),
+            None => error,
+        }
+    })
+}
+
 /// Removes `files-v0` objects that nothing links to any more; run after [`execute`], since
 /// removing archives is what drops their link counts. Returns what it removed.
 pub fn prune_unlinked_files(layout: &Layout, dry_run: bool) -> Result<Vec<Removal>> {
     let out = unlinked_files(layout, &[])?;
     if !dry_run {
-        for removal in &out {
+        for (done, removal) in out.iter().enumerate() {
+            stop_if_interrupted(|| {
+                Some(format!(
+                    "the prune removed what it planned and {done} of {} unused files before it stopped; the rest is unchanged",
+                    out.len()
+                ))
+            })?;
             remove(&removal.path)?;
         }
     }

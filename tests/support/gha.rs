@@ -23,7 +23,13 @@
 //! - `truncate`: the next N blob GETs send half their body and then drop the connection;
 //! - `expire_urls`: the next N signed URLs handed out expired an hour ago (Azurite answers 403);
 //! - `stall`: the next N blob GETs wait 5 s before answering (for segment timeouts);
-//! - `ignore_range` (a flag): blob GETs lose their `Range`, as on servers without range support.
+//! - `ignore_range` (a flag): blob GETs lose their `Range`, as on servers without range support;
+//! - `hold_later_gets` (a flag): while set, blob GETs of a range that does not start at byte 0
+//!   wait (a download that stalls after its first segment, for interrupt tests);
+//! - `hold_puts` (a flag): while set, blob PUTs wait after they are logged (an upload that
+//!   stalls, for interrupt tests).
+//!
+//! A held request waits at most 120 s; clear the flag before dropping the service.
 //!
 //! Blob faults need the bytes to pass through this server, so with `via_proxy` set (it is, by
 //! [`CacheService::with_proxy`]) signed URLs point at `/blob/...` here, which forwards to Azurite
@@ -253,6 +259,16 @@ pub struct Faults {
     pub ignore_range: AtomicBool,
     /// Self-hosted profile: the next N part PUTs break on the server's side.
     pub part_fail: AtomicU32,
+    pub hold_later_gets: AtomicBool,
+    pub hold_puts: AtomicBool,
+}
+
+/// Waits while `flag` is set, for at most 120 s.
+async fn hold_while(flag: &AtomicBool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while flag.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Which server the service behaves as; see the module doc.
@@ -946,6 +962,19 @@ async fn proxy(
     }
     if method == Method::GET && take(&faults.stall) {
         tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+    if method == Method::GET {
+        let range = headers
+            .get("x-ms-range")
+            .or_else(|| headers.get("range"))
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !range.is_empty() && !range.starts_with("bytes=0-") {
+            hold_while(&faults.hold_later_gets).await;
+        }
+    }
+    if method == Method::PUT {
+        hold_while(&faults.hold_puts).await;
     }
     let path = uri.path().strip_prefix("/blob").unwrap_or(uri.path());
     let target = format!("http://127.0.0.1:{}{path}?{query}", inner.azurite_port);

@@ -414,15 +414,25 @@ impl Upload {
         let index = blocks.next_index;
         blocks.next_index += 1;
         self.gauge.queued();
-        let sent = blocks
-            .sender
-            .as_ref()
-            .expect("sender lives until finish")
-            .blocking_send((index, data));
-        if sent.is_err() {
-            // The uploader stopped: it failed, and its error says why.
-            return Err(io_error(self.block_failure()));
-        }
+        let sender = blocks.sender.clone().expect("sender lives until finish");
+        // Wait for room in short steps, so that a signal is noticed while the blocks ahead are
+        // still uploading.
+        let permit = loop {
+            crate::interrupt::check_io()?;
+            // The timer is made inside `block_on`: it needs the runtime's context.
+            let reserved = self.runtime.block_on(async {
+                tokio::time::timeout(crate::interrupt::POLL, sender.reserve()).await
+            });
+            match reserved {
+                Ok(Ok(permit)) => break permit,
+                Ok(Err(_)) => {
+                    // The uploader stopped: it failed, and its error says why.
+                    return Err(io_error(self.block_failure()));
+                }
+                Err(_elapsed) => continue,
+            }
+        };
+        permit.send((index, data));
         Ok(())
     }
 
@@ -437,40 +447,55 @@ impl Upload {
         }
     }
 
-    fn finish_inner(mut self) -> Result<u64, Error> {
+    /// Sends what is left, commits the blocks and finalizes the entry. A signal stops any of
+    /// these waits; it is checked once more right before the finalize, the one call that
+    /// makes the entry visible, so an interrupted save is never published.
+    fn finish_inner(mut self) -> anyhow::Result<u64> {
         let size = self.size;
         if self.blocks.is_none() {
             let body = Bytes::from(std::mem::take(&mut self.buffer));
             let url = self.url.0.clone();
-            self.runtime.block_on(self.blob.put_retried(
-                &self.url.who(),
-                "Put Blob".into(),
-                url,
-                body,
-                "application/octet-stream",
-                true,
-            ))?;
+            self.runtime
+                .block_on(crate::interrupt::race(self.blob.put_retried(
+                    &self.url.who(),
+                    "Put Blob".into(),
+                    url,
+                    body,
+                    "application/octet-stream",
+                    true,
+                )))??;
         } else {
             if !self.buffer.is_empty() {
-                // `send_block` fails only with the uploader's own error, or a panic of it.
-                self.send_block().map_err(|e| {
-                    match e.into_inner().map(|inner| inner.downcast::<Error>()) {
-                        Some(Ok(e)) => *e,
-                        _ => Error::TaskPanicked {
-                            what: "uploading blocks".into(),
+                // `send_block` fails only with the uploader's own error, an interrupt, or a
+                // panic of the uploader.
+                self.send_block().map_err(|e| match e.into_inner() {
+                    Some(inner) => match inner.downcast::<Error>() {
+                        Ok(e) => anyhow::Error::new(*e),
+                        Err(other) => match other.downcast::<crate::interrupt::Interrupted>() {
+                            Ok(interrupted) => anyhow::Error::new(*interrupted),
+                            Err(_) => anyhow::Error::new(Error::TaskPanicked {
+                                what: "uploading blocks".into(),
+                            }),
                         },
-                    }
+                    },
+                    None => anyhow::Error::new(Error::TaskPanicked {
+                        what: "uploading blocks".into(),
+                    }),
                 })?;
             }
             let blocks = self.blocks.as_mut().expect("block mode");
             blocks.sender = None;
-            let task = blocks.task.take().expect("task lives until finish");
-            let ids = match self.runtime.block_on(task) {
+            let task = blocks.task.as_mut().expect("task lives until finish");
+            // On a signal the task stays in `blocks` and `Drop` aborts it.
+            let joined = self.runtime.block_on(crate::interrupt::race(task))?;
+            blocks.task = None;
+            let ids = match joined {
                 Ok(result) => result?,
                 Err(_) => {
                     return Err(Error::TaskPanicked {
                         what: "uploading blocks".into(),
-                    });
+                    }
+                    .into());
                 }
             };
             let mut list = String::from("<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList>");
@@ -481,15 +506,17 @@ impl Upload {
             }
             list.push_str("</BlockList>");
             let url = self.url.with_params(&[("comp", "blocklist")]);
-            self.runtime.block_on(self.blob.put_retried(
-                &self.url.who(),
-                format!("Put Block List ({} blocks)", ids.len()),
-                url,
-                Bytes::from(list),
-                "application/xml",
-                false,
-            ))?;
+            self.runtime
+                .block_on(crate::interrupt::race(self.blob.put_retried(
+                    &self.url.who(),
+                    format!("Put Block List ({} blocks)", ids.len()),
+                    url,
+                    Bytes::from(list),
+                    "application/xml",
+                    false,
+                )))??;
         }
+        crate::interrupt::check()?;
         self.runtime
             .block_on(self.twirp.finalize(&self.key, &self.version, size))?;
         Ok(size)
@@ -640,7 +667,7 @@ pub struct Download {
     current: Bytes,
     driver: JoinHandle<()>,
     finished: bool,
-    _runtime: Arc<tokio::runtime::Runtime>,
+    runtime: Arc<tokio::runtime::Runtime>,
 }
 
 impl Download {
@@ -664,7 +691,7 @@ impl Download {
             current: Bytes::new(),
             driver,
             finished: false,
-            _runtime: runtime,
+            runtime,
         }
     }
 }
@@ -675,7 +702,14 @@ impl Read for Download {
             if self.finished {
                 return Ok(0);
             }
-            match self.receiver.blocking_recv() {
+            // Wait in short steps, so that a signal is noticed while a segment is stalled.
+            crate::interrupt::check_io()?;
+            // The timer is made inside `block_on`: it needs the runtime's context.
+            let received = self.runtime.block_on(async {
+                tokio::time::timeout(crate::interrupt::POLL, self.receiver.recv()).await
+            });
+            let Ok(received) = received else { continue };
+            match received {
                 Some(Piece::Data(data)) => self.current = data,
                 Some(Piece::End) => self.finished = true,
                 Some(Piece::Failed(e)) => return Err(io_error(e)),

@@ -745,11 +745,13 @@ impl Store for GhaStore {
         if !self.mode.allows_restore() {
             return Err(self.mode.forbids("restores").into());
         }
-        let found = self.runtime.block_on(self.twirp.download_url(
-            &query.key,
-            &query.restore_keys,
-            &query.version,
-        ))?;
+        let found = self
+            .runtime
+            .block_on(crate::interrupt::race(self.twirp.download_url(
+                &query.key,
+                &query.restore_keys,
+                &query.version,
+            )))??;
         Ok(match found {
             DownloadUrl::Miss => Lookup::Miss,
             DownloadUrl::Hit { url, matched_key } => {
@@ -804,10 +806,9 @@ impl Store for GhaStore {
         if !self.mode.allows_save() {
             return Err(self.mode.forbids("saves").into());
         }
-        match self
-            .runtime
-            .block_on(self.twirp.create_entry(key, version))?
-        {
+        match self.runtime.block_on(crate::interrupt::race(
+            self.twirp.create_entry(key, version),
+        ))?? {
             twirp::Reservation::AlreadyExists => Ok(Reservation::AlreadyExists),
             twirp::Reservation::Created(url) => {
                 Ok(Reservation::Created(Box::new(blob::Upload::new(
