@@ -101,7 +101,7 @@ pub fn sweep_uploads(dir: &Path) -> Swept {
             continue;
         }
         let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
-        if std::fs::remove_file(&path).is_ok() {
+        if fs_err::remove_file(&path).is_ok() {
             swept.count += 1;
             swept.bytes += bytes;
         }
@@ -129,7 +129,7 @@ fn lock_of_the_dead(file: &File) -> bool {
 }
 
 fn children(dir: &Path, prefix: &str, suffix: &str) -> Vec<PathBuf> {
-    let Ok(items) = std::fs::read_dir(dir) else {
+    let Ok(items) = fs_err::read_dir(dir) else {
         return Vec::new();
     };
     items
@@ -165,8 +165,8 @@ mod tests {
         let dead = parent.path().join(".cache-heal-staging-dead");
         let unknown = parent.path().join(".cache-heal-staging-unknown");
         for dir in [&live, &dead, &unknown] {
-            std::fs::create_dir(dir).unwrap();
-            std::fs::write(dir.join("data"), vec![0u8; 1000]).unwrap();
+            fs_err::create_dir(dir).unwrap();
+            fs_err::write(dir.join("data"), vec![0u8; 1000]).unwrap();
         }
         let _held = mark_dir(&live).unwrap();
         drop(mark_dir(&dead).unwrap());
@@ -181,9 +181,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let live = dir.path().join("upload-a.partial");
         let dead = dir.path().join("upload-b.partial");
-        let held = File::create(&live).unwrap();
+        let held = fs_err::File::create(&live).unwrap().into_file();
         mark_file(&held, &live).unwrap();
-        std::fs::write(&dead, b"12345").unwrap();
+        fs_err::write(&dead, b"12345").unwrap();
         let swept = sweep_uploads(dir.path());
         assert_eq!(swept, Swept { count: 1, bytes: 5 });
         assert!(live.exists() && !dead.exists());

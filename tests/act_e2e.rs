@@ -25,6 +25,7 @@
 //!
 //! act hands `--env` variables to every step, which GitHub does not do with the runtime token;
 //! tests/action_files.rs checks statically that only the binary's steps receive it.
+#![allow(clippy::disallowed_methods)] // tests use std::fs directly; fs-err is for the binary
 
 mod support;
 

@@ -10,6 +10,7 @@
 //! - Every input reaches the binary as a `CACHE_HEAL_*` variable that a flag of the subcommand
 //!   really reads (checked against clap's own table), or reaches the script that uses it.
 //! - Every `uses:` is pinned to a full commit SHA.
+#![allow(clippy::disallowed_methods)] // tests use std::fs directly; fs-err is for the binary
 
 use clap::CommandFactory;
 use std::collections::BTreeSet;

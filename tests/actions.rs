@@ -1,6 +1,7 @@
 //! `restore` and `save` as GitHub Actions steps: the outputs (actions/cache's meaning of
 //! `cache-hit`), the state the save step reads, the step summary, the up-to-date skip, and the
 //! trust defaults (untrusted events, credential files).
+#![allow(clippy::disallowed_methods)] // tests use std::fs directly; fs-err is for the binary
 
 mod support;
 

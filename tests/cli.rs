@@ -1,5 +1,6 @@
 //! The command-line contract: exit codes, key rules, matching order through the real binary,
 //! dry runs, misses, concurrent saves and a corrupted store.
+#![allow(clippy::disallowed_methods)] // tests use std::fs directly; fs-err is for the binary
 
 mod support;
 

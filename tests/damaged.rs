@@ -5,6 +5,7 @@
 //! has its own cases in `tests/selfhosted.rs`; here are GitHub's profile (Azurite behind the
 //! test cache service) and the local store (`dir:`). Hostile archives stay errors
 //! (`tests/hostile.rs`).
+#![allow(clippy::disallowed_methods)] // tests use std::fs directly; fs-err is for the binary
 
 mod support;
 

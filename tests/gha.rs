@@ -2,6 +2,7 @@
 //! cache service of `support::gha`, and the official `@actions/cache` client as the peer.
 //! Entries must move both ways, restore keys must match as on GitHub, every fault must end in
 //! success after a retry or in a clean miss, and no secret may reach the output.
+#![allow(clippy::disallowed_methods)] // tests use std::fs directly; fs-err is for the binary
 
 mod support;
 

@@ -3,6 +3,7 @@
 //!
 //! Not part of the test suite (`#[ignore]`, and it asserts nothing about time): run it through
 //! `bench/gha.sh`, which builds in release mode and prints the ratios.
+#![allow(clippy::disallowed_methods)] // tests use std::fs directly; fs-err is for the binary
 
 mod support;
 

@@ -5,6 +5,7 @@
 //!
 //! `CACHE_HEAL_UPDATE_SNAPSHOTS=1 cargo test --test help` rewrites the snapshots; review the
 //! diff before committing it.
+#![allow(clippy::disallowed_methods)] // tests use std::fs directly; fs-err is for the binary
 
 mod support;
 

@@ -1,6 +1,7 @@
 //! Hostile archives: each is refused whole with an error naming the member and the rule,
 //! nothing is created outside the sandbox, and the previous content of the restored path
 //! survives untouched (no staging directory left behind either).
+#![allow(clippy::disallowed_methods)] // tests use std::fs directly; fs-err is for the binary
 
 mod support;
 

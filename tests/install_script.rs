@@ -5,6 +5,7 @@
 //! The release is served by a small HTTP server on 127.0.0.1 (port 0, started per test, stopped
 //! when the test drops it) holding a fake release: a tarball whose `cache-heal` is a shell
 //! script that prints a version.
+#![allow(clippy::disallowed_methods)] // tests use std::fs directly; fs-err is for the binary
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};

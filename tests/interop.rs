@@ -1,6 +1,7 @@
 //! Interop with the exact commands actions/cache runs (toolkit `internal/tar.ts`):
 //! archives made by GNU tar + zstd restore identically with cache-heal, and archives made by
 //! cache-heal extract identically with `zstd -d | tar -xf - -P -C $WORKSPACE`.
+#![allow(clippy::disallowed_methods)] // tests use std::fs directly; fs-err is for the binary
 
 mod support;
 

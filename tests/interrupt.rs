@@ -12,6 +12,7 @@
 //! (`hold_later_gets`, `hold_puts`) so the process is stuck in a network wait when the signal
 //! comes. Each test prints how long the process took to exit after the signal (`exit latency`);
 //! only a generous deadline is asserted, to catch a hang.
+#![allow(clippy::disallowed_methods)] // tests use std::fs directly; fs-err is for the binary
 
 mod support;
 

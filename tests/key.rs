@@ -1,4 +1,5 @@
 //! `cache-heal key`: the automatic key, its restore keys, and the explanation it logs.
+#![allow(clippy::disallowed_methods)] // tests use std::fs directly; fs-err is for the binary
 
 mod support;
 

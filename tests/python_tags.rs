@@ -3,6 +3,7 @@
 //! so two more cases patch what packaging reads (`Py_GIL_DISABLED`; the glibc and musl
 //! versions) on 3.13 and feed our code the same facts. macOS platform lists are compared
 //! through `packaging.tags.mac_platforms(version, arch)` directly.
+#![allow(clippy::disallowed_methods)] // tests use std::fs directly; fs-err is for the binary
 
 mod support;
 

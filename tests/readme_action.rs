@@ -3,6 +3,7 @@
 //! inputs and outputs of `action.yml` and `save/action.yml`. The section for setup-uv and
 //! actions/cache users: its snippet turns setup-uv's cache off, and its table maps only to
 //! inputs and outputs that exist.
+#![allow(clippy::disallowed_methods)] // tests use std::fs directly; fs-err is for the binary
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;

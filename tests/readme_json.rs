@@ -1,5 +1,6 @@
 //! The README's "JSON output" tables against the real output: every documented field is
 //! there in every outcome, and nothing undocumented is.
+#![allow(clippy::disallowed_methods)] // tests use std::fs directly; fs-err is for the binary
 
 mod support;
 

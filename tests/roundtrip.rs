@@ -1,5 +1,6 @@
 //! Save then restore with the real binary: the restored tree equals the saved one in path,
 //! type, mode, size, content and link target.
+#![allow(clippy::disallowed_methods)] // tests use std::fs directly; fs-err is for the binary
 
 mod support;
 

@@ -4,6 +4,7 @@
 //! into the right outcome: a damaged entry is a warned miss, a gone archive, a dropped upload, a
 //! refused token and a non-Twirp error are each named for what happened, with the server's own
 //! words. Every failing case also checks that the restored paths are exactly as they were.
+#![allow(clippy::disallowed_methods)] // tests use std::fs directly; fs-err is for the binary
 
 mod support;
 

@@ -1,6 +1,7 @@
 //! What a new user meets in the first five minutes (issue 9's table): each test is one row,
 //! done the way a user does it, asserting the exit code, the message, and that nothing on
 //! disk changed that should not have.
+#![allow(clippy::disallowed_methods)] // tests use std::fs directly; fs-err is for the binary
 
 mod support;
 

@@ -5,6 +5,7 @@
 //! one warning for the missing build backends whose command runs as printed, sources whose
 //! `Requires-Python` excludes a target skipped with a note, one error for a dead index, and
 //! an `--index-url` that is no URL refused before anything happens.
+#![allow(clippy::disallowed_methods)] // tests use std::fs directly; fs-err is for the binary
 
 mod support;
 

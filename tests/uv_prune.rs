@@ -10,6 +10,7 @@
 //!
 //! `save` never changes the cache on disk (issue 9, row 3): not when the store is unusable, not
 //! with `--no-prune`, not after heal; and it holds uv's cache lock while it reads.
+#![allow(clippy::disallowed_methods)] // tests use std::fs directly; fs-err is for the binary
 
 mod support;
 

@@ -159,7 +159,7 @@ fn item_for(
     let kind = if file_type.is_dir() {
         ItemKind::Directory
     } else if file_type.is_symlink() {
-        let target = std::fs::read_link(path)
+        let target = fs_err::read_link(path)
             .with_context(|| format!("reading the symlink `{}`", path.display()))?;
         ItemKind::Symlink(target)
     } else if file_type.is_file() {
@@ -197,7 +197,7 @@ fn file_kind(path: &Path, size: u64) -> Result<ItemKind> {
             size,
         });
     }
-    let data = std::fs::read(path).with_context(|| format!("reading `{}`", path.display()))?;
+    let data = fs_err::read(path).with_context(|| format!("reading `{}`", path.display()))?;
     Ok(ItemKind::SmallFile(data))
 }
 
@@ -303,8 +303,7 @@ fn write_item<W: Write>(
     match &item.kind {
         ItemKind::SmallFile(data) => builder.append(&header, &data[..])?,
         ItemKind::LargeFile { path, size } => {
-            let file = std::fs::File::open(path)
-                .with_context(|| format!("opening `{}`", path.display()))?;
+            let file = fs_err::File::open(path)?.into_file();
             let exact = ExactReader {
                 inner: file,
                 left: *size,

@@ -336,7 +336,7 @@ fn swap_in(unit: &Unit) -> Result<Option<PathBuf>> {
     };
     if let Err(e) = fs_err::rename(&unit.staged, target) {
         if let Some(backup) = &backup {
-            let _ = std::fs::rename(backup, target);
+            let _ = fs_err::rename(backup, target);
         }
         return Err(anyhow!(e).context(format!(
             "moving the restored `{}` into place",
@@ -350,7 +350,7 @@ fn roll_back(swapped: &[(PathBuf, Option<PathBuf>)]) {
     for (target, backup) in swapped.iter().rev() {
         remove_any(target);
         if let Some(backup) = backup {
-            let _ = std::fs::rename(backup, target);
+            let _ = fs_err::rename(backup, target);
         }
     }
 }
@@ -371,13 +371,13 @@ pub(crate) fn remove_tree(path: &Path) -> io::Result<()> {
         Err(e) => return Err(e),
     };
     if !is_dir {
-        return std::fs::remove_file(path);
+        return fs_err::remove_file(path);
     }
-    if std::fs::remove_dir_all(path).is_ok() {
+    if fs_err::remove_dir_all(path).is_ok() {
         return Ok(());
     }
     make_directories_writable(path);
-    std::fs::remove_dir_all(path)
+    fs_err::remove_dir_all(path)
 }
 
 #[cfg(unix)]
@@ -389,7 +389,7 @@ fn make_directories_writable(root: &Path) {
         .flatten()
     {
         if entry.file_type().is_dir() {
-            let _ = std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o700));
+            let _ = fs_err::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o700));
         }
     }
 }
@@ -1011,7 +1011,7 @@ impl Unpacker<'_> {
 
 #[cfg(unix)]
 fn create_symlink(target: &Path, link: &Path) -> Result<()> {
-    std::os::unix::fs::symlink(target, link)
+    fs_err::os::unix::fs::symlink(target, link)
         .with_context(|| format!("creating the symlink `{}`", link.display()))
 }
 

@@ -77,7 +77,7 @@ pub fn unpack(archive: &Path, filename: &str, dest: &Path) -> Result<()> {
             fs_err::create_dir_all(parent)?;
         }
         #[cfg(unix)]
-        std::os::unix::fs::symlink(&link, &target)
+        fs_err::os::unix::fs::symlink(&link, &target)
             .with_context(|| format!("creating the symlink `{}`", target.display()))?;
     }
     Ok(())

@@ -415,7 +415,7 @@ fn publish_metadata(store: &LocalStore, meta: &Metadata) -> Result<Published> {
 
 /// Creates `to` as a second name of `from`, failing if `to` exists: the atomic "first wins".
 fn link_exclusive(from: &Path, to: &Path) -> io::Result<()> {
-    std::fs::hard_link(from, to)
+    fs_err::hard_link(from, to)
 }
 
 /// Checks that a store directory is usable before a long save starts.
