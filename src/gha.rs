@@ -39,10 +39,6 @@ impl Outputs {
         Self::new(var_path(env_vars::GITHUB_OUTPUT))
     }
 
-    pub fn is_enabled(&self) -> bool {
-        self.file.is_some()
-    }
-
     /// Sets one output. Uses the `name<<DELIMITER` form for every value, as the toolkit's
     /// `core.setOutput` does, so a newline in a value can never start a forged output.
     pub fn set(&self, name: &str, value: &str) -> Result<()> {
@@ -211,16 +207,6 @@ impl Drop for Group {
     fn drop(&mut self) {
         if self.in_actions {
             eprintln!("::endgroup::");
-        }
-    }
-}
-
-/// Asks the runner to mask `value` in every later log line. Only in Actions; elsewhere there is
-/// no log to mask and printing the command would print the secret.
-pub fn mask(value: &str) {
-    if crate::output::in_github_actions() && !value.trim().is_empty() {
-        for line in value.lines().filter(|l| !l.trim().is_empty()) {
-            eprintln!("::add-mask::{line}");
         }
     }
 }

@@ -17,30 +17,30 @@
 //! - [`fingerprint`]: tells the save step whether restored paths changed;
 //! - [`trust`]: events that do not restore by default, credential files never saved.
 
-pub mod archive;
-pub mod autokey;
+mod archive;
+mod autokey;
 pub mod cli;
-pub mod commands;
-pub mod env_vars;
-pub mod error;
-pub mod fingerprint;
-pub mod gha;
-pub mod interrupt;
+mod commands;
+mod env_vars;
+mod error;
+mod fingerprint;
+mod gha;
+mod interrupt;
 pub mod key;
-pub mod leftovers;
-pub mod output;
-pub mod paths;
-pub mod progress;
+mod leftovers;
+mod output;
+mod paths;
+mod progress;
 pub mod python;
-pub mod report;
+mod report;
 pub mod store;
-pub mod trust;
-pub mod uv;
+mod trust;
+mod uv;
 
 use clap::Parser;
 use std::process::ExitCode;
 
-pub use error::UsageError;
+pub(crate) use error::UsageError;
 
 /// Parses the command line, runs the command, renders its report (or its error) once, and
 /// returns the exit code.

@@ -89,11 +89,6 @@ impl Progress {
         progress
     }
 
-    /// A progress that shows nothing.
-    pub fn hidden() -> Self {
-        Self::new("", None, false)
-    }
-
     fn start(
         label: &str,
         total: Option<Option<u64>>,

@@ -216,7 +216,6 @@ pub struct UnpackOptions {
 pub struct Unpacked {
     pub files: u64,
     pub content_bytes: u64,
-    pub members: u64,
     staging: Staging,
 }
 
@@ -440,7 +439,6 @@ struct Unpacker<'a> {
     deferred: Deferred,
     files: u64,
     content_bytes: u64,
-    members: u64,
 }
 
 /// Bytes travel between the pipeline's threads in chunks of this size.
@@ -595,7 +593,6 @@ fn unpack<R: Read>(
         deferred: Deferred::default(),
         files: 0,
         content_bytes: 0,
-        members: 0,
     };
     let (sender, receiver) = mpsc::sync_channel::<Job>(64);
     let receiver = Arc::new(Mutex::new(receiver));
@@ -624,7 +621,6 @@ fn unpack<R: Read>(
     Ok(Unpacked {
         files: unpacker.files,
         content_bytes: unpacker.content_bytes,
-        members: unpacker.members,
         staging: unpacker.staging,
     })
 }
@@ -784,7 +780,6 @@ impl Unpacker<'_> {
         }
         let destination = self.roots.destination(&name);
         let unit = self.unit_of(&member, &destination)?;
-        self.members += 1;
         let mode = entry.header().mode().unwrap_or(0o644);
         match entry_type {
             tar::EntryType::Directory => self.directory(&member, &destination, unit, mode),

@@ -110,7 +110,6 @@ pub struct Unknown {
 /// The root of a uv cache and what is in it.
 #[derive(Clone, Debug)]
 pub struct Layout {
-    pub root: PathBuf,
     pub buckets: Vec<Bucket>,
     pub unknown: Vec<Unknown>,
 }
@@ -144,11 +143,7 @@ impl Layout {
                 });
             }
         }
-        Ok(Self {
-            root: root.to_path_buf(),
-            buckets,
-            unknown,
-        })
+        Ok(Self { buckets, unknown })
     }
 
     /// Whether a directory is a uv cache: uv writes `CACHEDIR.TAG` at its root, and every cache
@@ -194,14 +189,6 @@ fn looks_like_bucket(name: &str) -> bool {
             && !version.is_empty()
             && version.chars().all(|c| c.is_ascii_digit())
     })
-}
-
-/// The uv line a bucket name belongs to, if we know the name.
-pub fn generation_of(name: &str) -> Option<Generation> {
-    BUCKETS
-        .iter()
-        .find(|(n, ..)| *n == name)
-        .and_then(|(_, _, g)| g.iter().max().copied())
 }
 
 #[cfg(test)]

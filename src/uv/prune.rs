@@ -458,8 +458,8 @@ mod tests {
     /// removes after the unused archive is gone.
     #[test]
     fn unlinked_files_are_planned_as_a_real_prune_finds_them() {
-        let (_dir, layout) = cache_with_content_addressed_files();
-        let root = layout.root.clone();
+        let (dir, layout) = cache_with_content_addressed_files();
+        let root = dir.path().join("cache");
         let planned = plan_with_unlinked_files(&layout).unwrap();
         assert_eq!(
             paths(&planned.removals, Reason::UnusedArchive),
