@@ -2,25 +2,25 @@
 //!
 //! The library holds everything; `main.rs` only calls [`run`] so that tests can drive the same
 //! code. Every command plans (checks all its inputs), acts, and returns one report that
-//! [`report`] renders once. The modules, in the order a restore uses them:
+//! `report` renders once. The modules, in the order a restore uses them:
 //!
 //! - [`cli`]: flags and subcommands, parsed and checked, nothing else;
-//! - [`error`]: usage errors and how a failure is classified (exit code, JSON kind);
-//! - [`paths`]: path inputs → archive member names and allowed destinations;
+//! - `error`: usage errors and how a failure is classified (exit code, JSON kind);
+//! - `paths`: path inputs → archive member names and allowed destinations;
 //! - [`key`]: key rules, the actions/cache entry version, restore-key matching;
 //! - [`store`]: where entries live (the GitHub cache service, a local directory);
-//! - [`archive`]: pack and unpack actions/cache-compatible archives, safely;
-//! - [`uv`]: uv's cache layout, prune to wheels-only, heal missing sources;
+//! - `archive`: pack and unpack actions/cache-compatible archives, safely;
+//! - `uv`: uv's cache layout, prune to wheels-only, heal missing sources;
 //! - [`python`]: interpreters, wheel tags, lock files, the simple index API;
-//! - [`commands`]: one module per subcommand, each a straight line of the stages above;
-//! - [`report`]: the typed reports and their one renderer;
-//! - [`interrupt`], [`leftovers`]: signals stop the work and the guards clean up; what a
+//! - `commands`: one module per subcommand, each a straight line of the stages above;
+//! - `report`: the typed reports and their one renderer;
+//! - `interrupt`, `leftovers`: signals stop the work and the guards clean up; what a
 //!   killed run left is swept by the next one;
-//! - [`output`], [`progress`]: messages, warnings and progress, terminal or Actions log;
-//! - [`autokey`]: the automatic key (`cache-heal key`) and what goes into it;
-//! - [`gha`]: step outputs, the restore → save state, the step summary, log groups;
-//! - [`fingerprint`]: tells the save step whether restored paths changed;
-//! - [`trust`]: events that do not restore by default, credential files never saved.
+//! - `output`, `progress`: messages, warnings and progress, terminal or Actions log;
+//! - `autokey`: the automatic key (`cache-heal key`) and what goes into it;
+//! - `gha`: step outputs, the restore → save state, the step summary, log groups;
+//! - `fingerprint`: tells the save step whether restored paths changed;
+//! - `trust`: events that do not restore by default, credential files never saved.
 
 mod archive;
 mod autokey;
