@@ -251,7 +251,10 @@ pub struct PathArgs {
 
     /// The directory archive member names are relative to
     ///
-    /// By default `GITHUB_WORKSPACE`, else the current directory, as in actions/cache.
+    /// By default `GITHUB_WORKSPACE`, as in actions/cache, so entries move between the two
+    /// tools. Without a workspace (a laptop), the matches of absolute paths (`/…`, `~/…`) are
+    /// named by their absolute path and relative ones relative to the current directory: the
+    /// same absolute `--path` then restores from any directory.
     #[arg(long, env = env::GITHUB_WORKSPACE, hide_env_values = true, value_name = "DIR")]
     pub workspace: Option<PathBuf>,
 }
@@ -328,7 +331,8 @@ pub struct RestoreArgs {
     )]
     pub restore_keys: Vec<String>,
 
-    /// Show what would be restored (the matched key and its size); change nothing
+    /// Show the plan: the entry that would be restored, what it replaces, who heal runs for;
+    /// change nothing
     #[arg(long, env = env::CACHE_HEAL_DRY_RUN, hide_env_values = true)]
     pub dry_run: bool,
 
@@ -344,9 +348,11 @@ pub struct RestoreArgs {
 
     /// The most file content a restore may write, in bytes (`5G`, `512MiB`)
     ///
-    /// Suffixes K, M, G, T and KiB, MiB, GiB, TiB are understood. By default, the free space at
-    /// the destination less a margin. Crossing the limit stops the restore before the member
-    /// that would cross it is written, so a compression bomb cannot fill the disk.
+    /// Suffixes K, M, G, T and KiB, MiB, GiB, TiB are understood. By default 32 times the
+    /// archive's size (at least 512 MiB: real caches compress 2 to 10 times, a compression bomb
+    /// thousands of times), and never more than the free space at the destination less a
+    /// margin. Crossing the limit stops the restore before the member that would cross it is
+    /// written, and nothing stays.
     #[arg(
         long,
         env = env::CACHE_HEAL_MAX_SIZE,

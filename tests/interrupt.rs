@@ -732,3 +732,73 @@ fn a_second_signal_exits_with_the_first_code_and_the_next_run_sweeps() {
     );
     assert!(big.join("large/00/blob-0000.bin").is_file());
 }
+
+/// Issue 9 row 11: without a terminal, a download that stalls still prints a progress line at
+/// least every five seconds (the heartbeat), so a long restore never looks dead; then it
+/// finishes normally once the service answers again.
+#[test]
+fn a_stalled_download_keeps_printing_progress() {
+    let _heavy = one_at_a_time();
+    let service = CacheService::with_proxy();
+    let token = token(&[("refs/heads/main", 3)]);
+    let sandbox = Sandbox::new();
+    big_tree(&sandbox.ws().join("big"), 64);
+    let saved = snapshot(&sandbox.ws().join("big"));
+    let out = cache_heal(&sandbox, &service, &token)
+        .args(["save", "--path", "big", "--key", "k"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "save: {}", stderr(&out));
+    std::fs::remove_dir_all(sandbox.ws().join("big")).unwrap();
+
+    let hold = &service.faults().hold_later_gets;
+    hold.store(true, Ordering::SeqCst);
+    let mut child = cache_heal(&sandbox, &service, &token)
+        .env_remove("CACHE_HEAL_NO_PROGRESS")
+        .args(["restore", "--path", "big", "--key", "k"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start cache-heal");
+    let (lines, received) = std::sync::mpsc::channel();
+    let reader = BufReader::new(child.stderr.take().unwrap());
+    let forward = std::thread::spawn(move || {
+        for line in reader.lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    let started = Instant::now();
+    let heartbeat = loop {
+        let line = received
+            .recv_timeout(DEADLINE.saturating_sub(started.elapsed()))
+            .unwrap_or_else(|_| {
+                panic!("no progress line while stalled; saw:\n{}", seen.join("\n"))
+            });
+        // Nothing moves while the service holds the download: only the heartbeat prints.
+        if line.starts_with("Restoring: ") {
+            break line;
+        }
+        seen.push(line);
+    };
+    eprintln!(
+        "heartbeat after {:.1}s while stalled: {heartbeat}",
+        started.elapsed().as_secs_f64()
+    );
+    // The bytes so far and the time taken ("Restoring: 16.0 MiB (5s)").
+    assert!(
+        heartbeat.contains("MiB (") && heartbeat.ends_with("s)"),
+        "{heartbeat}"
+    );
+    hold.store(false, Ordering::SeqCst);
+    let status = child.wait().unwrap();
+    forward.join().unwrap();
+    let rest: Vec<String> = received.try_iter().collect();
+    assert!(status.success(), "{}", rest.join("\n"));
+    assert!(
+        rest.iter().any(|l| l.starts_with("Restored `k`")),
+        "{}",
+        rest.join("\n")
+    );
+    assert_same_tree(&saved, &snapshot(&sandbox.ws().join("big")));
+}
