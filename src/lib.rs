@@ -26,6 +26,7 @@ pub mod fingerprint;
 pub mod gha;
 pub mod key;
 pub mod output;
+pub mod pace;
 pub mod paths;
 pub mod progress;
 pub mod python;

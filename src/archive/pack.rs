@@ -18,8 +18,9 @@ use std::sync::mpsc;
 
 use super::SMALL_FILE_LIMIT;
 use super::codec::Encoder;
-use super::level::{Governor, Level, Pace};
+use super::level::{Governor, Level};
 use crate::key::Compression;
+use crate::pace::Pace;
 use crate::paths::SavePlan;
 use crate::progress::Progress;
 
