@@ -12,9 +12,9 @@
 //! (an archive small enough for one Put Blob is compressed before anything is sent) nothing
 //! waits on the network, so that counts as keeping up.
 //!
-//! The level is not part of the entry version and any zstd decoder reads a stream whose level
-//! changed midway (zstd only changes how it searches for matches, never the window), so the
-//! choice never affects who can restore the entry.
+//! The level is not part of the entry version, and a new level takes effect at the next frame
+//! boundary (the stream is written as independent frames, see `frame_writer`), where every
+//! decoder expects a new frame anyway: the choice never affects who can restore the entry.
 
 use std::fmt;
 

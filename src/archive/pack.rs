@@ -71,10 +71,7 @@ pub fn pack<W: Write>(
             let item = item?;
             write_item(&mut builder, &item, &mut stats)?;
             if let Some(level) = governor.observe(stats.content_bytes) {
-                builder
-                    .get_mut()
-                    .set_level(level)
-                    .context("changing the compression level")?;
+                builder.get_mut().set_level(level);
             }
             progress.set_position(stats.content_bytes);
             Ok::<_, anyhow::Error>(())
