@@ -6,14 +6,15 @@
 //! (what `zstd` writes from a pipe, so every archive actions/cache writes) decode on that one
 //! thread as a stream, the way `zstd -d | tar -x` runs. zstd frames that carry their content
 //! size, as cache-heal writes them (`frame_writer`), are cut apart without decoding
-//! (`frames::Splitter`) and decoded whole on one worker per core; each worker hands its frame
-//! over when every frame before it has been handed over, so the unpacker reads one ordered
-//! stream. Once a frame comes that cannot be decoded whole within the memory bound, the rest of
-//! the stream goes to the streaming decoder, after the frames already in flight.
+//! (`frames::Splitter`) and decoded whole on one worker per core; a decoded frame is handed
+//! over once every frame before it has been, so the unpacker reads one ordered stream, and a
+//! worker never waits for another: it files its frame and takes the next. Once a frame comes
+//! that cannot be decoded whole within the memory bound, the rest of the stream goes to the
+//! streaming decoder, after the frames already in flight.
 //!
-//! Memory stays bounded: decoded frames count against [`DECODED_IN_FLIGHT`] from the moment
-//! they are read until the unpacker hands their buffer back, and nothing is read ahead while
-//! the budget is spent.
+//! Memory stays bounded: decoded frames count against a budget (see [`decoded_in_flight`])
+//! from the moment they are read until the unpacker hands their buffer back, and nothing is
+//! read ahead while the budget is spent.
 
 use std::io::{self, BufRead, Read};
 use std::sync::{Condvar, Mutex, mpsc};
@@ -29,10 +30,17 @@ const CHUNKS_IN_FLIGHT: usize = 8;
 /// Frames with at most this much content are decoded whole on a worker; a larger one (no zstd
 /// writer we know makes them: cache-heal writes 4 MiB) goes to the streaming decoder.
 const WHOLE_FRAME_MAX: u64 = 16 << 20;
-/// Decoded bytes of whole frames that may exist at once: being decoded, waiting for their
-/// turn, or queued for the unpacker. Eight of cache-heal's frames, so that two to four workers
-/// always find one to decode while the unpacker holds one and the queue to it is full.
-const DECODED_IN_FLIGHT: u64 = 32 << 20;
+/// The size of the frames cache-heal writes, which the budget is counted in.
+const FRAME: u64 = super::frame_writer::FRAME_INPUT as u64;
+
+/// Decoded bytes of whole frames that may exist at once (being decoded, waiting for their turn,
+/// queued for the unpacker or held by it), with `workers` decoding: a frame for each worker,
+/// one the unpacker holds and one ready for it, so no worker waits for the unpacker to make room
+/// while it keeps up. 16 MiB on two cores (a budget of 32 MiB measured 82 MiB peak RSS for a
+/// whole restore of `bench/archive.sh`'s tree, 41 MiB before frames), 48 MiB at most.
+fn decoded_in_flight(workers: usize) -> u64 {
+    ((workers as u64 + 2) * FRAME).min(12 * FRAME)
+}
 
 /// A channel end carrying chunks of a stream, or the error that ended it.
 type Chunks = mpsc::SyncSender<io::Result<Vec<u8>>>;
@@ -68,39 +76,83 @@ fn decode(mut compressed: ChunkReader, chunks: &Chunks, recycled: &mpsc::Receive
     }
 }
 
-/// Whose turn it is to hand a decoded frame to the unpacker, counted in frames.
+/// Decoded frames waiting for the frames before them, and the next one the unpacker gets.
+/// Whichever worker finishes the next frame hands it over, with every frame after it that is
+/// ready, so no worker ever waits for another: it goes on to the next frame.
 #[derive(Default)]
-struct Turns {
-    next: Mutex<u64>,
-    changed: Condvar,
-    /// Set when the unpacker hung up or an error was handed over: everyone stops.
-    stopped: std::sync::atomic::AtomicBool,
+struct Reorder {
+    state: Mutex<ReorderState>,
+    /// Signalled whenever `next` moves or the pipeline stops.
+    moved: Condvar,
 }
 
-impl Turns {
-    /// Waits until frame `turn` may go; false if the pipeline stopped meanwhile.
-    fn wait_for(&self, turn: u64) -> bool {
-        let mut next = self.next.lock().expect("turn lock");
-        while *next != turn && !self.is_stopped() {
-            next = self.changed.wait(next).expect("turn lock");
+#[derive(Default)]
+struct ReorderState {
+    next: u64,
+    ready: std::collections::BTreeMap<u64, io::Result<Vec<u8>>>,
+    /// Set when the unpacker hung up or an error was handed over: everyone stops.
+    stopped: bool,
+}
+
+impl Reorder {
+    /// Files frame `turn`'s result and hands over every frame that is now next in line. False
+    /// once the pipeline stopped.
+    fn finish(
+        &self,
+        turn: u64,
+        result: io::Result<Vec<u8>>,
+        chunks: &Chunks,
+        spare: &Mutex<Vec<Vec<u8>>>,
+    ) -> bool {
+        let mut state = self.state.lock().expect("reorder lock");
+        state.ready.insert(turn, result);
+        let mut moved = false;
+        while !state.stopped {
+            let next = state.next;
+            let Some(result) = state.ready.remove(&next) else {
+                break;
+            };
+            // Sending while holding the lock keeps the order; the channel holds more frames
+            // than the budget lets exist, so it does not block unless the unpacker is behind.
+            let handed = match result {
+                // An empty frame sends nothing: an empty chunk would read as the end of the
+                // stream.
+                Ok(output) if output.is_empty() => {
+                    spare.lock().expect("spare lock").push(output);
+                    true
+                }
+                Ok(output) => chunks.send(Ok(output)).is_ok(),
+                Err(e) => {
+                    let _ = chunks.send(Err(e));
+                    false
+                }
+            };
+            state.next += 1;
+            state.stopped = !handed;
+            moved = true;
         }
-        !self.is_stopped()
+        if state.stopped {
+            state.ready.clear();
+        }
+        let going = !state.stopped;
+        drop(state);
+        if moved {
+            self.moved.notify_all();
+        }
+        going
     }
 
-    fn done(&self) {
-        *self.next.lock().expect("turn lock") += 1;
-        self.changed.notify_all();
-    }
-
-    fn stop(&self) {
-        self.stopped
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-        let _guard = self.next.lock().expect("turn lock");
-        self.changed.notify_all();
+    /// Waits until every frame before `turn` was handed over; false if the pipeline stopped.
+    fn wait_for(&self, turn: u64) -> bool {
+        let mut state = self.state.lock().expect("reorder lock");
+        while state.next != turn && !state.stopped {
+            state = self.moved.wait(state).expect("reorder lock");
+        }
+        !state.stopped
     }
 
     fn is_stopped(&self) -> bool {
-        self.stopped.load(std::sync::atomic::Ordering::Relaxed)
+        self.state.lock().expect("reorder lock").stopped
     }
 }
 
@@ -115,13 +167,18 @@ struct Job {
 /// Splits a zstd stream into frames and decodes them on one worker per core (see the module
 /// doc), falling back to streaming for the rest of the stream when a frame does not fit.
 fn decode_frames(compressed: ChunkReader, chunks: &Chunks, recycled: &mpsc::Receiver<Vec<u8>>) {
-    let turns = Turns::default();
+    let reorder = Reorder::default();
+    // Buffers for decoded frames and for compressed ones, handed back for reuse: a fresh
+    // buffer costs a page fault every 4 KiB.
     let spare: Mutex<Vec<Vec<u8>>> = Mutex::default();
+    let spare_compressed: Mutex<Vec<Vec<u8>>> = Mutex::default();
     let (jobs, queue) = mpsc::channel::<Job>();
     let queue = Mutex::new(queue);
     std::thread::scope(|scope| {
-        for _ in 0..codec::zstd_workers() {
-            scope.spawn(|| decode_jobs(&queue, &turns, chunks, &spare));
+        let workers = codec::zstd_workers();
+        let budget = decoded_in_flight(workers);
+        for _ in 0..workers {
+            scope.spawn(|| decode_jobs(&queue, &reorder, chunks, &spare, &spare_compressed));
         }
         let mut splitter = Splitter::new(compressed);
         let mut turn = 0;
@@ -138,7 +195,7 @@ fn decode_frames(compressed: ChunkReader, chunks: &Chunks, recycled: &mpsc::Rece
             // Take back the buffers the unpacker is done with, waiting for them while this
             // frame does not fit the budget.
             let hung_up = loop {
-                let must_wait = outstanding > 0 && outstanding + size > DECODED_IN_FLIGHT;
+                let must_wait = outstanding > 0 && outstanding + size > budget;
                 let buffer = if must_wait {
                     recycled.recv().map_err(|_| true)
                 } else {
@@ -156,13 +213,21 @@ fn decode_frames(compressed: ChunkReader, chunks: &Chunks, recycled: &mpsc::Rece
             };
             // The unpacker finished or failed, or a worker handed over an error: nothing more
             // is wanted.
-            if hung_up || turns.is_stopped() {
+            if hung_up || reorder.is_stopped() {
                 break Ending::Stopped;
             }
             // A frame's compressed bytes are at most its content plus a 3-byte header per
             // block, a few bytes of frame header and a checksum; more means empty blocks
             // padding it out, which the streaming decoder copes with in constant memory.
             let limit = size as usize + size as usize / 1024 + 1024;
+            let mut buffer = spare_compressed
+                .lock()
+                .expect("spare lock")
+                .pop()
+                .unwrap_or_default();
+            buffer.clear();
+            buffer.reserve(limit);
+            splitter.reuse(buffer);
             let frame = match splitter.read_frame(limit) {
                 Ok(Some(frame)) => frame,
                 Ok(None) => break Ending::Stream,
@@ -180,7 +245,7 @@ fn decode_frames(compressed: ChunkReader, chunks: &Chunks, recycled: &mpsc::Rece
         };
         // The workers end once the queue is empty; the frames they hold still go first.
         drop(jobs);
-        if !turns.wait_for(turn) {
+        if !reorder.wait_for(turn) {
             return;
         }
         match ending {
@@ -211,9 +276,10 @@ enum Ending {
 
 fn decode_jobs(
     queue: &Mutex<mpsc::Receiver<Job>>,
-    turns: &Turns,
+    reorder: &Reorder,
     chunks: &Chunks,
     spare: &Mutex<Vec<Vec<u8>>>,
+    spare_compressed: &Mutex<Vec<Vec<u8>>>,
 ) {
     let mut context = zstd::zstd_safe::DCtx::create();
     // As the streaming decoder: any window a frame asks for (whole frames are small anyway).
@@ -224,27 +290,14 @@ fn decode_jobs(
             _ => return,
         };
         let mut output = spare.lock().expect("spare lock").pop().unwrap_or_default();
-        let decoded = decode_frame(&mut context, &job, &mut output);
-        drop(job.frame);
-        if !turns.wait_for(job.turn) {
-            return;
-        }
-        let handed = match decoded {
-            // An empty frame sends nothing: an empty chunk would read as the end of the stream.
-            Ok(()) if output.is_empty() => {
-                spare.lock().expect("spare lock").push(output);
-                true
-            }
-            Ok(()) => chunks.send(Ok(output)).is_ok(),
-            Err(e) => {
-                let _ = chunks.send(Err(e));
-                false
-            }
-        };
-        if handed {
-            turns.done();
-        } else {
-            turns.stop();
+        let result = decode_frame(&mut context, &job, &mut output).map(|()| output);
+        spare_compressed
+            .lock()
+            .expect("spare lock")
+            .push(job.frame.bytes);
+        // After an error, the worker stops: its context may be mid-frame.
+        let failed = result.is_err();
+        if !reorder.finish(job.turn, result, chunks, spare) || failed {
             return;
         }
     }
@@ -265,7 +318,6 @@ fn decode_frame(
             frame,
             &format!("it holds {n} bytes, its header says {}", job.content_size),
         )),
-        // The worker stops after handing this over, so the context is not used again.
         Err(code) => Err(corrupt(frame, zstd::zstd_safe::get_error_name(code))),
     }
 }

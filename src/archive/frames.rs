@@ -272,6 +272,15 @@ impl<R: BufRead> Splitter<R> {
         }))
     }
 
+    /// Reads the rest of the current frame into `buffer`, after what was read of it so far: a
+    /// buffer with room for the whole frame, handed back from frame to frame, saves growing a
+    /// fresh one for each.
+    pub fn reuse(&mut self, mut buffer: Vec<u8>) {
+        buffer.clear();
+        buffer.extend_from_slice(&self.pending);
+        self.pending = buffer;
+    }
+
     /// The rest of the stream, starting with what was read of the current frame.
     pub fn into_rest(self) -> io::Chain<io::Cursor<Vec<u8>>, R> {
         io::Cursor::new(self.pending).chain(self.reader)
@@ -565,6 +574,7 @@ mod tests {
         let stream = [first.clone(), second.clone()].concat();
         let mut splitter = Splitter::new(&stream[..]);
         splitter.next_header().unwrap().unwrap();
+        splitter.reuse(vec![7; 100]);
         assert!(splitter.read_frame(first.len() - 1).unwrap().is_none());
         let mut rest = Vec::new();
         splitter.into_rest().read_to_end(&mut rest).unwrap();
