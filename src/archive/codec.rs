@@ -108,9 +108,11 @@ impl<W: Write> Encoder<W> {
     }
 }
 
-/// One zstd worker per core, as `zstdmt` (`zstd -T0`) uses.
+/// One zstd worker per core, as `zstdmt` (`zstd -T0`) uses, and at most 8: each holds a frame's
+/// input and output (up to 8 MiB), and eight already outrun any disk or network a runner has
+/// (about 1 GB/s of decoded tar each).
 pub(crate) fn zstd_workers() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
 }
 
 impl<W: Write> Write for Encoder<W> {

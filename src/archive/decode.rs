@@ -27,8 +27,9 @@ use super::frames::{Frame, FrameError, Splitter};
 const CHUNK_SIZE: usize = 1 << 20;
 /// Chunks in flight between two threads: bounds the memory of each hand-off.
 const CHUNKS_IN_FLIGHT: usize = 8;
-/// Frames with at most this much content are decoded whole on a worker; a larger one (no zstd
-/// writer we know makes them: cache-heal writes 4 MiB) goes to the streaming decoder.
+/// Frames with at most this much content are decoded whole on a worker (cache-heal writes
+/// 4 MiB); a larger one, such as the single frame `zstd FILE` writes with the file's size in
+/// it, goes to the streaming decoder.
 const WHOLE_FRAME_MAX: u64 = 16 << 20;
 /// The size of the frames cache-heal writes, which the budget is counted in.
 const FRAME: u64 = super::frame_writer::FRAME_INPUT as u64;
@@ -36,10 +37,11 @@ const FRAME: u64 = super::frame_writer::FRAME_INPUT as u64;
 /// Decoded bytes of whole frames that may exist at once (being decoded, waiting for their turn,
 /// queued for the unpacker or held by it), with `workers` decoding: a frame for each worker,
 /// one the unpacker holds and one ready for it, so no worker waits for the unpacker to make room
-/// while it keeps up. 16 MiB on two cores (a budget of 32 MiB measured 82 MiB peak RSS for a
-/// whole restore of `bench/archive.sh`'s tree, 41 MiB before frames), 48 MiB at most.
+/// while it keeps up. 16 MiB on two cores, 40 MiB with the most workers (8). Measured on two
+/// cores, a restore of `bench/archive.sh`'s package tree peaked at 53 MiB RSS with this budget,
+/// 82 MiB with 32 MiB, and 41 MiB with the streaming decoder alone.
 fn decoded_in_flight(workers: usize) -> u64 {
-    ((workers as u64 + 2) * FRAME).min(12 * FRAME)
+    (workers as u64 + 2) * FRAME
 }
 
 /// A channel end carrying chunks of a stream, or the error that ended it.
