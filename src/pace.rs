@@ -80,7 +80,11 @@ mod tests {
     fn the_backlog_counts_only_while_streaming() {
         let gauge = SinkGauge::default();
         gauge.queued();
-        assert_eq!(Pace::Network(gauge.clone()).backlog(), 0.0, "only buffering");
+        assert_eq!(
+            Pace::Network(gauge.clone()).backlog(),
+            0.0,
+            "only buffering"
+        );
         gauge.start_streaming(4);
         assert_eq!(gauge.backlog(), 0.25);
         gauge.sent();
