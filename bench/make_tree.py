@@ -7,7 +7,11 @@ uv-style): about 40,000 files in about 11,000 directories, about 1 GB, median fi
 (compresses about 3:1, like Python sources) and binary data (like compiled extensions), so
 that zstd level 3 lands near the measured 0.36 ratio.
 
-usage: make_tree.py DIR [--files N] [--total-mb M] [--seed S]
+With `--shape wheels` it writes a few large compressible files instead (by default 4 of 256
+MiB of the same text-like data, about 3:1): a cache holding big ML wheels and models, where a
+restore spends its time decompressing, not creating files.
+
+usage: make_tree.py DIR [--files N] [--total-mb M] [--seed S] [--shape packages|wheels]
 """
 
 import argparse
@@ -44,10 +48,15 @@ def binary_block(rng: random.Random, size: int) -> bytes:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("dir")
-    parser.add_argument("--files", type=int, default=40_000)
-    parser.add_argument("--total-mb", type=int, default=1000)
+    parser.add_argument("--files", type=int, help="default 40,000 (packages) or 4 (wheels)")
+    parser.add_argument("--total-mb", type=int, help="default 1000 (packages) or 1024 MiB (wheels)")
     parser.add_argument("--seed", type=int, default=20261126)
+    parser.add_argument("--shape", choices=["packages", "wheels"], default="packages")
     args = parser.parse_args()
+    if args.files is None:
+        args.files = 40_000 if args.shape == "packages" else 4
+    if args.total_mb is None:
+        args.total_mb = 1000 if args.shape == "packages" else 1024
 
     rng = random.Random(args.seed)
     vocab_rng = random.Random(1)
@@ -56,6 +65,9 @@ def main() -> None:
         for _ in range(5000)
     ] + [b"\n    ", b"\n", b"(self,", b"):\n        return", b"def", b"import"] * 100
     pool = text_pool(rng, words)
+    if args.shape == "wheels":
+        large_files(args, rng, pool)
+        return
     # Log-normal sizes: median 2 KiB, long tail, capped at 48 MiB.
     sizes = [min(int(math.exp(rng.gauss(math.log(2048), 2.25))), 48 << 20) for _ in range(args.files)]
     scale = (args.total_mb * 1_000_000) / sum(sizes)
@@ -81,6 +93,18 @@ def main() -> None:
     for package in range(0, len(sizes) // 400):
         os.symlink(f"../../archive-v0/pkg{package:03d}", os.path.join(links, f"pkg{package:03d}-1.0-py3-none-any"))
     print(f"{len(sizes)} files, {written / 1e6:.0f} MB in {args.dir}")
+
+
+def large_files(args: argparse.Namespace, rng: random.Random, pool: bytes) -> None:
+    """`--files` files of `--total-mb` MiB together."""
+    files = args.files
+    total = args.total_mb << 20
+    directory = os.path.join(args.dir, "wheels-v5", "pypi", "torch")
+    os.makedirs(directory, exist_ok=True)
+    for index in range(files):
+        with open(os.path.join(directory, f"part{index}.so"), "wb") as handle:
+            handle.write(text_block(rng, pool, total // files))
+    print(f"{files} files, {total / 1e6:.0f} MB in {args.dir}")
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ mod interrupt;
 pub mod key;
 mod leftovers;
 mod output;
+mod pace;
 mod paths;
 mod progress;
 pub mod python;

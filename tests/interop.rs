@@ -1,6 +1,8 @@
 //! Interop with the exact commands actions/cache runs (toolkit `internal/tar.ts`):
 //! archives made by GNU tar + zstd restore identically with cache-heal, and archives made by
-//! cache-heal extract identically with `zstd -d | tar -xf - -P -C $WORKSPACE`.
+//! cache-heal extract identically with `zstd -d | tar -xf - -P -C $WORKSPACE`. cache-heal
+//! writes zstd as many independent frames; GNU zstd, GNU tar and `@actions/cache` must read
+//! them as the one stream they are.
 #![allow(clippy::disallowed_methods)] // tests use std::fs directly; fs-err is for the binary
 
 mod support;
@@ -11,6 +13,7 @@ use std::io::{Read, Write};
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::Path;
 use std::process::{Command, Stdio};
+use support::gha::{CacheService, cache_heal, node, token};
 use support::{Sandbox, assert_same_tree, snapshot};
 
 fn tree(root: &Path) {
@@ -42,6 +45,38 @@ fn tree(root: &Path) {
     std::fs::hard_link(root.join("links/first"), root.join("links/second")).unwrap();
     let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
     w("big.bin", &big);
+}
+
+/// `len` bytes of Python-like text, different for each `seed`: compresses about 4:1.
+fn compressible(path: &Path, len: usize, seed: u64) {
+    let mut state = seed;
+    let mut text = Vec::with_capacity(len + 16);
+    while text.len() < len {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+        let word = [
+            "def ", "self", "numpy", " = ", "\n", "return", "(x)", "import ",
+        ];
+        text.extend_from_slice(word[(state >> 61) as usize].as_bytes());
+        text.extend_from_slice(format!("{}", (state >> 40) % 97).as_bytes());
+    }
+    text.truncate(len);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+/// The zstd frames in `archive`, counted by libzstd (not by cache-heal's own splitter).
+fn zstd_frames(archive: &[u8]) -> usize {
+    let mut frames = 0;
+    let mut at = 0;
+    while at < archive.len() {
+        let len = zstd::zstd_safe::find_frame_compressed_size(&archive[at..])
+            .unwrap_or_else(|e| panic!("no zstd frame at byte {at}: error {e}"));
+        if archive[at..].starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            frames += 1;
+        }
+        at += len;
+    }
+    frames
 }
 
 fn run_checked(cmd: &mut Command) {
@@ -250,8 +285,162 @@ fn gnu_tar_lists_our_members_with_actions_cache_names() {
     run_checked(Command::new("zstd").arg("--version"));
 }
 
-/// `--compression-level auto` changes the zstd level inside one frame as it goes (into a local
-/// store it steps down from 3 to 1); GNU zstd and tar must read such a stream like any other.
+/// An archive of several frames made by cache-heal extracts with `zstd -d | tar -x` into the
+/// same tree, and restores with cache-heal (decoding its frames in parallel) into it too.
+#[test]
+fn a_multi_frame_archive_extracts_with_gnu_zstd_and_tar() {
+    let sb = Sandbox::new();
+    let data = sb.ws().join("data");
+    tree(&data);
+    for i in 0..3 {
+        compressible(&data.join(format!("wheels/big-{i}.so")), 9 << 20, i);
+    }
+    let before = snapshot(&data);
+    sb.ok(&["save", "--path", "data", "--key", "frames"]);
+    let lines = vec!["data".to_string()];
+    let archive = export(
+        &sb.store(),
+        "frames",
+        &entry_version(&lines, Compression::Zstd),
+    );
+    // 27 MiB and more of tar in frames of 4 MiB of input.
+    let frames = zstd_frames(&archive);
+    assert!(frames >= 7, "only {frames} zstd frames");
+
+    std::fs::remove_dir_all(&data).unwrap();
+    gnu_extract(&sb.ws(), Compression::Zstd, &archive);
+    assert_same_tree(&before, &snapshot(&data));
+
+    std::fs::remove_dir_all(&data).unwrap();
+    sb.ok(&["restore", "--path", "data", "--key", "frames"]);
+    assert_same_tree(&before, &snapshot(&data));
+}
+
+/// A damaged frame in the middle of a cache-heal archive is a warned miss that names the frame
+/// and its offset, and leaves the path as it was.
+#[test]
+fn a_corrupt_frame_is_named_and_nothing_is_restored() {
+    let sb = Sandbox::new();
+    let data = sb.ws().join("data");
+    for i in 0..2 {
+        compressible(&data.join(format!("big-{i}.so")), 9 << 20, 20 + i);
+    }
+    sb.ok(&["save", "--path", "data", "--key", "good"]);
+    let version = entry_version(&["data".to_string()], Compression::Zstd);
+    let mut archive = export(&sb.store(), "good", &version);
+    let mut starts = vec![0];
+    while *starts.last().unwrap() < archive.len() {
+        let at = *starts.last().unwrap();
+        starts.push(at + zstd::zstd_safe::find_frame_compressed_size(&archive[at..]).unwrap());
+    }
+    assert!(starts.len() > 4, "{} frames", starts.len() - 1);
+    // Well inside the third frame's blocks.
+    archive[(starts[2] + starts[3]) / 2] ^= 0x5a;
+    import(&sb.store(), "bad", &version, Compression::Zstd, &archive);
+    std::fs::remove_dir_all(&data).unwrap();
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("old.txt"), b"before").unwrap();
+    let before = snapshot(&data);
+
+    // A damaged entry is a warned miss (exit 0): the build works without a cache.
+    let out = sb.run(&["restore", "--path", "data", "--key", "bad"]);
+    let err = support::stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("the entry is damaged"), "{err}");
+    assert!(
+        err.contains(&format!(
+            "zstd frame 3 (at byte {}) does not decode",
+            starts[2]
+        )),
+        "{err}"
+    );
+    assert_same_tree(&before, &snapshot(&data));
+    let leftovers: Vec<_> = std::fs::read_dir(sb.ws())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name != "data")
+        .collect();
+    assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
+}
+
+/// The archive of an entry in the GitHub store, fetched as a client does: a download URL from
+/// the cache service, then a GET of the blob.
+fn download_from_github(service: &CacheService, token: &str, key: &str, version: &str) -> Vec<u8> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let client = reqwest::Client::new();
+        let answer: serde_json::Value = client
+            .post(format!(
+                "{}twirp/github.actions.results.api.v1.CacheService/GetCacheEntryDownloadURL",
+                service.url
+            ))
+            .bearer_auth(token)
+            .json(&serde_json::json!({"key": key, "restore_keys": [], "version": version}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let url = answer["signed_download_url"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no entry `{key}`: {answer}"));
+        let blob = client.get(url).send().await.unwrap();
+        assert!(blob.status().is_success(), "GET blob: {}", blob.status());
+        blob.bytes().await.unwrap().to_vec()
+    })
+}
+
+/// An archive of several frames saved by cache-heal into the GitHub store restores with
+/// `@actions/cache` restoreCache, which pipes it through `zstd -d` and GNU tar.
+#[test]
+fn a_multi_frame_archive_restores_with_actions_cache() {
+    let service = CacheService::start();
+    let sb = Sandbox::new();
+    let token = token(&[("refs/heads/main", 3)]);
+    let data = sb.ws().join("data");
+    tree(&data);
+    for i in 0..3 {
+        compressible(&data.join(format!("wheels/big-{i}.so")), 9 << 20, 10 + i);
+    }
+    let before = snapshot(&data);
+    let saved = cache_heal(&sb, &service, &token)
+        .args(["save", "--path", "data", "--key", "frames-gha"])
+        .output()
+        .unwrap();
+    assert!(saved.status.success(), "{}", support::stderr(&saved));
+    let archive = download_from_github(
+        &service,
+        &token,
+        "frames-gha",
+        &entry_version(&["data".to_string()], Compression::Zstd),
+    );
+    let frames = zstd_frames(&archive);
+    assert!(frames >= 7, "only {frames} zstd frames");
+
+    std::fs::remove_dir_all(&data).unwrap();
+    let restored = node(
+        &sb,
+        &service,
+        &token,
+        "restore",
+        &serde_json::json!({"key": "frames-gha", "paths": ["data"]}),
+    );
+    assert_eq!(
+        restored.result["matched_key"],
+        "frames-gha",
+        "{}",
+        String::from_utf8_lossy(&restored.output.stdout)
+    );
+    assert_same_tree(&before, &snapshot(&data));
+}
+
+/// `--compression-level auto` changes the zstd level at frame boundaries as it goes (into a
+/// local store it steps down from 3 to 1); GNU zstd and tar must read such a stream like any
+/// other.
 #[test]
 fn an_archive_whose_zstd_level_changed_midway_extracts_with_gnu_tar() {
     let sb = Sandbox::new();
@@ -285,6 +474,7 @@ fn an_archive_whose_zstd_level_changed_midway_extracts_with_gnu_tar() {
         "auto",
         &entry_version(&lines, Compression::Zstd),
     );
+    assert!(zstd_frames(&archive) >= 12, "48 MiB in frames of 4 MiB");
     std::fs::remove_dir_all(&data).unwrap();
     gnu_extract(&sb.ws(), Compression::Zstd, &archive);
     assert_same_tree(&before, &snapshot(&data));

@@ -4,12 +4,16 @@
 //! metadata, so an entry saved by actions/cache with gzip (no `zstd` on that runner) still
 //! restores. zstd is decoded with `window_log_max(31)`: archives written with `--long=30` by
 //! older toolkits need a 1 GiB window, which the library refuses by default.
+//!
+//! zstd is written as independent frames (`frame_writer`), which any zstd decoder reads as one
+//! stream and a restore decodes in parallel (`decode`); gzip as one member, as `tar -z` does.
 
 use std::io::{self, BufRead, Read, Write};
 
+use super::frame_writer::FrameWriter;
+use super::frames::ZSTD_MAGIC;
 use crate::key::Compression;
 
-const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
 /// The codec a stream starts with.
@@ -53,22 +57,27 @@ fn fill_at_least(reader: &mut impl BufRead, want: usize) -> io::Result<&[u8]> {
     Ok(&buf[..buf.len().min(want)])
 }
 
-/// A decompressing reader for whatever codec the stream uses.
+/// A decompressing reader for whatever codec the stream uses, decoding on the calling thread.
 pub fn decoder<'a, R: BufRead + Send + 'a>(mut reader: R) -> io::Result<Box<dyn Read + Send + 'a>> {
     Ok(match detect(&mut reader)? {
-        Detected::Zstd => {
-            let mut decoder = zstd::stream::read::Decoder::with_buffer(reader)?;
-            decoder.window_log_max(31)?;
-            Box::new(decoder)
-        }
+        Detected::Zstd => Box::new(zstd_decoder(reader)?),
         Detected::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(reader)),
         Detected::Tar => Box::new(reader),
     })
 }
 
+/// A streaming zstd decoder: every frame in turn, skippable frames skipped, any window size.
+pub fn zstd_decoder<'a, R: BufRead + 'a>(
+    reader: R,
+) -> io::Result<zstd::stream::read::Decoder<'a, R>> {
+    let mut decoder = zstd::stream::read::Decoder::with_buffer(reader)?;
+    decoder.window_log_max(31)?;
+    Ok(decoder)
+}
+
 /// A compressing writer; `finish` writes the codec's trailer and hands back the inner writer.
 pub enum Encoder<W: Write> {
-    Zstd(zstd::stream::write::Encoder<'static, W>),
+    Zstd(FrameWriter<W>),
     Gzip(flate2::write::GzEncoder<W>),
 }
 
@@ -76,12 +85,7 @@ impl<W: Write> Encoder<W> {
     /// An encoder at `level` (see [`super::level`] for the ranges and defaults).
     pub fn new(inner: W, compression: Compression, level: i32) -> io::Result<Self> {
         Ok(match compression {
-            Compression::Zstd => {
-                let mut encoder = zstd::stream::write::Encoder::new(inner, level)?;
-                encoder.include_checksum(true)?;
-                encoder.multithread(zstd_workers())?;
-                Encoder::Zstd(encoder)
-            }
+            Compression::Zstd => Encoder::Zstd(FrameWriter::new(inner, level, zstd_workers())),
             Compression::Gzip => Encoder::Gzip(flate2::write::GzEncoder::new(
                 inner,
                 flate2::Compression::new(level.clamp(0, 9) as u32),
@@ -89,14 +93,10 @@ impl<W: Write> Encoder<W> {
         })
     }
 
-    /// Changes the zstd level for the data that follows; the window stays, so the stream
-    /// stays one frame any decoder reads. gzip keeps its level.
-    pub fn set_level(&mut self, level: i32) -> io::Result<()> {
-        match self {
-            Encoder::Zstd(e) => {
-                e.set_parameter(zstd::zstd_safe::CParameter::CompressionLevel(level))
-            }
-            Encoder::Gzip(_) => Ok(()),
+    /// Changes the zstd level from the next frame on. gzip keeps its level.
+    pub fn set_level(&mut self, level: i32) {
+        if let Encoder::Zstd(e) = self {
+            e.set_level(level);
         }
     }
 
@@ -108,11 +108,11 @@ impl<W: Write> Encoder<W> {
     }
 }
 
-/// One zstd worker per core, as `zstdmt` (`zstd -T0`) uses.
-fn zstd_workers() -> u32 {
-    std::thread::available_parallelism()
-        .map(|n| n.get() as u32)
-        .unwrap_or(1)
+/// One zstd worker per core, as `zstdmt` (`zstd -T0`) uses, and at most 8: each holds a frame's
+/// input and output (up to 8 MiB), and eight already outrun any disk or network a runner has
+/// (about 1 GB/s of decoded tar each).
+pub(crate) fn zstd_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
 }
 
 impl<W: Write> Write for Encoder<W> {
@@ -162,16 +162,15 @@ mod tests {
         let mut encoder = Encoder::new(Vec::new(), Compression::Zstd, 3).unwrap();
         let (first, rest) = data.split_at(data.len() / 3);
         encoder.write_all(first).unwrap();
-        encoder.set_level(1).unwrap();
+        encoder.set_level(1);
         encoder.write_all(rest).unwrap();
         let packed = encoder.finish().unwrap();
         let mut out = Vec::new();
-        zstd::stream::read::Decoder::new(&packed[..])
+        decoder(io::BufReader::new(&packed[..]))
             .unwrap()
-            .single_frame()
             .read_to_end(&mut out)
             .unwrap();
-        assert_eq!(out, data);
+        assert!(out == data);
     }
 
     #[test]

@@ -12,15 +12,14 @@
 //! (an archive small enough for one Put Blob is compressed before anything is sent) nothing
 //! waits on the network, so that counts as keeping up.
 //!
-//! The level is not part of the entry version and any zstd decoder reads a stream whose level
-//! changed midway (zstd only changes how it searches for matches, never the window), so the
-//! choice never affects who can restore the entry.
+//! The level is not part of the entry version, and a new level takes effect at the next frame
+//! boundary (the stream is written as independent frames, see `frame_writer`), where every
+//! decoder expects a new frame anyway: the choice never affects who can restore the entry.
 
 use std::fmt;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::key::Compression;
+use crate::pace::Pace;
 
 /// The zstd level `auto` starts at: what `zstdmt`, and so actions/cache, uses.
 pub const AUTO_START: i32 = 3;
@@ -105,59 +104,6 @@ impl fmt::Display for Level {
     }
 }
 
-/// What a network sink reports to the governor: how many of its upload slots hold data that
-/// is not sent yet. Shared between the sink (which counts) and the governor (which reads).
-#[derive(Clone, Debug, Default)]
-pub struct SinkGauge(Arc<GaugeInner>);
-
-#[derive(Debug, Default)]
-struct GaugeInner {
-    /// Set once the sink sends as it receives; before that it only buffers, nothing waits on
-    /// the network, and the backlog is nil.
-    streaming: AtomicBool,
-    slots: AtomicU64,
-    waiting: AtomicU64,
-}
-
-impl SinkGauge {
-    /// The sink now sends as it receives, with `slots` units (blocks) in flight at most.
-    pub fn start_streaming(&self, slots: u64) {
-        self.0.slots.store(slots.max(1), Ordering::Relaxed);
-        self.0.streaming.store(true, Ordering::Relaxed);
-    }
-
-    /// A unit was handed to the sink.
-    pub fn queued(&self) {
-        self.0.waiting.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// A unit was sent (or given up on).
-    pub fn sent(&self) {
-        let _ = self
-            .0
-            .waiting
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
-    }
-
-    /// The backlog as a share of the slots.
-    fn backlog(&self) -> f64 {
-        if !self.0.streaming.load(Ordering::Relaxed) {
-            return 0.0;
-        }
-        self.0.waiting.load(Ordering::Relaxed) as f64 / self.0.slots.load(Ordering::Relaxed) as f64
-    }
-}
-
-/// How the sink a pack writes into paces it.
-#[derive(Clone, Debug)]
-pub enum Pace {
-    /// A local file: it takes bytes as fast as they come, so the compressor is always the
-    /// slower side.
-    Local,
-    /// A network upload that reports its backlog.
-    Network(SinkGauge),
-}
-
 /// Picks the zstd level as a pack runs; see the module doc.
 pub struct Governor {
     level: i32,
@@ -198,10 +144,7 @@ impl Governor {
             return None;
         }
         self.next_decision = input + DECIDE_EVERY;
-        let backlog = match &self.pace {
-            Pace::Local => 0.0,
-            Pace::Network(gauge) => gauge.backlog(),
-        };
+        let backlog = self.pace.backlog();
         self.backlog_sum = self.backlog_sum * KEEP + backlog;
         self.weight_sum = self.weight_sum * KEEP + 1.0;
         let wanted = step(self.level, self.backlog_sum / self.weight_sum);
@@ -244,6 +187,7 @@ fn step(level: i32, backlog: f64) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pace::SinkGauge;
 
     #[test]
     fn parses_auto_and_numbers_and_checks_ranges() {

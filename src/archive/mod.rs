@@ -4,8 +4,15 @@
 //! `pack` walks the paths to save and streams a compressed tar into any writer; `unpack` reads
 //! one from any reader into staging directories and checks every member before anything is
 //! swapped into place. Neither knows where the bytes come from or go: stores do that.
+//!
+//! zstd is written as independent frames of 4 MiB of tar each (`frame_writer`), one ordinary
+//! zstd stream to every other reader; a restore cuts it at frame boundaries (`frames`) and
+//! decodes the frames on every core (`decode`).
 
 pub mod codec;
+mod decode;
+mod frame_writer;
+mod frames;
 pub mod level;
 pub mod pack;
 pub mod unpack;

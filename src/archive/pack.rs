@@ -18,8 +18,9 @@ use std::sync::mpsc;
 
 use super::SMALL_FILE_LIMIT;
 use super::codec::Encoder;
-use super::level::{Governor, Level, Pace};
+use super::level::{Governor, Level};
 use crate::key::Compression;
+use crate::pace::Pace;
 use crate::paths::SavePlan;
 use crate::progress::Progress;
 
@@ -77,10 +78,7 @@ pub fn pack<W: Write>(
                 };
                 write_item(&mut builder, &item, &mut stats)?;
                 if let Some(level) = governor.observe(stats.content_bytes) {
-                    builder
-                        .get_mut()
-                        .set_level(level)
-                        .context("changing the compression level")?;
+                    builder.get_mut().set_level(level);
                 }
                 progress.set_position(stats.content_bytes);
             }

@@ -140,7 +140,7 @@ impl DamageKind {
 struct FromStore(io::Error);
 
 /// The store's reader, with each error marked [`FromStore`].
-struct StoreReader<R>(R);
+pub(super) struct StoreReader<R>(pub(super) R);
 
 impl<R: Read> Read for StoreReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
@@ -441,17 +441,11 @@ struct Unpacker<'a> {
     content_bytes: u64,
 }
 
-/// Bytes travel between the pipeline's threads in chunks of this size.
-const CHUNK_SIZE: usize = 1 << 20;
-/// Chunks in flight between two threads: bounds the memory of each hand-off.
-const CHUNKS_IN_FLIGHT: usize = 8;
-
 /// Unpacks a compressed archive (zstd, gzip or plain tar, detected from its first bytes).
 ///
-/// Three threads share the work, the way `zstd -d | tar -x` runs two processes: one reads the
-/// archive from the store (which may hash it), one decompresses, and the calling thread
-/// checks and writes members. Decompression is the slowest stage, so it gets a thread that
-/// does nothing else.
+/// The archive is read and decompressed on threads of its own (see `decode`: one reads ahead,
+/// and zstd frames are decoded on every core when the archive allows it), while the calling
+/// thread checks and writes members, the way `zstd -d | tar -x` runs two processes.
 pub fn unpack_archive<R: Read + Send>(
     archive: R,
     roots: &Roots,
@@ -459,120 +453,9 @@ pub fn unpack_archive<R: Read + Send>(
     options: &UnpackOptions,
 ) -> Result<Unpacked> {
     std::thread::scope(|scope| {
-        let compressed = read_ahead(scope, move || Ok(StoreReader(archive)));
-        let tar_stream = read_ahead(scope, move || super::codec::decoder(compressed));
+        let tar_stream = super::decode::tar_stream(scope, archive);
         unpack(tar_stream, roots, targets, options)
     })
-}
-
-/// Runs a reader on its own thread, handing its bytes over in chunks. The reader is opened
-/// on that thread too, and an error opening it arrives as the first read's error.
-fn read_ahead<'scope, R, F>(scope: &'scope std::thread::Scope<'scope, '_>, open: F) -> ChunkReader
-where
-    R: Read,
-    F: FnOnce() -> io::Result<R> + Send + 'scope,
-{
-    let (chunks, received) = mpsc::sync_channel::<io::Result<Vec<u8>>>(CHUNKS_IN_FLIGHT);
-    let (recycle, recycled) = mpsc::channel::<Vec<u8>>();
-    scope.spawn(move || match open() {
-        Ok(mut reader) => pump_chunks(&mut reader, &chunks, &recycled),
-        Err(e) => {
-            let _ = chunks.send(Err(e));
-        }
-    });
-    ChunkReader {
-        chunks: received,
-        recycle,
-        current: Vec::new(),
-        position: 0,
-    }
-}
-
-fn pump_chunks(
-    reader: &mut dyn Read,
-    chunks: &mpsc::SyncSender<io::Result<Vec<u8>>>,
-    recycled: &mpsc::Receiver<Vec<u8>>,
-) {
-    loop {
-        if let Err(e) = crate::interrupt::check_io() {
-            let _ = chunks.send(Err(e));
-            return;
-        }
-        // Reuse a chunk the consumer is done with: it is already initialized, so no memset.
-        let mut chunk = recycled.try_recv().unwrap_or_default();
-        chunk.resize(CHUNK_SIZE, 0);
-        let filled = match fill(reader, &mut chunk) {
-            Ok(filled) => filled,
-            Err(e) => {
-                let _ = chunks.send(Err(e));
-                return;
-            }
-        };
-        chunk.truncate(filled);
-        // The consumer hung up (it failed or finished): stop reading.
-        if filled == 0 || chunks.send(Ok(chunk)).is_err() {
-            return;
-        }
-    }
-}
-
-/// Reads until `buffer` is full or the stream ends; returns how much was read.
-fn fill(reader: &mut dyn Read, buffer: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buffer.len() {
-        match reader.read(&mut buffer[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
-}
-
-/// The consuming end of `read_ahead`: a `BufRead` over the chunks it sends, so a decoder can
-/// work straight from them without another copy.
-struct ChunkReader {
-    chunks: mpsc::Receiver<io::Result<Vec<u8>>>,
-    recycle: mpsc::Sender<Vec<u8>>,
-    current: Vec<u8>,
-    position: usize,
-}
-
-impl io::BufRead for ChunkReader {
-    fn fill_buf(&mut self) -> io::Result<&[u8]> {
-        if self.position == self.current.len() {
-            // A short timeout, so that a signal is noticed while the producer is stuck (a
-            // stalled download).
-            let chunk = loop {
-                crate::interrupt::check_io()?;
-                match self.chunks.recv_timeout(crate::interrupt::POLL) {
-                    Ok(chunk) => break chunk?,
-                    Err(mpsc::RecvTimeoutError::Timeout) => continue,
-                    // The producer finished: the stream ended.
-                    Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(&[]),
-                }
-            };
-            let done = std::mem::replace(&mut self.current, chunk);
-            let _ = self.recycle.send(done);
-            self.position = 0;
-        }
-        Ok(&self.current[self.position..])
-    }
-
-    fn consume(&mut self, amount: usize) {
-        self.position = (self.position + amount).min(self.current.len());
-    }
-}
-
-impl Read for ChunkReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let available = io::BufRead::fill_buf(self)?;
-        let n = buf.len().min(available.len());
-        buf[..n].copy_from_slice(&available[..n]);
-        io::BufRead::consume(self, n);
-        Ok(n)
-    }
 }
 
 /// Unpacks a decompressed tar stream into staging. Nothing outside the staging directories is

@@ -61,10 +61,10 @@ pub enum Published {
 
 /// An entry being written. Dropping it without `finish` abandons it: nothing becomes visible.
 pub trait Upload: Write + Send {
-    /// How this upload paces the compressor feeding it (see `archive::level`): a local file
-    /// never makes it wait.
-    fn pace(&self) -> crate::archive::level::Pace {
-        crate::archive::level::Pace::Local
+    /// How this upload paces the compressor feeding it (see `pace`): a local file never makes
+    /// it wait.
+    fn pace(&self) -> crate::pace::Pace {
+        crate::pace::Pace::Local
     }
 
     fn finish(self: Box<Self>) -> Result<Published>;

@@ -28,7 +28,7 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use super::twirp::{TwirpClient, UrlRenewer};
 use super::{Error, SECRET_PARAMS, Settings};
-use crate::archive::level::{Pace, SinkGauge};
+use crate::pace::{Pace, SinkGauge};
 use crate::store::Published;
 
 /// The largest archive sent as one Put Blob (the SDK's `maxSingleShotSize` in actions/cache).
