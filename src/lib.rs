@@ -30,6 +30,7 @@ mod env_vars;
 mod error;
 mod fingerprint;
 mod gha;
+mod http;
 mod interrupt;
 pub mod key;
 mod leftovers;

@@ -216,7 +216,8 @@ pub fn heal_cache(root: &Path, args: &HealTargets, dry_run: bool) -> Result<Heal
         .enable_all()
         .build()
         .context("starting the download runtime")?;
-    let client = heal::http_client()?;
+    // Few connections: an index and a file host, a handful of downloads at a time.
+    let client = crate::http::client(4)?;
     let lookup = runtime.block_on(crate::interrupt::race(heal::locate(
         &client, needs, &sources,
     )))?;

@@ -478,14 +478,6 @@ pub struct Outcome {
     pub bytes: u64,
 }
 
-pub fn http_client() -> Result<reqwest::Client> {
-    Ok(reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
-        .read_timeout(Duration::from_secs(30))
-        .user_agent(concat!("cache-heal/", env!("CARGO_PKG_VERSION")))
-        .build()?)
-}
-
 /// What [`locate`] found.
 #[derive(Debug, Default)]
 pub struct Lookup {

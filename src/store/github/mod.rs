@@ -672,13 +672,7 @@ impl GhaStore {
             .enable_all()
             .build()
             .context("starting the HTTP runtime")?;
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .read_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(16)
-            .user_agent(concat!("cache-heal/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .context("building the HTTP client")?;
+        let http = crate::http::client(16)?;
         let twirp = TwirpClient::new(http.clone(), results_url, token, settings.retry.clone())?;
         let blob = BlobClient::new(http, settings);
         Ok(Self {
