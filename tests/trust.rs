@@ -268,3 +268,28 @@ fn phases_after_the_download_are_announced() {
     let out = sb.ok(&["restore", "--no-progress", "--path", path, "--key", "k"]);
     assert!(!stderr(&out).contains("Swapping"), "{}", stderr(&out));
 }
+
+/// `prune`, `heal` and `inspect --path` on a directory that is not a uv cache: one usage error
+/// (exit 2) that says how to find the cache, and nothing touched.
+#[test]
+fn a_path_that_is_not_a_uv_cache_is_a_usage_error() {
+    let sb = Sandbox::new();
+    let dir = absolute_dir(&sb);
+    let before = snapshot(&dir);
+    let path = dir.to_str().unwrap();
+    for args in [
+        vec!["prune", "--path", path],
+        vec!["heal", "--path", path],
+        vec!["inspect", "--path", path],
+    ] {
+        let out = sb.run(&args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("is not a uv cache"), "{err}");
+        assert!(
+            err.contains("hint: `uv cache dir` prints where uv's cache is"),
+            "{err}"
+        );
+    }
+    assert_eq!(before, snapshot(&dir));
+}

@@ -9,7 +9,7 @@
 //! index ([`warn_after_restore`], or the error of `heal`) and the build requirements offline
 //! builds lack ([`warn_missing_backends`]).
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use serde::{Serialize, Serializer};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -172,12 +172,7 @@ fn failure_of(report: &HealReport, root: &Path) -> Option<Failure> {
 pub fn heal_cache(root: &Path, args: &HealTargets, dry_run: bool) -> Result<HealReport> {
     let started = Instant::now();
     let indexes = index_urls(&args.index_urls)?;
-    if !Layout::is_uv_cache(root) {
-        bail!(
-            "`{}` is not a uv cache: it has neither uv's `CACHEDIR.TAG` nor a bucket of a uv version cache-heal knows",
-            root.display()
-        );
-    }
+    super::require_uv_cache(root)?;
     let targets = resolve_targets(&args.pythons)?;
     let sources = Sources {
         locks: lockfile::read_all(&lock_paths(&args.locks)?)?,

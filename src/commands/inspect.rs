@@ -2,7 +2,7 @@
 //! uv cache holds instead (buckets and sizes, sdists with their built wheels' tags, which
 //! sources are missing).
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -104,12 +104,7 @@ struct SdistReport<'a> {
 /// Buckets with their sizes, then every sdist revision with the tags of its built wheels and
 /// whether its source is there.
 fn inspect_uv_cache(root: &Path) -> Result<Report> {
-    if !Layout::is_uv_cache(root) {
-        bail!(
-            "`{}` is not a uv cache: it has neither uv's `CACHEDIR.TAG` nor a bucket of a uv version cache-heal knows",
-            root.display()
-        );
-    }
+    super::require_uv_cache(root)?;
     let layout = Layout::discover(root)?;
     let inventory = heal::scan(&layout)?;
     for warning in &inventory.warnings {

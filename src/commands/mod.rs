@@ -29,6 +29,19 @@ pub fn path_context(args: &PathArgs) -> Result<PathContext> {
     Ok(PathContext { inputs, roots })
 }
 
+/// `--path` of `prune`, `heal` and `inspect` must name a uv cache: anything else is a usage
+/// error, found before anything is read.
+pub fn require_uv_cache(path: &std::path::Path) -> Result<()> {
+    if crate::uv::layout::Layout::is_uv_cache(path) {
+        return Ok(());
+    }
+    Err(crate::UsageError::Invalid(format!(
+        "`{}` is not a uv cache: it has neither uv's `CACHEDIR.TAG` nor a bucket of a uv version cache-heal knows\n\nhint: `uv cache dir` prints where uv's cache is",
+        path.display()
+    ))
+    .into())
+}
+
 /// An empty value for a key flag is a usage error that names the flag (the action passes
 /// empty inputs through as empty strings).
 pub fn check_key_flag(flag: &str, value: &str) -> Result<()> {

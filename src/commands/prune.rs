@@ -36,13 +36,7 @@ struct PruneReport<'a> {
 
 pub fn run(args: &PruneArgs, _global: &GlobalArgs) -> Result<Report> {
     let root = &args.path;
-    if !Layout::is_uv_cache(root) {
-        return Err(crate::UsageError::Invalid(format!(
-            "`{}` is not a uv cache: it has neither uv's `CACHEDIR.TAG` nor a bucket of a uv version cache-heal knows\n\nhint: `uv cache dir` prints where uv's cache is",
-            root.display()
-        ))
-        .into());
-    }
+    super::require_uv_cache(root)?;
     let pruned = prune_cache(root, args.dry_run, args.force)
         .with_context(|| format!("Failed to prune the uv cache at `{}`", root.display()))?;
     let mut report = DataReport::new(&PruneReport {
