@@ -9,37 +9,17 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use support::gha::{CacheService, cache_heal, token};
-use support::{Node, Sandbox, snapshot, stderr, stdout_json};
-
-const PATHS: [&str; 2] = ["data", "~/.cache/uv"];
+use support::trees::{self, PATHS, snapshots};
+use support::{Sandbox, stderr, stdout_json};
 
 fn fill(sandbox: &Sandbox, seed: &str) {
-    for root in [sandbox.ws().join("data"), sandbox.home().join(".cache/uv")] {
-        std::fs::create_dir_all(root.join("wheels/pkg-1.0")).unwrap();
-        std::fs::write(
-            root.join("wheels/pkg-1.0/METADATA"),
-            format!("Name: pkg {seed}\n"),
-        )
-        .unwrap();
-        // Enough varied content that the middle of the archive is inside compressed data.
-        let body: String = (0..20_000).map(|i| format!("{seed}{i} ")).collect();
-        std::fs::write(root.join("wheels/pkg-1.0/mod.py"), body).unwrap();
-        std::os::unix::fs::symlink("wheels/pkg-1.0/mod.py", root.join("link.py")).unwrap();
-    }
-}
-
-type Trees = Vec<BTreeMap<String, Node>>;
-
-fn snapshots(sandbox: &Sandbox) -> Trees {
-    vec![
-        snapshot(&sandbox.ws().join("data")),
-        snapshot(&sandbox.home().join(".cache/uv")),
-    ]
+    // Enough varied content that the middle of the archive is inside compressed data.
+    let body: String = (0..20_000).map(|i| format!("{seed}{i} ")).collect();
+    trees::fill_with(sandbox, seed, &body);
 }
 
 /// Where a test runs cache-heal: the GitHub profile of the test service, or a local store.

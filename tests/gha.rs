@@ -11,45 +11,15 @@ use serde_json::json;
 use std::process::Output;
 use std::sync::atomic::Ordering;
 use support::gha::{self, CacheService, cache_heal, node, token};
-use support::{Sandbox, assert_same_tree, snapshot, stderr, stdout_json};
-
-/// The path lines every test uses: one inside the workspace, one outside it (like uv's cache).
-const PATHS: [&str; 2] = ["data", "~/.cache/uv"];
+use support::trees::{self, PATHS, remove_trees, snapshots};
+use support::{Sandbox, assert_same_tree, stderr, stdout_json};
 
 fn main_token() -> String {
     token(&[("refs/heads/main", 3)])
 }
 
-/// A small tree with what a package cache holds: nested files, an executable, a symlink, an
-/// empty directory.
 fn fill(sandbox: &Sandbox, seed: &str) {
-    for root in [sandbox.ws().join("data"), sandbox.home().join(".cache/uv")] {
-        std::fs::create_dir_all(root.join("wheels/pkg-1.0")).unwrap();
-        std::fs::create_dir_all(root.join("empty")).unwrap();
-        std::fs::write(
-            root.join("wheels/pkg-1.0/METADATA"),
-            format!("Name: pkg {seed}\n"),
-        )
-        .unwrap();
-        std::fs::write(root.join("wheels/pkg-1.0/mod.py"), seed.repeat(500)).unwrap();
-        let tool = root.join("tool.sh");
-        std::fs::write(&tool, format!("#!/bin/sh\necho {seed}\n")).unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
-        std::os::unix::fs::symlink("wheels/pkg-1.0/mod.py", root.join("link.py")).unwrap();
-    }
-}
-
-fn snapshots(sandbox: &Sandbox) -> Vec<std::collections::BTreeMap<String, support::Node>> {
-    vec![
-        snapshot(&sandbox.ws().join("data")),
-        snapshot(&sandbox.home().join(".cache/uv")),
-    ]
-}
-
-fn remove_trees(sandbox: &Sandbox) {
-    let _ = std::fs::remove_dir_all(sandbox.ws().join("data"));
-    let _ = std::fs::remove_dir_all(sandbox.home().join(".cache/uv"));
+    trees::fill_with(sandbox, seed, &seed.repeat(500));
 }
 
 fn path_args() -> Vec<String> {

@@ -9,50 +9,18 @@
 mod support;
 
 use serde_json::json;
-use std::collections::BTreeMap;
 use std::process::Output;
 use std::sync::atomic::Ordering;
 use support::gha::{self, CacheService, cache_heal, node, token};
-use support::{Node, Sandbox, assert_same_tree, snapshot, stderr, stdout_json};
-
-const PATHS: [&str; 2] = ["data", "~/.cache/uv"];
+use support::trees::{self, PATHS, Trees, remove_trees, snapshots};
+use support::{Sandbox, assert_same_tree, stderr, stdout_json};
 
 fn main_token() -> String {
     token(&[("refs/heads/main", 3)])
 }
 
-/// A small tree with nested files, an executable, a symlink and an empty directory, in the
-/// workspace and outside it.
 fn fill(sandbox: &Sandbox, seed: &str) {
-    for root in [sandbox.ws().join("data"), sandbox.home().join(".cache/uv")] {
-        std::fs::create_dir_all(root.join("wheels/pkg-1.0")).unwrap();
-        std::fs::create_dir_all(root.join("empty")).unwrap();
-        std::fs::write(
-            root.join("wheels/pkg-1.0/METADATA"),
-            format!("Name: pkg {seed}\n"),
-        )
-        .unwrap();
-        std::fs::write(root.join("wheels/pkg-1.0/mod.py"), seed.repeat(5000)).unwrap();
-        let tool = root.join("tool.sh");
-        std::fs::write(&tool, format!("#!/bin/sh\necho {seed}\n")).unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
-        std::os::unix::fs::symlink("wheels/pkg-1.0/mod.py", root.join("link.py")).unwrap();
-    }
-}
-
-type Trees = Vec<BTreeMap<String, Node>>;
-
-fn snapshots(sandbox: &Sandbox) -> Trees {
-    vec![
-        snapshot(&sandbox.ws().join("data")),
-        snapshot(&sandbox.home().join(".cache/uv")),
-    ]
-}
-
-fn remove_trees(sandbox: &Sandbox) {
-    let _ = std::fs::remove_dir_all(sandbox.ws().join("data"));
-    let _ = std::fs::remove_dir_all(sandbox.home().join(".cache/uv"));
+    trees::fill_with(sandbox, seed, &seed.repeat(5000));
 }
 
 fn assert_trees(sandbox: &Sandbox, expected: &Trees) {
