@@ -133,8 +133,22 @@ fn assert_damaged_miss(target: &Target, sandbox: &Sandbox, key: &str, fragments:
     let out = target.run(sandbox, &["restore", "--key", key, "--fail-on-cache-miss"]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("damaged entry"), "{err}");
     assert_eq!(before, snapshots(sandbox), "the paths changed:\n{err}");
+    match target {
+        // GitHub's service cannot delete: the entry stays damaged until it ages out.
+        Target::GitHub(_) => assert!(err.contains("damaged entry"), "{err}"),
+        // The local store put the entry aside, so it is gone and the key can be saved anew.
+        Target::Local => {
+            assert!(err.contains("No cache entry"), "{err}");
+            let aside = support::list_all(&sandbox.store().join("entries"));
+            assert!(
+                aside.iter().any(|name| name.contains(".json.damaged-")),
+                "{aside:?}"
+            );
+            let saved = target.run(sandbox, &["save", "--key", key]);
+            assert_eq!(stdout_json(&saved)["status"], "saved", "{}", stderr(&saved));
+        }
+    }
 }
 
 fn truncate_half(bytes: &mut Vec<u8>) {
@@ -314,4 +328,50 @@ fn the_step_summary_says_damaged_entry() {
         "{outputs}"
     );
     assert!(!outputs.contains("cache-hit"), "{outputs}");
+}
+
+/// A metadata file of the local store that cannot be read is put aside with a warning: it
+/// never hides the other entries, `inspect` still lists them, and its key can be saved anew.
+#[test]
+fn local_broken_metadata_hides_no_other_entry() {
+    let target = Target::Local;
+    let sandbox = target.saved("lo-broken", &[]);
+    trees::remove_trees(&sandbox);
+    fill(&sandbox, "other");
+    let out = target.run(&sandbox, &["save", "--key", "lo-other"]);
+    assert_eq!(stdout_json(&out)["status"], "saved", "{}", stderr(&out));
+    let entries = sandbox.store().join("entries");
+    let broken = std::fs::read_dir(&entries)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.extension().is_some_and(|e| e == "json")
+                && std::fs::read_to_string(p)
+                    .unwrap()
+                    .contains("\"lo-broken\"")
+        })
+        .expect("the metadata of lo-broken");
+    std::fs::write(&broken, "{ not json").unwrap();
+
+    let listed = sandbox.run(&["inspect", "--json"]);
+    let err = stderr(&listed);
+    assert_eq!(listed.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("Skipped a broken entry of the local store"),
+        "{err}"
+    );
+    let keys: Vec<String> = stdout_json(&listed)["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["key"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(keys, ["lo-other"]);
+    assert!(broken.with_extension("json.broken").exists());
+
+    trees::remove_trees(&sandbox);
+    let out = target.run(&sandbox, &["restore", "--key", "lo-other"]);
+    assert_eq!(stdout_json(&out)["status"], "exact", "{}", stderr(&out));
+    let out = target.run(&sandbox, &["save", "--key", "lo-broken"]);
+    assert_eq!(stdout_json(&out)["status"], "saved", "{}", stderr(&out));
 }

@@ -460,6 +460,13 @@ fn download_and_unpack(
             key: hit.matched_key.clone(),
             message: damage.summary(),
         });
+        // Put it aside where the store can, so the next save of the key writes a good one.
+        if let Err(error) = store.discard(hit) {
+            output::warn(&format!(
+                "Could not put the damaged entry `{}` aside: {error:#}",
+                hit.matched_key
+            ));
+        }
         return Ok(None);
     }
     // A download that fails midway is a miss, as in actions/cache; anything else (a hostile

@@ -88,14 +88,39 @@ impl LocalStore {
         for item in fs::read_dir(&dir)? {
             let path = item?.path();
             if path.extension().is_some_and(|e| e == "json") {
-                let text = fs::read_to_string(&path)?;
-                let meta: Metadata = serde_json::from_str(&text)
-                    .with_context(|| format!("entry metadata `{}` is not valid", path.display()))?;
-                all.push(meta);
+                match read_metadata(&path) {
+                    Ok(meta) => all.push(meta),
+                    // One broken entry must not hide every other one: it is put aside, so
+                    // the next save of its key can write a good one.
+                    Err(error) => quarantine(&path, &error),
+                }
             }
         }
         Ok(all)
     }
+}
+
+fn read_metadata(path: &Path) -> Result<Metadata> {
+    let text = fs::read_to_string(path)?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("entry metadata `{}` is not valid", path.display()))
+}
+
+/// Renames a metadata file that cannot be read to `….json.broken`, with a warning.
+fn quarantine(path: &Path, error: &anyhow::Error) {
+    let aside = path.with_extension("json.broken");
+    let moved = fs::rename(path, &aside).is_ok();
+    crate::output::warn(&format!(
+        "Skipped a broken entry of the local store: {error:#}\n{}",
+        if moved {
+            format!(
+                "It was moved aside to `{}`; the next save of its key writes a new one",
+                aside.display()
+            )
+        } else {
+            "It could not be moved aside; remove it to let its key be saved again".to_string()
+        }
+    ));
 }
 
 fn entry_id(key: &str, version: &str) -> String {
@@ -133,7 +158,8 @@ impl Store for LocalStore {
     }
 
     fn open(&self, hit: &Hit) -> Result<Box<dyn Read + Send>> {
-        let meta: Metadata = serde_json::from_str(&hit.locator)?;
+        let meta: Metadata = serde_json::from_str(&hit.locator)
+            .context("reading the handle of the entry found (a bug in cache-heal)")?;
         let path = self.entries_dir().join(&meta.archive);
         let file = match fs::File::open(&path) {
             Ok(file) => file,
@@ -214,6 +240,19 @@ impl Store for LocalStore {
             .collect();
         entries.sort_by(|a, b| b.created.cmp(&a.created).then(a.key.cmp(&b.key)));
         Ok(entries)
+    }
+
+    /// Puts an entry whose archive turned out damaged aside (its metadata renamed, its
+    /// archive removed), so that the next save of the key writes a good one instead of
+    /// finding "already exists".
+    fn discard(&self, hit: &Hit) -> Result<()> {
+        let meta: Metadata = serde_json::from_str(&hit.locator)
+            .context("reading the handle of the entry found (a bug in cache-heal)")?;
+        let metadata = self.metadata_path(&meta.key, &meta.version);
+        let aside = metadata.with_extension(format!("json.damaged-{}", now_ns()));
+        fs::rename(&metadata, &aside)?;
+        let _ = fs::remove_file(self.entries_dir().join(&meta.archive));
+        Ok(())
     }
 
     fn local_root(&self) -> Option<&Path> {

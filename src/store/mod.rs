@@ -124,6 +124,13 @@ pub trait Store: Send + Sync {
     fn check_writable(&self) -> Result<()> {
         Ok(())
     }
+    /// Puts aside an entry whose archive turned out damaged, where the store can, so that the
+    /// next save of its key is not refused as "already exists". GitHub's service cannot
+    /// delete through its runtime API; there the entry ages out.
+    fn discard(&self, _hit: &Hit) -> Result<()> {
+        Ok(())
+    }
+
     /// The directory a store keeps its files in, when it is on this machine: a save must not
     /// archive the store into itself.
     fn local_root(&self) -> Option<&std::path::Path> {
