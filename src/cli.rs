@@ -33,14 +33,36 @@ pub struct Cli {
 
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
-    /// Where entries are kept: `gha` for the GitHub Actions cache, `dir:PATH` (or a plain
-    /// path) for a local directory.
+    /// Where entries are kept: `gha` for the GitHub Actions cache, `s3://BUCKET[/PREFIX]` for
+    /// S3 or an S3-compatible server, `dir:PATH` (or a plain path) for a local directory.
     ///
     /// By default `gha` when `ACTIONS_RESULTS_URL` and `ACTIONS_RUNTIME_TOKEN` are set (inside
     /// the cache-heal action), else a local directory: `$XDG_CACHE_HOME/cache-heal`, else
     /// `~/.cache/cache-heal`.
     #[arg(long, global = true, env = env::CACHE_HEAL_STORE, value_name = "STORE")]
     pub store: Option<String>,
+
+    /// The S3 endpoint, for S3-compatible servers (MinIO, R2, Ceph, Garage).
+    ///
+    /// By default `AWS_ENDPOINT_URL_S3`, else `AWS_ENDPOINT_URL`, else AWS S3 in `AWS_REGION`.
+    /// An endpoint that is not AWS is addressed path-style (`ENDPOINT/BUCKET/…`).
+    #[arg(long, global = true, env = env::CACHE_HEAL_S3_ENDPOINT, value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+
+    /// Address the bucket in the path (`ENDPOINT/BUCKET/…`) even on AWS.
+    ///
+    /// By default only endpoints that are not AWS are addressed path-style.
+    #[arg(long, global = true, env = env::CACHE_HEAL_S3_PATH_STYLE)]
+    pub s3_path_style: bool,
+
+    /// The scope entries are saved in and restored from, outside GitHub Actions (`s3://`).
+    ///
+    /// By default `local`. In GitHub Actions the scope follows GitHub's rules instead: a save
+    /// writes into the run's ref (`GITHUB_REF`); a restore looks there, then in the pull
+    /// request's base branch, then in the default branch. The flag is refused there, so a pull
+    /// request cannot write into `main`'s scope.
+    #[arg(long, global = true, env = env::CACHE_HEAL_SCOPE, value_name = "SCOPE")]
+    pub scope: Option<String>,
 
     /// Print one JSON object with the result on stdout, and no progress.
     #[arg(long, global = true, env = env::CACHE_HEAL_JSON)]

@@ -29,7 +29,6 @@ pub fn path_context(args: &PathArgs) -> Result<PathContext> {
     Ok(PathContext { inputs, roots })
 }
 
-
 /// An empty value for a key flag is a usage error that names the flag (the action passes
 /// empty inputs through as empty strings).
 pub fn check_key_flag(flag: &str, value: &str) -> Result<()> {

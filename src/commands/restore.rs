@@ -67,7 +67,8 @@ impl RestorePlan {
             global.store.as_deref(),
             &ctx.roots.cwd,
             ctx.roots.home.as_deref(),
-        )?;
+        )?
+        .configure(global);
         let compression = args.paths.compression;
         let query = Query {
             key: args.key.clone(),

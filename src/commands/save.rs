@@ -50,7 +50,8 @@ impl SavePlan {
             global.store.as_deref(),
             &ctx.roots.cwd,
             ctx.roots.home.as_deref(),
-        )?;
+        )?
+        .configure(global);
         Ok(Self {
             ctx,
             key,

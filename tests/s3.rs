@@ -1,0 +1,474 @@
+//! `--store s3://…` against a real S3 server (moto, with authentication on) and a real peer
+//! client (the AWS CLI): round trips, what a peer reads, GitHub's scopes, first-wins
+//! publishing, clear failures, and no credential in any output.
+
+mod support;
+
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use support::s3::{Credentials, moto};
+use support::{Sandbox, assert_same_tree, snapshot, stderr, stdout_json};
+
+/// A test's view of the server: a sandbox whose `cache-heal` talks to one bucket.
+struct S3Run {
+    sb: Sandbox,
+    bucket: String,
+}
+
+impl S3Run {
+    fn new(bucket: &str) -> Self {
+        let bucket = moto().bucket(bucket);
+        Self {
+            sb: Sandbox::new(),
+            bucket,
+        }
+    }
+
+    fn store(&self) -> String {
+        format!("s3://{}/ci", self.bucket)
+    }
+
+    /// `cache-heal` on this bucket, outside GitHub Actions unless `git_ref` is given, with
+    /// the tests' credentials.
+    fn cmd(&self, git_ref: Option<(&str, Option<&str>)>, credentials: &Credentials) -> Command {
+        let mut cmd = self.sb.cmd();
+        cmd.env("CACHE_HEAL_STORE", self.store())
+            .env_remove("GITHUB_REF")
+            .env_remove("GITHUB_BASE_REF")
+            .env_remove("GITHUB_EVENT_PATH")
+            .env_remove("GITHUB_EVENT_NAME")
+            .env_remove("CACHE_HEAL_SCOPE")
+            .env_remove("CACHE_HEAL_S3_ENDPOINT");
+        moto().env(&mut cmd, credentials);
+        if let Some((git_ref, base)) = git_ref {
+            cmd.env("GITHUB_REF", git_ref);
+            if let Some(base) = base {
+                cmd.env("GITHUB_BASE_REF", base);
+            }
+        }
+        cmd
+    }
+
+    fn run_as(&self, git_ref: Option<(&str, Option<&str>)>, args: &[&str]) -> Output {
+        self.cmd(git_ref, &moto().credentials)
+            .args(args)
+            .output()
+            .expect("run cache-heal")
+    }
+
+    fn ok_as(&self, git_ref: Option<(&str, Option<&str>)>, args: &[&str]) -> Output {
+        let out = self.run_as(git_ref, args);
+        assert!(
+            out.status.success(),
+            "cache-heal {args:?} failed: {}\n{}",
+            out.status,
+            stderr(&out)
+        );
+        out
+    }
+}
+
+/// Symlinks (relative, absolute, dangling), empty directories, modes and unicode names.
+fn awkward_tree(root: &Path) {
+    let w = |rel: &str, data: &[u8]| {
+        let p = root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, data).unwrap();
+    };
+    w("archive-v0/abc/pkg/__init__.py", b"print('hi')\n");
+    w("archive-v0/abc/bin/tool", b"#!/bin/sh\necho tool\n");
+    std::fs::set_permissions(
+        root.join("archive-v0/abc/bin/tool"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    std::fs::create_dir_all(root.join("wheels-v5/pypi/pkg")).unwrap();
+    symlink(
+        "../../../archive-v0/abc",
+        root.join("wheels-v5/pypi/pkg/pkg-1.0-py3-none-any"),
+    )
+    .unwrap();
+    symlink("/usr/bin/python3", root.join("python")).unwrap();
+    symlink("does-not-exist", root.join("dangling")).unwrap();
+    std::fs::create_dir_all(root.join("empty/nested-empty")).unwrap();
+    w("unicodé/naïve-файл-名前.txt", "ünïcödé content".as_bytes());
+    w("zero-bytes", b"");
+    w("private", b"mode 600");
+    std::fs::set_permissions(root.join("private"), std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// Several MiB that do not compress, so the archive spans more than one multipart part.
+fn incompressible(root: &Path, mib: usize) {
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let data: Vec<u8> = (0..(mib << 20) / 8)
+        .flat_map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state.to_le_bytes()
+        })
+        .collect();
+    std::fs::create_dir_all(root).unwrap();
+    std::fs::write(root.join("blob.bin"), data).unwrap();
+}
+
+/// The archive objects in the bucket (not the metadata).
+fn archives(objects: &[String]) -> Vec<&String> {
+    objects
+        .iter()
+        .filter(|o| o.contains("/archives/"))
+        .collect()
+}
+
+/// The saved tree restores identically, both the path inside the workspace and the one
+/// outside it; and the archive object, downloaded with `aws s3 cp` and unpacked with GNU
+/// `zstd -d | tar -x` as actions/cache does, gives the same trees too.
+#[test]
+fn round_trip_and_a_peer_reads_the_archive() {
+    let run = S3Run::new("round-trip");
+    let inside = run.sb.ws().join("data");
+    let outside = run.sb.home().join(".cache/uv");
+    awkward_tree(&inside);
+    awkward_tree(&outside);
+    incompressible(&inside.join("big"), 20);
+    let (before_inside, before_outside) = (snapshot(&inside), snapshot(&outside));
+    // With a workspace, as in Actions, the path outside it is named `../home/.cache/uv/…`.
+    let ws = run.sb.ws();
+    let args = [
+        "--path",
+        "data",
+        "--path",
+        "~/.cache/uv",
+        "--key",
+        "tree-1",
+        "--workspace",
+        ws.to_str().unwrap(),
+    ];
+
+    let saved = stdout_json(&run.ok_as(None, &[&["save", "--json"][..], &args].concat()));
+    assert_eq!(saved["status"], "saved", "{saved}");
+    let objects = moto().objects(&run.bucket);
+    let archive = archives(&objects);
+    assert_eq!(archive.len(), 1, "{objects:?}");
+    assert!(
+        objects
+            .iter()
+            .any(|o| o.starts_with("ci/local/") && o.ends_with("/tree-1.json")),
+        "{objects:?}"
+    );
+    assert_eq!(moto().open_uploads(&run.bucket), 0);
+
+    std::fs::remove_dir_all(&inside).unwrap();
+    std::fs::remove_dir_all(&outside).unwrap();
+    let restored = stdout_json(&run.ok_as(None, &[&["restore", "--json"][..], &args].concat()));
+    assert_eq!(restored["status"], "exact", "{restored}");
+    assert_same_tree(&before_inside, &snapshot(&inside));
+    assert_same_tree(&before_outside, &snapshot(&outside));
+
+    // The peer: a fresh workspace and home side by side, as in the sandbox.
+    let peer = Sandbox::new();
+    let file = peer.root().join("cache.tzst");
+    moto().aws_ok(&[
+        "s3",
+        "cp",
+        &format!("s3://{}/{}", run.bucket, archive[0]),
+        file.to_str().unwrap(),
+    ]);
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg("zstd -d < \"$1\" | tar -x -P -C \"$2\"")
+        .args(["sh", file.to_str().unwrap(), peer.ws().to_str().unwrap()])
+        .stderr(Stdio::inherit())
+        .status()
+        .expect("run zstd and tar");
+    assert!(status.success(), "zstd -d | tar -x failed: {status}");
+    assert_same_tree(&before_inside, &snapshot(&peer.ws().join("data")));
+    assert_same_tree(&before_outside, &snapshot(&peer.home().join(".cache/uv")));
+}
+
+/// GitHub's scopes: a pull request restores `main`'s entry, its own save of the same key goes
+/// into its own scope and leaves `main`'s alone, and what it saves is invisible to `main`.
+#[test]
+fn scopes_keep_pull_requests_from_main() {
+    let run = S3Run::new("scopes");
+    let main = Some(("refs/heads/main", None));
+    let pr = Some(("refs/pull/7/merge", Some("main")));
+    let dir = run.sb.ws().join("cache");
+    std::fs::create_dir_all(&dir).unwrap();
+    let content = || std::fs::read_to_string(dir.join("who")).unwrap();
+    let args = |key: &'static str| ["--path", "cache", "--key", key];
+
+    std::fs::write(dir.join("who"), "main").unwrap();
+    let saved = stdout_json(&run.ok_as(main, &[&["save", "--json"][..], &args("k")].concat()));
+    assert_eq!(saved["status"], "saved");
+
+    // The pull request reads main's entry.
+    std::fs::write(dir.join("who"), "nothing yet").unwrap();
+    let restored = stdout_json(&run.ok_as(pr, &[&["restore", "--json"][..], &args("k")].concat()));
+    assert_eq!(restored["status"], "exact", "{restored}");
+    assert_eq!(content(), "main");
+
+    // Its save of the same key lands in its own scope; main's entry is untouched.
+    std::fs::write(dir.join("who"), "pr").unwrap();
+    let saved = stdout_json(&run.ok_as(pr, &[&["save", "--json"][..], &args("k")].concat()));
+    assert_eq!(saved["status"], "saved", "{saved}");
+    let restored =
+        stdout_json(&run.ok_as(main, &[&["restore", "--json"][..], &args("k")].concat()));
+    assert_eq!(restored["status"], "exact");
+    assert_eq!(content(), "main", "the pull request replaced main's entry");
+    let restored = stdout_json(&run.ok_as(pr, &[&["restore", "--json"][..], &args("k")].concat()));
+    assert_eq!(restored["status"], "exact");
+    assert_eq!(
+        content(),
+        "pr",
+        "the pull request reads its own scope first"
+    );
+
+    // What only the pull request saved, main does not see.
+    std::fs::write(dir.join("who"), "pr only").unwrap();
+    run.ok_as(pr, &["save", "--path", "cache", "--key", "pr-only"]);
+    let restored = stdout_json(&run.ok_as(
+        main,
+        &["restore", "--json", "--path", "cache", "--key", "pr-only"],
+    ));
+    assert_eq!(restored["status"], "miss", "{restored}");
+
+    // inspect lists every entry with key, scope, version, size and creation time.
+    let listed = stdout_json(&run.ok_as(None, &["inspect", "--json"]));
+    let entries = listed["entries"].as_array().expect("entries");
+    let mut seen: Vec<(String, String)> = entries
+        .iter()
+        .map(|e| {
+            assert_eq!(e["version"].as_str().unwrap().len(), 64, "{e}");
+            assert!(e["size"].as_u64().unwrap() > 0, "{e}");
+            assert!(e["created"].as_u64().unwrap() > 1_700_000_000, "{e}");
+            (
+                e["key"].as_str().unwrap().to_string(),
+                e["scope"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            ("k", "refs/heads/main"),
+            ("k", "refs/pull/7/merge"),
+            ("pr-only", "refs/pull/7/merge")
+        ]
+        .map(|(k, s)| (k.to_string(), s.to_string()))
+    );
+    let human = String::from_utf8_lossy(&run.ok_as(None, &["inspect"]).stdout).into_owned();
+    assert!(human.contains("scope: `refs/pull/7/merge`"), "{human}");
+}
+
+/// Restore keys match as on GitHub: exact key, then key as prefix, then each restore key,
+/// newest first, only entries of the same version.
+#[test]
+fn restore_keys_match_newest_first_within_the_version() {
+    let run = S3Run::new("matching");
+    let dir = run.sb.ws().join("cache");
+    std::fs::create_dir_all(&dir).unwrap();
+    for key in ["deps-a-1", "deps-a-2", "deps-b-1"] {
+        std::fs::write(dir.join("who"), key).unwrap();
+        run.ok_as(None, &["save", "--path", "cache", "--key", key]);
+    }
+    // Same key prefix, other paths: another version, never matched.
+    std::fs::write(run.sb.ws().join("other"), "x").unwrap();
+    run.ok_as(None, &["save", "--path", "other", "--key", "deps-a-3"]);
+
+    let restored = stdout_json(&run.ok_as(
+        None,
+        &[
+            "restore",
+            "--json",
+            "--path",
+            "cache",
+            "--key",
+            "deps-c",
+            "--restore-key",
+            "deps-a-",
+            "--restore-key",
+            "deps-",
+        ],
+    ));
+    assert_eq!(restored["status"], "partial", "{restored}");
+    assert_eq!(restored["matched_key"], "deps-a-2");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("who")).unwrap(),
+        "deps-a-2"
+    );
+}
+
+/// Two processes saving one key at once: one entry, one "already exists", both exit 0, and
+/// no archive or multipart upload of the loser left behind.
+#[test]
+fn two_concurrent_saves_of_one_key_publish_one_entry() {
+    let run = S3Run::new("concurrent");
+    for n in 0..2 {
+        incompressible(&run.sb.ws().join(format!("cache{n}")), 12);
+    }
+    let children: Vec<_> = (0..2)
+        .map(|n| {
+            // Different paths would be different versions: both save `cache` from their own
+            // working copy.
+            let ws = run.sb.root().join(format!("ws{n}"));
+            std::fs::create_dir_all(&ws).unwrap();
+            std::fs::rename(run.sb.ws().join(format!("cache{n}")), ws.join("cache")).unwrap();
+            let mut cmd = run.cmd(None, &moto().credentials);
+            cmd.current_dir(&ws)
+                .args(["save", "--json", "--path", "cache", "--key", "same"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            cmd.spawn().expect("spawn cache-heal")
+        })
+        .collect();
+    let mut statuses: Vec<String> = children
+        .into_iter()
+        .map(|child| {
+            let out = child.wait_with_output().unwrap();
+            assert!(out.status.success(), "{}", stderr(&out));
+            stdout_json(&out)["status"].as_str().unwrap().to_string()
+        })
+        .collect();
+    statuses.sort();
+    assert_eq!(statuses, ["exists", "saved"]);
+    let objects = moto().objects(&run.bucket);
+    assert_eq!(archives(&objects).len(), 1, "{objects:?}");
+    assert_eq!(
+        objects.iter().filter(|o| o.ends_with(".json")).count(),
+        1,
+        "{objects:?}"
+    );
+    assert_eq!(moto().open_uploads(&run.bucket), 0);
+}
+
+/// A missing bucket and a wrong secret each give one line naming the store and what to
+/// check; the restore is a miss and the save is not saved, and both exit 0.
+#[test]
+fn missing_bucket_and_wrong_credentials_say_what_to_check() {
+    let run = S3Run::new("failures");
+    std::fs::create_dir_all(run.sb.ws().join("cache")).unwrap();
+    std::fs::write(run.sb.ws().join("cache/f"), "x").unwrap();
+    let args = ["--path", "cache", "--key", "k"];
+
+    let out = run
+        .cmd(None, &moto().credentials)
+        .env("CACHE_HEAL_STORE", "s3://no-such-bucket/ci")
+        .args([&["restore", "--json"][..], &args].concat())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout_json(&out)["status"], "miss");
+    let text = stderr(&out);
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("s3://no-such-bucket/ci") && l.contains("the bucket does not exist"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    assert!(text.contains("hint: check the bucket name"), "{text}");
+
+    let wrong = Credentials {
+        secret: "wrong-secret".into(),
+        ..moto().credentials.clone()
+    };
+    for command in ["restore", "save"] {
+        let out = run
+            .cmd(None, &wrong)
+            .args([&[command, "--json"][..], &args].concat())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{command}: {}", stderr(&out));
+        let report = stdout_json(&out);
+        let expected = if command == "save" {
+            "not-saved"
+        } else {
+            "miss"
+        };
+        assert_eq!(report["status"], expected, "{report}");
+        let text = stderr(&out);
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains(&run.store()) && l.contains("refused the credentials"))
+            .collect();
+        assert_eq!(lines.len(), 1, "{command}: {text}");
+        assert!(lines[0].contains("SignatureDoesNotMatch"), "{text}");
+        assert!(text.contains("hint: check `AWS_ACCESS_KEY_ID`"), "{text}");
+    }
+}
+
+/// A server that is not there: the restore is a clean miss with a warning, the save a
+/// warning; both exit 0 and nothing local changes.
+#[test]
+fn a_server_that_is_gone_is_a_clean_miss() {
+    let run = S3Run::new("gone");
+    let dir = run.sb.ws().join("cache");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("f"), "previous").unwrap();
+    let port = support::gha::free_port();
+    for command in ["restore", "save"] {
+        let out = run
+            .cmd(None, &moto().credentials)
+            .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}"))
+            .args([command, "--json", "--path", "cache", "--key", "k"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{command}: {}", stderr(&out));
+        let text = stderr(&out);
+        assert!(text.contains("could not be reached"), "{command}: {text}");
+    }
+    assert_eq!(std::fs::read_to_string(dir.join("f")).unwrap(), "previous");
+}
+
+/// Nothing cache-heal prints, in any outcome, holds the secret key or the session token.
+#[test]
+fn no_credential_in_any_output() {
+    let run = S3Run::new("secrets");
+    let dir = run.sb.ws().join("cache");
+    awkward_tree(&dir);
+    let creds = moto().credentials.clone();
+    let wrong = Credentials {
+        secret: format!("{}x", creds.secret),
+        ..creds.clone()
+    };
+    let mut outputs = Vec::new();
+    let args = ["--path", "cache", "--key", "k"];
+    for (json, credentials) in [
+        (false, &creds),
+        (true, &creds),
+        (false, &wrong),
+        (true, &wrong),
+    ] {
+        for command in ["save", "restore", "inspect"] {
+            let mut all: Vec<&str> = vec![command];
+            if json {
+                all.push("--json");
+            }
+            if command != "inspect" {
+                all.extend(args);
+            }
+            let out = run.cmd(None, credentials).args(&all).output().unwrap();
+            outputs.push((all.join(" "), out));
+        }
+    }
+    for (what, out) in &outputs {
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for secret in [&creds.secret, &wrong.secret, &creds.token] {
+            assert!(
+                !text.contains(secret.as_str()),
+                "`{what}` printed a credential:\n{text}"
+            );
+        }
+    }
+    // The wrong-secret runs did fail (so the check covered error paths too).
+    assert!(
+        outputs
+            .iter()
+            .any(|(_, out)| stderr(out).contains("refused the credentials"))
+    );
+}
