@@ -300,11 +300,11 @@ fn decode_segment(text: &str) -> Option<String> {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(
-        "{store}: the bucket does not exist\n\nhint: check the bucket name in `--store` and the endpoint (`--s3-endpoint`, `AWS_ENDPOINT_URL`)"
+        "{store}: the bucket does not exist; check the bucket name in `--store` and the endpoint (`--s3-endpoint`, `AWS_ENDPOINT_URL`)"
     )]
     NoBucket { store: String },
     #[error(
-        "{store}: the server refused the credentials (`{code}`)\n\nhint: check `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN` (an expired session needs new credentials), and that they may use this bucket"
+        "{store}: the server refused the credentials (`{code}`); check `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN` (an expired session needs new ones) and that they may use this bucket"
     )]
     Denied { store: String, code: String },
     #[error("{store}: {what}: the server could not be reached ({detail})")]
