@@ -263,6 +263,61 @@ fn scopes_keep_pull_requests_from_main() {
     assert!(human.contains("scope: `refs/pull/7/merge`"), "{human}");
 }
 
+/// The default branch comes from the event payload (the runner exports no variable for it):
+/// a feature branch restores `trunk`'s entry, and without the payload looks in `main`. In
+/// Actions `--scope` is refused.
+#[test]
+fn the_default_branch_comes_from_the_event_payload() {
+    let run = S3Run::new("default-branch");
+    let dir = run.sb.ws().join("cache");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("who"), "trunk").unwrap();
+    let event = run.sb.root().join("event.json");
+    std::fs::write(&event, r#"{"repository": {"default_branch": "trunk"}}"#).unwrap();
+    let args = ["--json", "--path", "cache", "--key", "k"];
+    run.ok_as(
+        Some(("refs/heads/trunk", None)),
+        &[&["save"][..], &args].concat(),
+    );
+
+    let feature = Some(("refs/heads/feature", None));
+    std::fs::write(dir.join("who"), "feature").unwrap();
+    let out = run
+        .cmd(feature, &moto().credentials)
+        .env("GITHUB_EVENT_PATH", &event)
+        .args([&["restore"][..], &args].concat())
+        .output()
+        .unwrap();
+    assert_eq!(stdout_json(&out)["status"], "exact", "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(dir.join("who")).unwrap(), "trunk");
+    let missed = stdout_json(&run.ok_as(feature, &[&["restore"][..], &args].concat()));
+    assert_eq!(
+        missed["status"], "miss",
+        "without the payload the default is `main`"
+    );
+
+    let out = run
+        .cmd(feature, &moto().credentials)
+        .env("GITHUB_ACTIONS", "true")
+        .args([
+            "save",
+            "--scope",
+            "refs/heads/trunk",
+            "--path",
+            "cache",
+            "--key",
+            "k2",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("`--scope refs/heads/trunk` is for runs outside GitHub Actions"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 /// Restore keys match as on GitHub: exact key, then key as prefix, then each restore key,
 /// newest first, only entries of the same version.
 #[test]

@@ -202,6 +202,27 @@ impl Scopes {
     /// GitHub's rules from the runner's environment, or `--scope` outside Actions.
     pub fn from_env(explicit: Option<&str>) -> Result<Self> {
         let in_actions = std::env::var(env_vars::GITHUB_ACTIONS).is_ok_and(|v| v == "true");
+        let current = env_value(env_vars::GITHUB_REF);
+        let base = env_value(env_vars::GITHUB_BASE_REF);
+        Self::resolve(
+            explicit,
+            in_actions,
+            current.as_deref(),
+            base.as_deref(),
+            default_branch,
+        )
+    }
+
+    /// The rules themselves: `--scope` outside Actions; else the run's ref, then the pull
+    /// request's base branch, then the default branch (asked for only when needed); else
+    /// `local`.
+    fn resolve(
+        explicit: Option<&str>,
+        in_actions: bool,
+        current: Option<&str>,
+        base: Option<&str>,
+        default_branch: impl FnOnce() -> String,
+    ) -> Result<Self> {
         if let Some(scope) = explicit.map(str::trim).filter(|s| !s.is_empty()) {
             if in_actions {
                 return Err(crate::UsageError::Invalid(format!(
@@ -215,16 +236,18 @@ impl Scopes {
                 read: vec![scope.to_string()],
             });
         }
-        let Some(current) = env_value(env_vars::GITHUB_REF) else {
+        let Some(current) = current.map(str::trim).filter(|c| !c.is_empty()) else {
             return Ok(Self {
                 save: LOCAL_SCOPE.to_string(),
                 read: vec![LOCAL_SCOPE.to_string()],
             });
         };
-        let current = current.trim().to_string();
-        check_scope(&current)?;
-        let mut read = vec![current.clone()];
-        let base = env_value(env_vars::GITHUB_BASE_REF).map(|b| format!("refs/heads/{}", b.trim()));
+        check_scope(current)?;
+        let mut read = vec![current.to_string()];
+        let base = base
+            .map(str::trim)
+            .filter(|b| !b.is_empty())
+            .map(|b| format!("refs/heads/{b}"));
         let default = format!("refs/heads/{}", default_branch());
         for scope in base.into_iter().chain(std::iter::once(default)) {
             if !read.contains(&scope) && check_scope(&scope).is_ok() {
@@ -232,7 +255,7 @@ impl Scopes {
             }
         }
         Ok(Self {
-            save: current,
+            save: current.to_string(),
             read,
         })
     }
@@ -1235,6 +1258,37 @@ mod tests {
         );
         // Encoding keeps prefixes prefixes, which key-as-prefix matching relies on.
         assert!(encode_segment("a/b c").starts_with(&encode_segment("a/b")));
+    }
+
+    #[test]
+    fn scopes_follow_github() {
+        let main = || "main".to_string();
+        let pr = Scopes::resolve(None, true, Some("refs/pull/7/merge"), Some("dev"), main).unwrap();
+        assert_eq!(pr.save, "refs/pull/7/merge");
+        assert_eq!(
+            pr.read,
+            ["refs/pull/7/merge", "refs/heads/dev", "refs/heads/main"]
+        );
+        let on_main = Scopes::resolve(None, true, Some("refs/heads/main"), None, main).unwrap();
+        assert_eq!(on_main.read, ["refs/heads/main"]);
+        let trunk = || "trunk".to_string();
+        let tag = Scopes::resolve(None, true, Some("refs/tags/v1"), None, trunk).unwrap();
+        assert_eq!(tag.read, ["refs/tags/v1", "refs/heads/trunk"]);
+        let laptop = Scopes::resolve(None, false, None, None, main).unwrap();
+        assert_eq!((laptop.save.as_str(), laptop.read.len()), ("local", 1));
+        let named = Scopes::resolve(Some("team-a"), false, None, None, main).unwrap();
+        assert_eq!((named.save.as_str(), named.read.len()), ("team-a", 1));
+        assert!(
+            Scopes::resolve(
+                Some("refs/heads/main"),
+                true,
+                Some("refs/pull/7/merge"),
+                None,
+                main
+            )
+            .is_err()
+        );
+        assert!(Scopes::resolve(Some("a/../b"), false, None, None, main).is_err());
     }
 
     #[test]
