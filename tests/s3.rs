@@ -523,6 +523,43 @@ fn a_damaged_or_vanished_archive_is_a_clean_miss() {
     assert_eq!(std::fs::read_to_string(dir.join("f")).unwrap(), "previous");
 }
 
+/// S3's `SlowDown` on parts and on ranged GETs, and a range whose body breaks off midway,
+/// are retried: the save publishes and the restore gives the same tree.
+#[test]
+fn slow_down_and_broken_ranges_are_retried() {
+    use std::sync::atomic::Ordering;
+    let run = S3Run::new("faults");
+    let proxy = support::s3::FaultProxy::start(moto().port);
+    let dir = run.sb.ws().join("cache");
+    incompressible(&dir, 20);
+    let before = snapshot(&dir);
+    let through_proxy = |args: &[&str]| {
+        let out = run
+            .cmd(None, &moto().credentials)
+            .env("AWS_ENDPOINT_URL", proxy.endpoint())
+            .env("CACHE_HEAL_HTTP_RETRIES", "4")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        stdout_json(&out)
+    };
+    proxy.faults.slow_down_parts.store(2, Ordering::SeqCst);
+    let saved = through_proxy(&["save", "--json", "--path", "cache", "--key", "k"]);
+    assert_eq!(saved["status"], "saved", "{saved}");
+    assert_eq!(proxy.injected(), ["SlowDown part", "SlowDown part"]);
+
+    std::fs::remove_dir_all(&dir).unwrap();
+    proxy.faults.slow_down_ranges.store(2, Ordering::SeqCst);
+    proxy.faults.cut_ranges.store(1, Ordering::SeqCst);
+    let restored = through_proxy(&["restore", "--json", "--path", "cache", "--key", "k"]);
+    assert_eq!(restored["status"], "exact", "{restored}");
+    assert_same_tree(&before, &snapshot(&dir));
+    let injected = proxy.injected();
+    assert_eq!(injected.len(), 5, "{injected:?}");
+    assert!(injected.contains(&"cut range"), "{injected:?}");
+}
+
 /// Nothing cache-heal prints, in any outcome, holds the secret key or the session token.
 #[test]
 fn no_credential_in_any_output() {

@@ -222,7 +222,7 @@ pub struct Faults {
     pub ignore_range: AtomicBool,
 }
 
-fn take(counter: &AtomicU32) -> bool {
+pub fn take(counter: &AtomicU32) -> bool {
     counter
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
         .is_ok()
@@ -365,7 +365,7 @@ fn twirp_error(status: StatusCode, code: &str, msg: &str) -> Response {
 }
 
 /// A response that promises a body and then breaks the connection after `sent` bytes.
-fn cut_off(status: StatusCode, mut headers: HeaderMap, full: Vec<u8>, sent: usize) -> Response {
+pub fn cut_off(status: StatusCode, mut headers: HeaderMap, full: Vec<u8>, sent: usize) -> Response {
     let head = axum::body::Bytes::from(full[..sent.min(full.len())].to_vec());
     let chunks: Vec<Result<axum::body::Bytes, std::io::Error>> = vec![
         Ok(head),

@@ -8,13 +8,30 @@
 //! and an access key; with that key the harness creates a role and assumes it, so the tests
 //! hold temporary credentials (key id, secret, session token) that moto checks on every
 //! request, as AWS does. A wrong secret then gets `SignatureDoesNotMatch`, as on AWS.
+//!
+//! [`FaultProxy`] sits between `cache-heal` and moto and injects what S3 throws in production,
+//! each switch a counter of the next N requests it hits:
+//!
+//! - `slow_down_parts`: part uploads (`PUT …?partNumber=…`) answer 503 `SlowDown`;
+//! - `slow_down_ranges`: ranged GETs answer 503 `SlowDown`;
+//! - `cut_ranges`: ranged GETs send half their body, then reset the connection.
+//!
+//! It forwards the `Host` header as it came, so moto checks the client's own signature.
 
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use super::gha::{die_with_parent, free_port};
+use super::gha::{cut_off, die_with_parent, free_port, take};
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::AtomicU32;
 
 /// Requests moto serves before it checks credentials: create-user, put-user-policy,
 /// create-access-key.
@@ -259,4 +276,161 @@ fn start_moto() -> Moto {
         token: c["SessionToken"].as_str().unwrap().into(),
     };
     moto
+}
+
+/// The fault switches of a [`FaultProxy`]; see the module doc.
+#[derive(Default)]
+pub struct S3Faults {
+    pub slow_down_parts: AtomicU32,
+    pub slow_down_ranges: AtomicU32,
+    pub cut_ranges: AtomicU32,
+    /// What was injected, in order: `SlowDown part`, `SlowDown range`, `cut range`.
+    pub injected: Mutex<Vec<&'static str>>,
+}
+
+struct ProxyState {
+    faults: Arc<S3Faults>,
+    upstream: u16,
+    http: reqwest::Client,
+}
+
+/// A proxy in front of moto that injects faults. Stops when dropped.
+pub struct FaultProxy {
+    pub port: u16,
+    pub faults: Arc<S3Faults>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FaultProxy {
+    pub fn start(upstream: u16) -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let faults = Arc::new(S3Faults::default());
+        let state = Arc::new(ProxyState {
+            faults: Arc::clone(&faults),
+            upstream,
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .build()
+                .unwrap(),
+        });
+        let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let app = Router::new()
+                    .fallback(forward)
+                    .layer(axum::extract::DefaultBodyLimit::disable())
+                    .with_state(state);
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async {
+                        let _ = stop.await;
+                    })
+                    .await
+                    .unwrap();
+            });
+        });
+        Self {
+            port,
+            faults,
+            shutdown: Some(shutdown),
+            thread: Some(thread),
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn injected(&self) -> Vec<&'static str> {
+        self.faults.injected.lock().unwrap().clone()
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn slow_down() -> Response {
+    let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>";
+    let mut response = (StatusCode::SERVICE_UNAVAILABLE, body).into_response();
+    response
+        .headers_mut()
+        .insert("content-type", "application/xml".parse().unwrap());
+    response
+}
+
+async fn forward(
+    State(state): State<Arc<ProxyState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let query = uri.query().unwrap_or("");
+    let is_part = method == Method::PUT && query.contains("partNumber=");
+    let is_range = method == Method::GET && headers.contains_key("range");
+    let faults = &state.faults;
+    let note = |what| faults.injected.lock().unwrap().push(what);
+    if is_part && take(&faults.slow_down_parts) {
+        note("SlowDown part");
+        return slow_down();
+    }
+    if is_range && take(&faults.slow_down_ranges) {
+        note("SlowDown range");
+        return slow_down();
+    }
+    let target = match uri.query() {
+        Some(query) => format!("http://127.0.0.1:{}{}?{query}", state.upstream, uri.path()),
+        None => format!("http://127.0.0.1:{}{}", state.upstream, uri.path()),
+    };
+    let mut request = state.http.request(method.clone(), target).body(body);
+    for (name, value) in &headers {
+        // `host` goes through as it came: it is part of the signature moto checks.
+        if matches!(
+            name.as_str(),
+            "content-length" | "connection" | "transfer-encoding"
+        ) {
+            continue;
+        }
+        request = request.header(name, value);
+    }
+    let upstream = match request.send().await {
+        Ok(r) => r,
+        Err(e) => return (StatusCode::BAD_GATEWAY, format!("proxy: {e}")).into_response(),
+    };
+    let status = upstream.status();
+    let mut out_headers = HeaderMap::new();
+    for (name, value) in upstream.headers() {
+        if !matches!(
+            name.as_str(),
+            "connection" | "transfer-encoding" | "keep-alive"
+        ) {
+            out_headers.insert(name, value.clone());
+        }
+    }
+    let bytes = upstream.bytes().await.unwrap_or_default().to_vec();
+    if is_range && status.is_success() && take(&faults.cut_ranges) {
+        note("cut range");
+        let half = bytes.len() / 2;
+        return cut_off(status, out_headers, bytes, half);
+    }
+    let mut response = Response::new(Body::from(bytes));
+    *response.status_mut() = status;
+    *response.headers_mut() = out_headers;
+    response
 }
