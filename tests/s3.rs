@@ -560,6 +560,56 @@ fn slow_down_and_broken_ranges_are_retried() {
     assert!(injected.contains(&"cut range"), "{injected:?}");
 }
 
+/// A save whose parts keep failing is not saved (a warning, exit 0), aborts its multipart
+/// upload and leaves no entry; a restore whose ranges keep breaking is a miss that leaves the
+/// previous content as it was.
+#[test]
+fn failures_past_the_retries_leave_nothing_behind() {
+    use std::sync::atomic::Ordering;
+    let run = S3Run::new("past-retries");
+    let proxy = support::s3::FaultProxy::start(moto().port);
+    let dir = run.sb.ws().join("cache");
+    incompressible(&dir, 20);
+    let through_proxy = |args: &[&str]| {
+        let out = run
+            .cmd(None, &moto().credentials)
+            .env("AWS_ENDPOINT_URL", proxy.endpoint())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        (stdout_json(&out), stderr(&out))
+    };
+    proxy.faults.fail_parts.store(1000, Ordering::SeqCst);
+    let (saved, text) = through_proxy(&["save", "--json", "--path", "cache", "--key", "k"]);
+    assert_eq!(saved["status"], "not-saved", "{saved}");
+    assert!(text.contains("InternalError"), "{text}");
+    assert!(
+        moto().objects(&run.bucket).is_empty(),
+        "{:?}",
+        moto().objects(&run.bucket)
+    );
+    assert_eq!(
+        moto().open_uploads(&run.bucket),
+        0,
+        "the upload was not aborted"
+    );
+
+    proxy.faults.fail_parts.store(0, Ordering::SeqCst);
+    let (saved, _) = through_proxy(&["save", "--json", "--path", "cache", "--key", "k"]);
+    assert_eq!(saved["status"], "saved");
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("f"), "previous").unwrap();
+    proxy.faults.cut_ranges.store(1000, Ordering::SeqCst);
+    let (restored, text) = through_proxy(&["restore", "--json", "--path", "cache", "--key", "k"]);
+    assert_eq!(restored["status"], "miss", "{restored}");
+    assert!(text.contains("warning: Did not restore `k`"), "{text}");
+    assert!(text.contains("broke off"), "{text}");
+    assert_eq!(std::fs::read_to_string(dir.join("f")).unwrap(), "previous");
+    assert_eq!(support::list_all(&dir), ["f"]);
+}
+
 /// Nothing cache-heal prints, in any outcome, holds the secret key or the session token.
 #[test]
 fn no_credential_in_any_output() {

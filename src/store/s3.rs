@@ -440,6 +440,13 @@ fn classify(store: &str, what: &str, error: &object_store::Error) -> Error {
             detail,
         };
     }
+    if lower.contains("decoding response body") || lower.contains("body error") {
+        return Error::Failed {
+            store,
+            what,
+            detail: "the response body broke off midway".to_string(),
+        };
+    }
     let status = [500, 502, 503, 504, 400, 404, 409, 412, 416]
         .iter()
         .find(|s| text.contains(&format!("status code: {s}")));

@@ -14,7 +14,8 @@
 //!
 //! - `slow_down_parts`: part uploads (`PUT …?partNumber=…`) answer 503 `SlowDown`;
 //! - `slow_down_ranges`: ranged GETs answer 503 `SlowDown`;
-//! - `cut_ranges`: ranged GETs send half their body, then reset the connection.
+//! - `cut_ranges`: ranged GETs send half their body, then reset the connection;
+//! - `fail_parts`: part uploads answer 500 `InternalError`.
 //!
 //! It forwards the `Host` header as it came, so moto checks the client's own signature.
 
@@ -284,6 +285,7 @@ pub struct S3Faults {
     pub slow_down_parts: AtomicU32,
     pub slow_down_ranges: AtomicU32,
     pub cut_ranges: AtomicU32,
+    pub fail_parts: AtomicU32,
     /// What was injected, in order: `SlowDown part`, `SlowDown range`, `cut range`.
     pub injected: Mutex<Vec<&'static str>>,
 }
@@ -389,6 +391,11 @@ async fn forward(
     if is_part && take(&faults.slow_down_parts) {
         note("SlowDown part");
         return slow_down();
+    }
+    if is_part && take(&faults.fail_parts) {
+        note("InternalError part");
+        let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>InternalError</Code><Message>We encountered an internal error.</Message></Error>";
+        return (StatusCode::INTERNAL_SERVER_ERROR, body).into_response();
     }
     if is_range && take(&faults.slow_down_ranges) {
         note("SlowDown range");
