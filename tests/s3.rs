@@ -399,6 +399,54 @@ fn two_concurrent_saves_of_one_key_publish_one_entry() {
     assert_eq!(moto().open_uploads(&run.bucket), 0);
 }
 
+/// Eight processes saving different keys into one bucket at once, then eight restoring them
+/// at once: every tree comes back right.
+#[test]
+fn eight_processes_at_once_each_get_their_own_tree() {
+    let run = S3Run::new("eight");
+    let workspaces: Vec<_> = (0..8)
+        .map(|n| {
+            let ws = run.sb.root().join(format!("job{n}"));
+            let dir = ws.join("cache");
+            std::fs::create_dir_all(dir.join("sub")).unwrap();
+            std::fs::write(dir.join("sub/who"), format!("job {n}")).unwrap();
+            incompressible(&dir.join("blob"), 1 + n % 3);
+            (ws, snapshot(&dir))
+        })
+        .collect();
+    let all_at_once = |command: &str| {
+        let children: Vec<_> = workspaces
+            .iter()
+            .enumerate()
+            .map(|(n, (ws, _))| {
+                run.cmd(None, &moto().credentials)
+                    .current_dir(ws)
+                    .args([command, "--json", "--path", "cache", "--key"])
+                    .arg(format!("job-{n}"))
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            assert!(out.status.success(), "{command}: {}", stderr(&out));
+            let status = stdout_json(&out)["status"].clone();
+            let expected = if command == "save" { "saved" } else { "exact" };
+            assert_eq!(status, expected, "{command}: {}", stderr(&out));
+        }
+    };
+    all_at_once("save");
+    for (ws, _) in &workspaces {
+        std::fs::remove_dir_all(ws.join("cache")).unwrap();
+    }
+    all_at_once("restore");
+    for (ws, before) in &workspaces {
+        assert_same_tree(before, &snapshot(&ws.join("cache")));
+    }
+}
+
 /// A missing bucket and a wrong secret each give one line naming the store and what to
 /// check; the restore is a miss and the save is not saved, and both exit 0.
 #[test]

@@ -14,7 +14,9 @@
 //! ASCII byte outside `[A-Za-z0-9._-]` percent-encoded (so `/` never splits it; other UTF-8 stays
 //! as it is), which keeps the usual keys readable in `aws s3 ls`. The archive is exactly what
 //! actions/cache writes (`zstd -d | tar -x` reads it); its name carries a random upload id, so
-//! two saves racing on one key never write the same archive object.
+//! two saves racing on one key never write the same archive object. S3 limits object names to
+//! 1024 bytes, so a key of 512 characters that are mostly percent-encoded is refused by the
+//! server (a warning, as every store failure).
 //!
 //! # Scopes (GitHub's, `docs/field-2026.md` §5: the S3 forks of actions/cache have none)
 //!
@@ -749,6 +751,15 @@ impl Store for S3Store {
             self.describe.clone(),
             meta,
         )?))
+    }
+
+    /// One GET in the save scope before a save reads anything: a missing bucket or refused
+    /// credentials show up here, not after the paths were packed.
+    fn check_writable(&self) -> Result<()> {
+        let scope: Vec<String> = self.scopes.save.split('/').map(encode_segment).collect();
+        let probe = object_path(&self.join(&[&scope.join("/")]))?;
+        self.runtime.block_on(self.exists(&probe))?;
+        Ok(())
     }
 
     fn create(&self, entry: &NewEntry) -> Result<Reservation> {
