@@ -82,3 +82,19 @@ if [ ! -e "$DEPS/index-files/.done" ]; then
     -d "$DEPS/index-files" setuptools==80.9.0
   touch "$DEPS/index-files/.done"
 fi
+
+# The S3 store's peers (tests/s3.rs): the moto server as the object store and the AWS CLI as the
+# other client, pinned, in their own virtualenv (their dependencies are many and must not mix
+# with the packages above).
+s3_venv="$DEPS/s3"
+want_moto="5.2.5"
+want_awscli="1.46.3"
+if ! { [ -x "$s3_venv/bin/moto_server" ] && [ -x "$s3_venv/bin/aws" ] &&
+  [ -e "$s3_venv/.done-moto-$want_moto-awscli-$want_awscli" ]; }; then
+  echo "==> pip install moto[server]==$want_moto awscli==$want_awscli into $s3_venv"
+  rm -rf "$s3_venv"
+  "$PY" -m venv "$s3_venv"
+  "$s3_venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+    "moto[server]==$want_moto" "awscli==$want_awscli"
+  touch "$s3_venv/.done-moto-$want_moto-awscli-$want_awscli"
+fi

@@ -162,11 +162,12 @@ pub struct GlobalArgs {
 /// Where entries are kept; only the commands that read or write entries take it.
 #[derive(Debug, Args)]
 pub struct StoreArgs {
-    /// Where entries are kept: `gha`, or `dir:PATH` for a local directory
+    /// Where entries are kept: `gha`, `s3://BUCKET[/PREFIX]`, or `dir:PATH`
     ///
-    /// `gha` is the GitHub Actions cache service; a plain path is a local directory too. By
-    /// default `gha` when `ACTIONS_RESULTS_URL` and `ACTIONS_RUNTIME_TOKEN` are set (inside the
-    /// cache-heal action), else a local directory: `$XDG_CACHE_HOME/cache-heal`, else
+    /// `gha` is the GitHub Actions cache service; `s3://` is S3 or an S3-compatible server;
+    /// `dir:PATH` (or a plain path) is a local directory. By default `gha` when
+    /// `ACTIONS_RESULTS_URL` and `ACTIONS_RUNTIME_TOKEN` are set (inside the cache-heal
+    /// action), else a local directory: `$XDG_CACHE_HOME/cache-heal`, else
     /// `~/.cache/cache-heal`.
     #[arg(
         long,
@@ -176,13 +177,53 @@ pub struct StoreArgs {
         help_heading = STORE
     )]
     pub store: Option<String>,
+
+    /// The S3 endpoint, for S3-compatible servers (MinIO, R2, Ceph, Garage)
+    ///
+    /// By default `AWS_ENDPOINT_URL_S3`, else `AWS_ENDPOINT_URL`, else AWS S3 in `AWS_REGION`.
+    /// An endpoint that is not AWS is addressed path-style (`ENDPOINT/BUCKET/…`).
+    #[arg(
+        long,
+        env = env::CACHE_HEAL_S3_ENDPOINT,
+        hide_env_values = true,
+        value_name = "URL",
+        help_heading = STORE
+    )]
+    pub s3_endpoint: Option<String>,
+
+    /// Address the bucket in the path (`ENDPOINT/BUCKET/…`) even on AWS
+    ///
+    /// By default only endpoints that are not AWS are addressed path-style.
+    #[arg(
+        long,
+        env = env::CACHE_HEAL_S3_PATH_STYLE,
+        hide_env_values = true,
+        help_heading = STORE
+    )]
+    pub s3_path_style: bool,
+
+    /// The scope entries are saved in and restored from outside GitHub Actions (`s3://`)
+    ///
+    /// By default `local`. In GitHub Actions the scope follows GitHub's rules instead: a save
+    /// writes into the run's ref (`GITHUB_REF`); a restore looks there, then in the pull
+    /// request's base branch, then in the default branch. The flag is refused there, so a pull
+    /// request cannot write into `main`'s scope.
+    #[arg(
+        long,
+        env = env::CACHE_HEAL_SCOPE,
+        hide_env_values = true,
+        value_name = "SCOPE",
+        help_heading = STORE
+    )]
+    pub scope: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Archive paths and store them under a key
     ///
-    /// Every saved path that is a uv cache is pruned first, to what `uv cache prune --ci` keeps.
+    /// Of every saved path that is a uv cache, only what `uv cache prune --ci` keeps is archived;
+    /// the cache on disk is not changed.
     /// The archive is written in actions/cache's format and streamed to the store.
     #[command(after_help = SAVE_EXAMPLES)]
     Save(SaveArgs),

@@ -5,6 +5,12 @@
 
 /// Equivalent to `--store`.
 pub const CACHE_HEAL_STORE: &str = "CACHE_HEAL_STORE";
+/// Equivalent to `--s3-endpoint`.
+pub const CACHE_HEAL_S3_ENDPOINT: &str = "CACHE_HEAL_S3_ENDPOINT";
+/// Equivalent to `--s3-path-style`.
+pub const CACHE_HEAL_S3_PATH_STYLE: &str = "CACHE_HEAL_S3_PATH_STYLE";
+/// Equivalent to `--scope`.
+pub const CACHE_HEAL_SCOPE: &str = "CACHE_HEAL_SCOPE";
 /// Equivalent to `--path`; newline-separated like the action input.
 pub const CACHE_HEAL_PATH: &str = "CACHE_HEAL_PATH";
 /// Equivalent to `--key`.
@@ -107,3 +113,30 @@ pub const CACHE_HEAL_HTTP_RETRY_DELAY_MS: &str = "CACHE_HEAL_HTTP_RETRY_DELAY_MS
 /// The longest `Retry-After` a 429 is waited out for, in seconds; longer ones give up at once.
 /// Default 60.
 pub const CACHE_HEAL_RETRY_AFTER_MAX_SECS: &str = "CACHE_HEAL_RETRY_AFTER_MAX_SECS";
+
+/// The pull request's base branch (a branch name, set for `pull_request` events only): the
+/// second scope an S3 restore looks in.
+pub const GITHUB_BASE_REF: &str = "GITHUB_BASE_REF";
+/// The event payload; its `repository.default_branch` is the last scope an S3 restore looks in.
+pub const GITHUB_EVENT_PATH: &str = "GITHUB_EVENT_PATH";
+
+/// The S3 endpoint for every AWS service (the AWS CLI and SDKs read it too).
+pub const AWS_ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
+/// The S3 endpoint, ahead of `AWS_ENDPOINT_URL`.
+pub const AWS_ENDPOINT_URL_S3: &str = "AWS_ENDPOINT_URL_S3";
+/// The region; ahead of `AWS_DEFAULT_REGION`.
+pub const AWS_REGION: &str = "AWS_REGION";
+/// The region when `AWS_REGION` is not set.
+pub const AWS_DEFAULT_REGION: &str = "AWS_DEFAULT_REGION";
+/// S3 credentials: the key id.
+pub const AWS_ACCESS_KEY_ID: &str = "AWS_ACCESS_KEY_ID";
+/// S3 credentials: the secret. Never printed, masked in Actions logs.
+pub const AWS_SECRET_ACCESS_KEY: &str = "AWS_SECRET_ACCESS_KEY";
+/// S3 credentials: the session token of temporary credentials. Never printed, masked.
+pub const AWS_SESSION_TOKEN: &str = "AWS_SESSION_TOKEN";
+/// Web identity (GitHub OIDC through `aws-actions/configure-aws-credentials`): the token file.
+pub const AWS_WEB_IDENTITY_TOKEN_FILE: &str = "AWS_WEB_IDENTITY_TOKEN_FILE";
+/// Web identity: the role to assume.
+pub const AWS_ROLE_ARN: &str = "AWS_ROLE_ARN";
+/// Web identity: the session name.
+pub const AWS_ROLE_SESSION_NAME: &str = "AWS_ROLE_SESSION_NAME";

@@ -699,7 +699,7 @@ fn sigint_while_heal_waits_for_the_index_changes_nothing() {
 }
 
 /// SIGINT and, right behind it, SIGTERM (GitHub's cancel sends both): a second signal while
-/// cleaning up exits at once, with the first signal's code. Whatever that leaves is provably
+/// cleaning up exits at once, with an interrupt's code. Whatever that leaves is provably
 /// dead, and the next restore sweeps it and restores.
 #[test]
 fn a_second_signal_exits_with_the_first_code_and_the_next_run_sweeps() {
@@ -720,7 +720,14 @@ fn a_second_signal_exits_with_the_first_code_and_the_next_run_sweeps() {
         libc::SIGTERM,
         "a_second_signal_exits_with_the_first_code_and_the_next_run_sweeps",
     );
-    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    // Both signals may be pending before any thread runs, and two threads may each take one:
+    // then either can be the first. Either way the exit is an interrupt's, and nothing changed.
+    let code = out.status.code();
+    assert!(
+        matches!(code, Some(130 | 143)),
+        "{code:?}: {}",
+        stderr(&out)
+    );
     assert_same_tree(&before, &snapshot(&big));
 
     let out = sandbox.ok(&["restore", "--path", "big", "--key", "k"]);

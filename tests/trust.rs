@@ -103,8 +103,8 @@ fn a_store_that_is_not_one_is_a_usage_error() {
     for (store, needle) in [
         ("dir:", "`--store dir:` names no directory"),
         (
-            "s3://bucket",
-            "stores of the kind `s3://` are not supported",
+            "gs://bucket",
+            "stores of the kind `gs://` are not supported",
         ),
         ("GHA", "did you mean `--store gha`?"),
         (

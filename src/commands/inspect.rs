@@ -20,7 +20,8 @@ pub fn run(args: &InspectArgs, _global: &GlobalArgs) -> Result<Report> {
     }
     let cwd = std::env::current_dir()?;
     let home = crate::paths::home_dir();
-    let spec = StoreSpec::parse(args.store.store.as_deref(), &cwd, home.as_deref())?;
+    let spec = StoreSpec::parse(args.store.store.as_deref(), &cwd, home.as_deref())?
+        .configure(&args.store);
     let store = spec.open()?;
     Ok(Report::Entries(EntriesReport {
         store: store.describe(),
@@ -46,6 +47,9 @@ pub fn entry_table(entries: &[EntryInfo]) -> Vec<String> {
             entry.compression.to_string(),
             human_age(now.saturating_sub(entry.created)),
         ));
+        if let Some(scope) = &entry.scope {
+            lines.push(format!("  scope: `{scope}`"));
+        }
         if let Some(paths) = &entry.paths {
             let quoted: Vec<String> = paths.iter().map(|p| format!("`{p}`")).collect();
             lines.push(format!("  paths: {}", quoted.join(", ")));

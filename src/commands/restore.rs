@@ -74,7 +74,8 @@ impl RestorePlan {
             args.store.store.as_deref(),
             &ctx.roots.cwd,
             ctx.roots.home.as_deref(),
-        )?;
+        )?
+        .configure(&args.store);
         let compression = args.paths.compression;
         let query = Query {
             key: args.key.clone(),

@@ -53,7 +53,8 @@ impl SavePlan {
             args.store.store.as_deref(),
             &ctx.roots.cwd,
             ctx.roots.home.as_deref(),
-        )?;
+        )?
+        .configure(&args.store);
         Ok(Self {
             ctx,
             key,

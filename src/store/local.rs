@@ -236,6 +236,7 @@ impl Store for LocalStore {
                 created: (m.created_ns / 1_000_000_000) as u64,
                 paths: m.paths,
                 workspace: m.workspace,
+                scope: None,
             })
             .collect();
         entries.sort_by(|a, b| b.created.cmp(&a.created).then(a.key.cmp(&b.key)));

@@ -8,6 +8,7 @@
 
 pub mod github;
 pub mod local;
+pub mod s3;
 
 use anyhow::Result;
 use std::io::{Read, Write};
@@ -83,6 +84,9 @@ pub struct EntryInfo {
     pub paths: Option<Vec<String>>,
     /// The directory relative member names are relative to, when recorded.
     pub workspace: Option<PathBuf>,
+    /// The ref scope it was saved in, for stores that scope entries (`s3://`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
 }
 
 /// What a save asks the store to create: the entry's identity, and what restore and `inspect`
@@ -146,6 +150,8 @@ pub enum StoreSpec {
     Gha,
     /// A local directory (absolute).
     Dir(PathBuf),
+    /// An S3 bucket (AWS or S3-compatible), with an optional prefix.
+    S3(s3::S3Spec),
 }
 
 impl StoreSpec {
@@ -163,6 +169,9 @@ impl StoreSpec {
         if text == "gha" {
             return Ok(StoreSpec::Gha);
         }
+        if text.starts_with("s3://") {
+            return s3::S3Spec::parse(text).map(StoreSpec::S3).map_err(usage);
+        }
         let path = match text.strip_prefix("dir:") {
             Some("") => {
                 return Err(usage(format!(
@@ -177,7 +186,7 @@ impl StoreSpec {
             None if text.contains("://") => {
                 let scheme = text.split("://").next().unwrap_or_default();
                 return Err(usage(format!(
-                    "`--store {text}`: stores of the kind `{scheme}://` are not supported\n\nhint: use `gha` (the GitHub Actions cache) or `dir:<DIR>` (a local directory)"
+                    "`--store {text}`: stores of the kind `{scheme}://` are not supported\n\nhint: use `gha` (the GitHub Actions cache), `s3://<BUCKET>[/<PREFIX>]` or `dir:<DIR>` (a local directory)"
                 )));
             }
             None if text.eq_ignore_ascii_case("gha") => {
@@ -216,7 +225,19 @@ impl StoreSpec {
                 local::check_root(root)?;
                 Ok(Box::new(local::LocalStore::new(root.clone())))
             }
+            StoreSpec::S3(spec) => Ok(Box::new(s3::S3Store::open(spec)?)),
         }
+    }
+
+    /// Adds what the global flags say about the store (`--s3-endpoint`, `--s3-path-style`,
+    /// `--scope`); other stores take none of them.
+    pub fn configure(mut self, args: &crate::cli::StoreArgs) -> Self {
+        if let StoreSpec::S3(spec) = &mut self {
+            spec.endpoint = args.s3_endpoint.clone().filter(|e| !e.trim().is_empty());
+            spec.path_style = args.s3_path_style;
+            spec.scope = args.scope.clone();
+        }
+        self
     }
 
     /// How messages name the store before it is opened.
@@ -224,6 +245,7 @@ impl StoreSpec {
         match self {
             StoreSpec::Gha => "the GitHub Actions cache".to_string(),
             StoreSpec::Dir(root) => format!("dir:{}", root.display()),
+            StoreSpec::S3(spec) => spec.describe(),
         }
     }
 }
@@ -253,9 +275,17 @@ pub enum Severity {
 /// The store's error may sit anywhere in the chain, also inside the `io::Error` a reader or
 /// writer returned to the archive code.
 pub fn nonfatal(error: &anyhow::Error) -> Option<(Severity, &'static str)> {
-    fn find<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a github::Error> {
+    /// A store error found in the chain: the GitHub store's or the S3 store's.
+    enum Found<'a> {
+        Gha(&'a github::Error),
+        S3(&'a s3::Error),
+    }
+    fn find<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<Found<'a>> {
         if let Some(found) = error.downcast_ref::<github::Error>() {
-            return Some(found);
+            return Some(Found::Gha(found));
+        }
+        if let Some(found) = error.downcast_ref::<s3::Error>() {
+            return Some(Found::S3(found));
         }
         if let Some(io) = error.downcast_ref::<std::io::Error>()
             && let Some(inner) = io.get_ref()
@@ -269,17 +299,13 @@ pub fn nonfatal(error: &anyhow::Error) -> Option<(Severity, &'static str)> {
     if crate::interrupt::find(error).is_some() {
         return None;
     }
-    let found = error.chain().find_map(find)?;
-    if found.is_damaged_entry() {
+    match error.chain().find_map(find)? {
         // Not a failure of the service: the entry itself is damaged (see `archive::unpack`).
-        return None;
+        Found::Gha(found) if found.is_damaged_entry() => None,
+        Found::Gha(found) if found.is_mode_forbidden() => Some((Severity::Info, found.summary())),
+        Found::Gha(found) => Some((Severity::Warning, found.summary())),
+        Found::S3(found) => Some((Severity::Warning, found.summary())),
     }
-    let severity = if found.is_mode_forbidden() {
-        Severity::Info
-    } else {
-        Severity::Warning
-    };
-    Some((severity, found.summary()))
 }
 
 fn default_local_root(home: Option<&Path>) -> Result<PathBuf> {

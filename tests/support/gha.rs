@@ -189,7 +189,7 @@ fn start_azurite() -> Azurite {
 }
 
 #[cfg(target_os = "linux")]
-fn die_with_parent(cmd: &mut Command) {
+pub fn die_with_parent(cmd: &mut Command) {
     use std::os::unix::process::CommandExt;
     // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec here.
     unsafe {
@@ -201,9 +201,9 @@ fn die_with_parent(cmd: &mut Command) {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn die_with_parent(_cmd: &mut Command) {}
+pub fn die_with_parent(_cmd: &mut Command) {}
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -289,7 +289,7 @@ struct PendingUpload {
     parts: BTreeMap<u64, Vec<u8>>,
 }
 
-fn take(counter: &AtomicU32) -> bool {
+pub fn take(counter: &AtomicU32) -> bool {
     counter
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
         .is_ok()
@@ -571,7 +571,7 @@ fn fault_error(profile: Profile, status: StatusCode, code: &str, msg: &str) -> R
 }
 
 /// A response that promises a body and then breaks the connection after `sent` bytes.
-fn cut_off(status: StatusCode, mut headers: HeaderMap, full: Vec<u8>, sent: usize) -> Response {
+pub fn cut_off(status: StatusCode, mut headers: HeaderMap, full: Vec<u8>, sent: usize) -> Response {
     let head = axum::body::Bytes::from(full[..sent.min(full.len())].to_vec());
     let chunks: Vec<Result<axum::body::Bytes, std::io::Error>> = vec![
         Ok(head),

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod gha;
+pub mod s3;
 pub mod trees;
 
 use sha2::{Digest, Sha256};

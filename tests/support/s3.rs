@@ -1,0 +1,443 @@
+//! The S3 peers: the moto server (`moto[server]` from PyPI) as the object store and the AWS CLI
+//! (`awscli` from PyPI) as the other client, both installed by `scripts/install-test-deps.sh`
+//! into `.test-deps/s3`.
+//!
+//! One moto server per test process, on 127.0.0.1 and a free port, started on first use and
+//! killed with the process (`PR_SET_PDEATHSIG`). It runs with authentication on
+//! (`INITIAL_NO_AUTH_ACTION_COUNT`): the first three requests create an IAM user with a policy
+//! and an access key; with that key the harness creates a role and assumes it, so the tests
+//! hold temporary credentials (key id, secret, session token) that moto checks on every
+//! request, as AWS does. A wrong secret then gets `SignatureDoesNotMatch`, as on AWS.
+//!
+//! [`FaultProxy`] sits between `cache-heal` and moto and injects what S3 throws in production,
+//! each switch a counter of the next N requests it hits:
+//!
+//! - `slow_down_parts`: part uploads (`PUT …?partNumber=…`) answer 503 `SlowDown`;
+//! - `slow_down_ranges`: ranged GETs answer 503 `SlowDown`;
+//! - `cut_ranges`: ranged GETs send half their body, then reset the connection;
+//! - `fail_parts`: part uploads answer 500 `InternalError`.
+//!
+//! It forwards the `Host` header as it came, so moto checks the client's own signature.
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use super::gha::{cut_off, die_with_parent, free_port, take};
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::AtomicU32;
+
+/// Requests moto serves before it checks credentials: create-user, put-user-policy,
+/// create-access-key.
+const UNAUTHENTICATED_ACTIONS: &str = "3";
+
+/// `.test-deps/s3/bin`, where moto and the AWS CLI live.
+pub fn tools_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".test-deps/s3/bin")
+}
+
+fn require_tools() {
+    for tool in ["moto_server", "aws"] {
+        let path = tools_dir().join(tool);
+        assert!(
+            path.exists(),
+            "`{}` is missing: the S3 tests need moto and the AWS CLI from PyPI\n\nhint: run `bash scripts/install-test-deps.sh`",
+            path.display()
+        );
+    }
+}
+
+/// Temporary credentials moto knows.
+#[derive(Clone, Debug)]
+pub struct Credentials {
+    pub key_id: String,
+    pub secret: String,
+    pub token: String,
+}
+
+/// The running moto server.
+pub struct Moto {
+    pub port: u16,
+    pub credentials: Credentials,
+}
+
+impl Moto {
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Sets what `cache-heal` and `aws` need to reach this server with these credentials;
+    /// retries are fast so failures do not wait.
+    pub fn env(&self, cmd: &mut Command, credentials: &Credentials) {
+        cmd.env("AWS_ENDPOINT_URL", self.endpoint())
+            .env("AWS_ACCESS_KEY_ID", &credentials.key_id)
+            .env("AWS_SECRET_ACCESS_KEY", &credentials.secret)
+            .env("AWS_SESSION_TOKEN", &credentials.token)
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .env_remove("AWS_REGION")
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_ENDPOINT_URL_S3")
+            .env("CACHE_HEAL_HTTP_RETRIES", "2")
+            .env("CACHE_HEAL_HTTP_RETRY_DELAY_MS", "10");
+    }
+
+    /// `aws ARGS` against this server with the tests' credentials.
+    pub fn aws(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(tools_dir().join("aws"));
+        self.env(&mut cmd, &self.credentials);
+        cmd.args(args).output().expect("run aws")
+    }
+
+    /// `aws ARGS`, failing the test unless it exits 0; returns stdout.
+    pub fn aws_ok(&self, args: &[&str]) -> String {
+        let out = self.aws(args);
+        assert!(
+            out.status.success(),
+            "aws {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// A fresh bucket for one test.
+    pub fn bucket(&self, name: &str) -> String {
+        self.aws_ok(&["s3api", "create-bucket", "--bucket", name]);
+        name.to_string()
+    }
+
+    /// Every object name in `bucket`.
+    pub fn objects(&self, bucket: &str) -> Vec<String> {
+        let text = self.aws_ok(&["s3api", "list-objects-v2", "--bucket", bucket]);
+        let listing: serde_json::Value = if text.trim().is_empty() {
+            serde_json::json!({})
+        } else {
+            serde_json::from_str(&text).unwrap()
+        };
+        let mut names: Vec<String> = listing["Contents"]
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .map(|o| o["Key"].as_str().unwrap().to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
+    /// Multipart uploads started and neither completed nor aborted.
+    pub fn open_uploads(&self, bucket: &str) -> usize {
+        let text = self.aws_ok(&["s3api", "list-multipart-uploads", "--bucket", bucket]);
+        if text.trim().is_empty() {
+            return 0;
+        }
+        let listing: serde_json::Value = serde_json::from_str(&text).unwrap();
+        listing["Uploads"].as_array().map_or(0, Vec::len)
+    }
+}
+
+/// The moto server of this test process, started on first use.
+pub fn moto() -> &'static Moto {
+    static MOTO: OnceLock<Moto> = OnceLock::new();
+    MOTO.get_or_init(start_moto)
+}
+
+fn start_moto() -> Moto {
+    require_tools();
+    let port = free_port();
+    let (tx, rx) = std::sync::mpsc::channel::<Result<(), String>>();
+    // The child dies with the thread that spawned it, so that thread lives as long as the
+    // process: moto stops when the tests do, however they end.
+    std::thread::spawn(move || {
+        let mut cmd = Command::new(tools_dir().join("moto_server"));
+        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .env("INITIAL_NO_AUTH_ACTION_COUNT", UNAUTHENTICATED_ACTIONS)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        die_with_parent(&mut cmd);
+        match cmd.spawn() {
+            Ok(_child) => {
+                let _ = tx.send(Ok(()));
+                loop {
+                    std::thread::park();
+                }
+            }
+            Err(e) => {
+                let _ = tx.send(Err(format!("starting moto_server: {e}")));
+            }
+        }
+    });
+    rx.recv().unwrap().unwrap_or_else(|e| panic!("{e}"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "moto did not listen on 127.0.0.1:{port} within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let anyone = Credentials {
+        key_id: "bootstrap".into(),
+        secret: "bootstrap".into(),
+        token: String::new(),
+    };
+    let mut moto = Moto {
+        port,
+        credentials: anyone,
+    };
+    let run = |moto: &Moto, args: &[&str]| -> serde_json::Value {
+        let mut cmd = Command::new(tools_dir().join("aws"));
+        moto.env(&mut cmd, &moto.credentials);
+        if moto.credentials.token.is_empty() {
+            cmd.env_remove("AWS_SESSION_TOKEN");
+        }
+        let out = cmd.args(args).output().expect("run aws");
+        assert!(
+            out.status.success(),
+            "aws {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        if text.trim().is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap()
+        }
+    };
+    let allow_all =
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
+    run(&moto, &["iam", "create-user", "--user-name", "ci"]);
+    run(
+        &moto,
+        &[
+            "iam",
+            "put-user-policy",
+            "--user-name",
+            "ci",
+            "--policy-name",
+            "all",
+            "--policy-document",
+            allow_all,
+        ],
+    );
+    let key = run(&moto, &["iam", "create-access-key", "--user-name", "ci"]);
+    moto.credentials = Credentials {
+        key_id: key["AccessKey"]["AccessKeyId"].as_str().unwrap().into(),
+        secret: key["AccessKey"]["SecretAccessKey"].as_str().unwrap().into(),
+        token: String::new(),
+    };
+    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"*"},"Action":"sts:AssumeRole"}]}"#;
+    let role = run(
+        &moto,
+        &[
+            "iam",
+            "create-role",
+            "--role-name",
+            "cache",
+            "--assume-role-policy-document",
+            trust,
+        ],
+    );
+    run(
+        &moto,
+        &[
+            "iam",
+            "put-role-policy",
+            "--role-name",
+            "cache",
+            "--policy-name",
+            "all",
+            "--policy-document",
+            allow_all,
+        ],
+    );
+    let assumed = run(
+        &moto,
+        &[
+            "sts",
+            "assume-role",
+            "--role-arn",
+            role["Role"]["Arn"].as_str().unwrap(),
+            "--role-session-name",
+            "cache-heal-tests",
+        ],
+    );
+    let c = &assumed["Credentials"];
+    moto.credentials = Credentials {
+        key_id: c["AccessKeyId"].as_str().unwrap().into(),
+        secret: c["SecretAccessKey"].as_str().unwrap().into(),
+        token: c["SessionToken"].as_str().unwrap().into(),
+    };
+    moto
+}
+
+/// The fault switches of a [`FaultProxy`]; see the module doc.
+#[derive(Default)]
+pub struct S3Faults {
+    pub slow_down_parts: AtomicU32,
+    pub slow_down_ranges: AtomicU32,
+    pub cut_ranges: AtomicU32,
+    pub fail_parts: AtomicU32,
+    /// What was injected, in order: `SlowDown part`, `SlowDown range`, `cut range`.
+    pub injected: Mutex<Vec<&'static str>>,
+}
+
+struct ProxyState {
+    faults: Arc<S3Faults>,
+    upstream: u16,
+    http: reqwest::Client,
+}
+
+/// A proxy in front of moto that injects faults. Stops when dropped.
+pub struct FaultProxy {
+    pub port: u16,
+    pub faults: Arc<S3Faults>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FaultProxy {
+    pub fn start(upstream: u16) -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let faults = Arc::new(S3Faults::default());
+        let state = Arc::new(ProxyState {
+            faults: Arc::clone(&faults),
+            upstream,
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .build()
+                .unwrap(),
+        });
+        let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let app = Router::new()
+                    .fallback(forward)
+                    .layer(axum::extract::DefaultBodyLimit::disable())
+                    .with_state(state);
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async {
+                        let _ = stop.await;
+                    })
+                    .await
+                    .unwrap();
+            });
+        });
+        Self {
+            port,
+            faults,
+            shutdown: Some(shutdown),
+            thread: Some(thread),
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn injected(&self) -> Vec<&'static str> {
+        self.faults.injected.lock().unwrap().clone()
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn slow_down() -> Response {
+    let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>";
+    let mut response = (StatusCode::SERVICE_UNAVAILABLE, body).into_response();
+    response
+        .headers_mut()
+        .insert("content-type", "application/xml".parse().unwrap());
+    response
+}
+
+async fn forward(
+    State(state): State<Arc<ProxyState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let query = uri.query().unwrap_or("");
+    let is_part = method == Method::PUT && query.contains("partNumber=");
+    let is_range = method == Method::GET && headers.contains_key("range");
+    let faults = &state.faults;
+    let note = |what| faults.injected.lock().unwrap().push(what);
+    if is_part && take(&faults.slow_down_parts) {
+        note("SlowDown part");
+        return slow_down();
+    }
+    if is_part && take(&faults.fail_parts) {
+        note("InternalError part");
+        let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>InternalError</Code><Message>We encountered an internal error.</Message></Error>";
+        return (StatusCode::INTERNAL_SERVER_ERROR, body).into_response();
+    }
+    if is_range && take(&faults.slow_down_ranges) {
+        note("SlowDown range");
+        return slow_down();
+    }
+    let target = match uri.query() {
+        Some(query) => format!("http://127.0.0.1:{}{}?{query}", state.upstream, uri.path()),
+        None => format!("http://127.0.0.1:{}{}", state.upstream, uri.path()),
+    };
+    let mut request = state.http.request(method.clone(), target).body(body);
+    for (name, value) in &headers {
+        // `host` goes through as it came: it is part of the signature moto checks.
+        if matches!(
+            name.as_str(),
+            "content-length" | "connection" | "transfer-encoding"
+        ) {
+            continue;
+        }
+        request = request.header(name, value);
+    }
+    let upstream = match request.send().await {
+        Ok(r) => r,
+        Err(e) => return (StatusCode::BAD_GATEWAY, format!("proxy: {e}")).into_response(),
+    };
+    let status = upstream.status();
+    let mut out_headers = HeaderMap::new();
+    for (name, value) in upstream.headers() {
+        if !matches!(
+            name.as_str(),
+            "connection" | "transfer-encoding" | "keep-alive"
+        ) {
+            out_headers.insert(name, value.clone());
+        }
+    }
+    let bytes = upstream.bytes().await.unwrap_or_default().to_vec();
+    if is_range && status.is_success() && take(&faults.cut_ranges) {
+        note("cut range");
+        let half = bytes.len() / 2;
+        return cut_off(status, out_headers, bytes, half);
+    }
+    let mut response = Response::new(Body::from(bytes));
+    *response.status_mut() = status;
+    *response.headers_mut() = out_headers;
+    response
+}
