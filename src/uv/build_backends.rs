@@ -215,7 +215,7 @@ mod tests {
             "Cython; python_version < '3.13'",
             "x; python_version < '3.13' and platform_system != \"Windows\"",
             "it's $HOME `x` \\ !",
-            "/tmp/a dir/cache",
+            "/var/cache/a dir/uv",
             "plain-word_1.0",
             "",
         ];
