@@ -802,6 +802,13 @@ fn a_stalled_download_keeps_printing_progress() {
     forward.join().unwrap();
     let rest: Vec<String> = received.try_iter().collect();
     assert!(status.success(), "{}", rest.join("\n"));
+    // Held for seconds by the service, the restore was waiting on the network, and says so.
+    assert!(
+        rest.iter()
+            .any(|l| l.starts_with("  time: ") && l.contains("(network-bound: ")),
+        "{}",
+        rest.join("\n")
+    );
     assert!(
         rest.iter().any(|l| l.starts_with("Restored `k`")),
         "{}",

@@ -154,6 +154,7 @@ fn restore(plan: &RestorePlan, global: &GlobalArgs, report: &mut RestoreReport) 
     let store = plan.store.open()?;
     refuse_store_inside_targets(&*store, plan)?;
     report.store = store.describe();
+    report.timings.remote = store.local_root().is_none();
     let looking = Instant::now();
     let found = look_up(&*store, plan, report)?;
     report.timings.lookup = looking.elapsed().as_secs_f64();

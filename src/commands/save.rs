@@ -114,6 +114,7 @@ fn save(plan: &SavePlan, global: &GlobalArgs, report: &mut SaveReport) -> Result
     let key = &plan.key.key;
     let store = plan.store.open()?;
     report.store = store.describe();
+    report.timings.remote = store.local_root().is_none();
     if let Err(error) = store.check_writable() {
         return not_saved(key, error, report);
     }

@@ -116,14 +116,18 @@ pub struct RestoreTimings {
     /// Swapping the staged tree into place.
     pub swap: f64,
     pub heal: f64,
+    /// Whether the store is across a network (not a local directory).
+    #[serde(skip)]
+    pub remote: bool,
 }
 
 impl RestoreTimings {
-    /// `network` when the unpacker mostly waited for the store's bytes, `disk` when the store
-    /// mostly waited for decompressing and writing; `None` before anything was transferred.
+    /// `network` when the unpacker mostly waited for a remote store's bytes, `disk` otherwise
+    /// (decompressing and writing, or reading a local store); `None` before anything was
+    /// transferred.
     pub fn bound(&self) -> Option<&'static str> {
         (self.transfer > 0.0).then(|| {
-            if self.store_wait > self.transfer / 2.0 {
+            if self.remote && self.store_wait > self.transfer / 2.0 {
                 "network"
             } else {
                 "disk"
@@ -134,8 +138,13 @@ impl RestoreTimings {
     fn describe(&self) -> String {
         let mut parts = vec![format!("{:.1}s lookup", self.lookup)];
         if let Some(bound) = self.bound() {
+            let waiting = if self.remote {
+                "waiting on the store"
+            } else {
+                "reading the store's archive"
+            };
             parts.push(format!(
-                "{:.1}s download and unpack ({bound}-bound: {:.0}% waiting on the store)",
+                "{:.1}s download and unpack ({bound}-bound: {:.0}% {waiting})",
                 self.transfer,
                 100.0 * self.store_wait / self.transfer
             ));

@@ -39,14 +39,17 @@ pub struct SaveTimings {
     pub upload_wait: f64,
     /// Publishing the entry once the archive was written.
     pub publish: f64,
+    /// Whether the store is across a network (not a local directory).
+    #[serde(skip)]
+    pub remote: bool,
 }
 
 impl SaveTimings {
-    /// `network` when the archive mostly waited for the upload, `disk` (reading and
-    /// compressing) otherwise; `None` when nothing was archived.
+    /// `network` when the archive mostly waited for a remote store's upload, `disk` (reading,
+    /// compressing, writing a local store) otherwise; `None` when nothing was archived.
     pub fn bound(&self) -> Option<&'static str> {
         (self.archive > 0.0).then(|| {
-            if self.upload_wait > self.archive / 2.0 {
+            if self.remote && self.upload_wait > self.archive / 2.0 {
                 "network"
             } else {
                 "disk"
@@ -60,8 +63,13 @@ impl SaveTimings {
             parts.push(format!("{:.1}s prune", self.prune));
         }
         if let Some(bound) = self.bound() {
+            let waiting = if self.remote {
+                "waiting on the store"
+            } else {
+                "writing the store's archive"
+            };
             parts.push(format!(
-                "{:.1}s read, compress and upload ({bound}-bound: {:.0}% waiting on the store)",
+                "{:.1}s read, compress and upload ({bound}-bound: {:.0}% {waiting})",
                 self.archive,
                 100.0 * self.upload_wait / self.archive
             ));
