@@ -249,6 +249,11 @@ fn continuing(plan: &RestorePlan) -> &'static str {
 /// Entries under the key (or a restore key) saved with other inputs, with what differs: the
 /// usual reason for "no entry" while `inspect` lists the key.
 fn other_versions(store: &dyn Store, plan: &RestorePlan) -> Vec<OtherVersion> {
+    // Only where listing is cheap: on an object store it would read every entry's metadata on
+    // every cold miss of a job.
+    if store.local_root().is_none() {
+        return Vec::new();
+    }
     let Ok(entries) = store.list() else {
         return Vec::new();
     };
