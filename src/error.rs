@@ -51,8 +51,7 @@ fn describe_restore_keys(keys: &[String]) -> String {
     if keys.is_empty() {
         String::new()
     } else {
-        let quoted: Vec<String> = keys.iter().map(|k| format!("`{k}`")).collect();
-        format!(" or restore keys {}", quoted.join(", "))
+        format!(" or restore keys {}", crate::report::quote_list(keys))
     }
 }
 

@@ -42,7 +42,8 @@ impl PathInputs {
         Ok(Self { lines })
     }
 
-    fn includes(&self) -> impl Iterator<Item = &str> {
+    /// The lines that say what to include (not `!` excludes).
+    pub fn includes(&self) -> impl Iterator<Item = &str> {
         self.lines
             .iter()
             .filter(|l| !l.starts_with('!'))

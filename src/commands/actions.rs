@@ -120,12 +120,7 @@ pub fn save_key(explicit_key: Option<&str>, ctx: &PathContext, version: &str) ->
             return Err(crate::UsageError::Missing(format!(
                 "`--key` is empty or not given, and no restore of {} earlier in this job recorded one\n\n\
                  hint: pass `--key`, or restore the same `path` with the cache-heal action first",
-                ctx.inputs
-                    .lines
-                    .iter()
-                    .map(|l| format!("`{l}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                crate::report::quote_list(&ctx.inputs.lines)
             ))
             .into());
         }

@@ -24,6 +24,7 @@ pub fn run(args: &InspectArgs, _global: &GlobalArgs) -> Result<Report> {
         .configure(&args.store);
     let store = spec.open()?;
     Ok(Report::Entries(EntriesReport {
+        status: "ok",
         store: store.describe(),
         entries: store.list()?,
     }))
@@ -51,8 +52,7 @@ pub fn entry_table(entries: &[EntryInfo]) -> Vec<String> {
             lines.push(format!("  scope: `{scope}`"));
         }
         if let Some(paths) = &entry.paths {
-            let quoted: Vec<String> = paths.iter().map(|p| format!("`{p}`")).collect();
-            lines.push(format!("  paths: {}", quoted.join(", ")));
+            lines.push(format!("  paths: {}", crate::report::quote_list(paths)));
         }
         if let Some(workspace) = &entry.workspace {
             lines.push(format!("  workspace: `{}`", workspace.display()));

@@ -360,9 +360,8 @@ fn explain_size_limit(error: anyhow::Error, limit: &SizeLimit) -> anyhow::Error 
 fn what_is_replaced(plan: &RestorePlan) -> Vec<Replaced> {
     plan.ctx
         .inputs
-        .lines
-        .iter()
-        .filter(|l| !l.starts_with('!') && !crate::paths::has_glob_chars(l))
+        .includes()
+        .filter(|l| !crate::paths::has_glob_chars(l))
         .filter_map(|l| plan.ctx.roots.absolute(l).ok())
         .map(|path| {
             let exists = path.symlink_metadata().is_ok();
@@ -414,9 +413,7 @@ fn heal_restored(ctx: &PathContext, targets: &HealTargets) -> Result<Vec<HealedP
 /// The absolute paths a restore replaces.
 fn restored_paths(ctx: &PathContext) -> Vec<PathBuf> {
     ctx.inputs
-        .lines
-        .iter()
-        .filter(|l| !l.starts_with('!'))
+        .includes()
         .filter_map(|l| ctx.roots.absolute(l).ok())
         .collect()
 }
@@ -597,9 +594,8 @@ fn protected_paths(ctx: &PathContext) -> Vec<PathBuf> {
 fn free_space_limit(ctx: &PathContext) -> Result<(u64, PathBuf)> {
     let first = ctx
         .inputs
-        .lines
-        .iter()
-        .find(|l| !l.starts_with('!'))
+        .includes()
+        .next()
         .map(|l| ctx.roots.absolute(l))
         .transpose()?
         .unwrap_or_else(|| ctx.roots.cwd.clone());

@@ -70,6 +70,8 @@ impl DataReport {
 /// `inspect`: every entry of a store, newest first.
 #[derive(Debug, Serialize)]
 pub struct EntriesReport {
+    /// Always `ok`: a store that cannot be listed is an error.
+    pub status: &'static str,
     pub store: String,
     pub entries: Vec<crate::store::EntryInfo>,
 }
@@ -135,12 +137,7 @@ fn render_data(command: &str, report: &DataReport, printer: Printer) -> anyhow::
         outputs.set(name, value)?;
     }
     if printer.json {
-        let mut value = report.json.clone();
-        if let serde_json::Value::Object(map) = &mut value {
-            map.entry("command")
-                .or_insert_with(|| serde_json::json!(command));
-        }
-        print_json(&value)?;
+        print_json(&with_command(command, &report.json)?)?;
     } else {
         for line in &report.stdout {
             print_stdout(line)?;
@@ -157,12 +154,7 @@ fn render_data(command: &str, report: &DataReport, printer: Printer) -> anyhow::
 
 fn render_entries(command: &str, report: &EntriesReport, printer: Printer) -> anyhow::Result<u8> {
     if printer.json {
-        print_json(&serde_json::json!({
-            "command": command,
-            "status": "ok",
-            "store": report.store,
-            "entries": report.entries,
-        }))?;
+        print_json(&with_command(command, report)?)?;
         return Ok(0);
     }
     if report.entries.is_empty() {
