@@ -994,28 +994,45 @@ async fn proxy(
         }
         request = request.header(name, value);
     }
-    let upstream = match request.send().await {
-        Ok(r) => r,
-        Err(e) => return (StatusCode::BAD_GATEWAY, format!("proxy: {e}")).into_response(),
+    let (status, out_headers, bytes) = match send_upstream(request).await {
+        Ok(answer) => answer,
+        Err(response) => return response,
     };
+    if method == Method::GET && status.is_success() && take(&faults.truncate) {
+        let half = bytes.len() / 2;
+        return cut_off(status, out_headers, bytes, half);
+    }
+    answer(status, out_headers, bytes)
+}
+
+/// Sends a proxied request upstream and reads the whole answer: its status, its headers less
+/// the hop-by-hop ones, and its body. A request that cannot be sent is a 502 to hand back.
+pub async fn send_upstream(
+    request: reqwest::RequestBuilder,
+) -> Result<(StatusCode, HeaderMap, Vec<u8>), Response> {
+    let upstream = request
+        .send()
+        .await
+        .map_err(|e| (StatusCode::BAD_GATEWAY, format!("proxy: {e}")).into_response())?;
     let status = upstream.status();
-    let mut out_headers = HeaderMap::new();
+    let mut headers = HeaderMap::new();
     for (name, value) in upstream.headers() {
         if !matches!(
             name.as_str(),
             "connection" | "transfer-encoding" | "keep-alive"
         ) {
-            out_headers.insert(name, value.clone());
+            headers.insert(name, value.clone());
         }
     }
     let bytes = upstream.bytes().await.unwrap_or_default().to_vec();
-    if method == Method::GET && status.is_success() && take(&faults.truncate) {
-        let half = bytes.len() / 2;
-        return cut_off(status, out_headers, bytes, half);
-    }
+    Ok((status, headers, bytes))
+}
+
+/// A proxied answer passed on unchanged.
+pub fn answer(status: StatusCode, headers: HeaderMap, bytes: Vec<u8>) -> Response {
     let mut response = Response::new(Body::from(bytes));
     *response.status_mut() = status;
-    *response.headers_mut() = out_headers;
+    *response.headers_mut() = headers;
     response
 }
 

@@ -24,9 +24,8 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use super::gha::{cut_off, die_with_parent, free_port, take};
+use super::gha::{answer, cut_off, die_with_parent, free_port, send_upstream, take};
 use axum::Router;
-use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -416,28 +415,14 @@ async fn forward(
         }
         request = request.header(name, value);
     }
-    let upstream = match request.send().await {
-        Ok(r) => r,
-        Err(e) => return (StatusCode::BAD_GATEWAY, format!("proxy: {e}")).into_response(),
+    let (status, out_headers, bytes) = match send_upstream(request).await {
+        Ok(answer) => answer,
+        Err(response) => return response,
     };
-    let status = upstream.status();
-    let mut out_headers = HeaderMap::new();
-    for (name, value) in upstream.headers() {
-        if !matches!(
-            name.as_str(),
-            "connection" | "transfer-encoding" | "keep-alive"
-        ) {
-            out_headers.insert(name, value.clone());
-        }
-    }
-    let bytes = upstream.bytes().await.unwrap_or_default().to_vec();
     if is_range && status.is_success() && take(&faults.cut_ranges) {
         note("cut range");
         let half = bytes.len() / 2;
         return cut_off(status, out_headers, bytes, half);
     }
-    let mut response = Response::new(Body::from(bytes));
-    *response.status_mut() = status;
-    *response.headers_mut() = out_headers;
-    response
+    answer(status, out_headers, bytes)
 }
