@@ -720,3 +720,188 @@ fn no_credential_in_any_output() {
             .any(|(_, out)| stderr(out).contains("refused the credentials"))
     );
 }
+
+/// `cache-heal` through `proxy` (retries as in `moto().env`); returns the output, whatever the
+/// exit code.
+fn through(run: &S3Run, proxy: &support::s3::FaultProxy, args: &[&str]) -> Output {
+    run.cmd(None, &moto().credentials)
+        .env("AWS_ENDPOINT_URL", proxy.endpoint())
+        .args(args)
+        .output()
+        .expect("run cache-heal")
+}
+
+/// Staging directories or other leftovers of a restore under `root`.
+fn leftovers(root: &Path) -> Vec<String> {
+    support::list_all(root)
+        .into_iter()
+        .filter(|p| p.contains("staging") || p.contains(".cache-heal"))
+        .collect()
+}
+
+/// A connection that drops halfway through a part's body (moto never sees that part): the
+/// part is sent again, the save publishes, and the tree round-trips.
+#[test]
+fn a_reset_in_the_middle_of_a_part_retries_that_part() {
+    use std::sync::atomic::Ordering;
+    let run = S3Run::new("reset-part");
+    let proxy = support::s3::FaultProxy::start(moto().port);
+    let dir = run.sb.ws().join("cache");
+    incompressible(&dir, 20);
+    let before = snapshot(&dir);
+    proxy.faults.reset_parts.store(2, Ordering::SeqCst);
+    // Both resets may hit one part: room for two retries of it.
+    let out = run
+        .cmd(None, &moto().credentials)
+        .env("AWS_ENDPOINT_URL", proxy.endpoint())
+        .env("CACHE_HEAL_HTTP_RETRIES", "3")
+        .args(["save", "--json", "--path", "cache", "--key", "k"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout_json(&out)["status"], "saved", "{}", stderr(&out));
+    assert_eq!(proxy.injected(), ["reset part", "reset part"]);
+    assert_eq!(moto().open_uploads(&run.bucket), 0);
+
+    std::fs::remove_dir_all(&dir).unwrap();
+    let restored = stdout_json(&run.ok_as(
+        None,
+        &["restore", "--json", "--path", "cache", "--key", "k"],
+    ));
+    assert_eq!(restored["status"], "exact", "{restored}");
+    assert_same_tree(&before, &snapshot(&dir));
+}
+
+/// A ranged GET that answers with fewer bytes than asked for, as a complete response (only
+/// counting tells): that range is fetched again and the tree restores whole.
+#[test]
+fn a_truncated_range_is_fetched_again() {
+    use std::sync::atomic::Ordering;
+    let run = S3Run::new("short-range");
+    let proxy = support::s3::FaultProxy::start(moto().port);
+    let dir = run.sb.ws().join("cache");
+    incompressible(&dir, 20);
+    let before = snapshot(&dir);
+    run.ok_as(None, &["save", "--path", "cache", "--key", "k"]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    proxy.faults.short_ranges.store(2, Ordering::SeqCst);
+    let out = through(
+        &run,
+        &proxy,
+        &["restore", "--json", "--path", "cache", "--key", "k"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout_json(&out)["status"], "exact", "{}", stderr(&out));
+    assert_eq!(proxy.injected(), ["short range", "short range"]);
+    assert_same_tree(&before, &snapshot(&dir));
+}
+
+/// The server goes away after the first part of a save arrived. The save says so (a warning
+/// naming the store, `not-saved`, exit 0 as every store failure of a save) and, once the server
+/// is back, there is no entry: nothing to restore, and the next save of the key publishes. If
+/// the server is back in time for the abort, no multipart upload is left open; if not, the one
+/// upload waits for the bucket's `AbortIncompleteMultipartUpload` rule, and still no entry.
+#[test]
+fn the_server_gone_mid_save_leaves_no_entry() {
+    use std::sync::atomic::Ordering;
+    let run = S3Run::new("gone-mid-save");
+    let proxy = support::s3::FaultProxy::start(moto().port);
+    let dir = run.sb.ws().join("cache");
+    incompressible(&dir, 30);
+    let before = snapshot(&dir);
+    let faults = &proxy.faults;
+    let save = || {
+        through(
+            &run,
+            &proxy,
+            &["save", "--json", "--path", "cache", "--key", "k"],
+        )
+    };
+    let assert_not_saved = |out: &Output| {
+        let text = stderr(out);
+        assert!(out.status.success(), "{text}");
+        assert_eq!(stdout_json(out)["status"], "not-saved", "{text}");
+        assert!(text.contains("warning: Did not save `k`"), "{text}");
+        assert!(text.contains(&run.store()), "{text}");
+        assert!(text.contains("could not be reached"), "{text}");
+        assert!(proxy.injected().contains(&"down"), "{:?}", proxy.injected());
+    };
+
+    // Back in time for the abort.
+    faults.spare_aborts.store(true, Ordering::SeqCst);
+    faults.down_after_parts.store(1, Ordering::SeqCst);
+    assert_not_saved(&save());
+    faults.down.store(false, Ordering::SeqCst);
+    assert_eq!(moto().objects(&run.bucket), Vec::<String>::new());
+    assert_eq!(
+        moto().open_uploads(&run.bucket),
+        0,
+        "the upload was not aborted"
+    );
+
+    // Gone for good, the abort too.
+    faults.spare_aborts.store(false, Ordering::SeqCst);
+    faults.down_after_parts.store(1, Ordering::SeqCst);
+    assert_not_saved(&save());
+    faults.down.store(false, Ordering::SeqCst);
+    assert_eq!(moto().objects(&run.bucket), Vec::<String>::new());
+    assert_eq!(moto().open_uploads(&run.bucket), 1);
+    let out = through(
+        &run,
+        &proxy,
+        &["restore", "--json", "--path", "cache", "--key", "k"],
+    );
+    assert_eq!(stdout_json(&out)["status"], "miss", "{}", stderr(&out));
+    assert_same_tree(&before, &snapshot(&dir));
+
+    let out = save();
+    assert_eq!(stdout_json(&out)["status"], "saved", "{}", stderr(&out));
+    std::fs::remove_dir_all(&dir).unwrap();
+    let out = through(
+        &run,
+        &proxy,
+        &["restore", "--json", "--path", "cache", "--key", "k"],
+    );
+    assert_eq!(stdout_json(&out)["status"], "exact", "{}", stderr(&out));
+    assert_same_tree(&before, &snapshot(&dir));
+}
+
+/// The server goes away after the first range of a restore was asked for: a clean miss with a
+/// warning, exit 0, both paths (inside and outside the workspace) byte for byte as they were,
+/// no staging left behind.
+#[test]
+fn the_server_gone_mid_restore_is_a_clean_miss() {
+    use std::sync::atomic::Ordering;
+    let run = S3Run::new("gone-mid-restore");
+    let proxy = support::s3::FaultProxy::start(moto().port);
+    let inside = run.sb.ws().join("cache");
+    let outside = run.sb.home().join(".cache/uv");
+    incompressible(&inside, 20);
+    awkward_tree(&outside);
+    let args = ["--path", "cache", "--path", "~/.cache/uv", "--key", "k"];
+    run.ok_as(None, &[&["save"][..], &args].concat());
+
+    std::fs::remove_dir_all(&inside).unwrap();
+    std::fs::remove_dir_all(&outside).unwrap();
+    std::fs::create_dir_all(inside.join("sub")).unwrap();
+    std::fs::write(inside.join("sub/previous"), "previous inside").unwrap();
+    awkward_tree(&outside);
+    std::fs::write(outside.join("zero-bytes"), "previous outside").unwrap();
+    let (before_inside, before_outside) = (snapshot(&inside), snapshot(&outside));
+
+    proxy.faults.down_after_ranges.store(1, Ordering::SeqCst);
+    let out = through(&run, &proxy, &[&["restore", "--json"][..], &args].concat());
+    let text = stderr(&out);
+    assert!(
+        out.status.success(),
+        "a restore that fails is a miss: {text}"
+    );
+    assert_eq!(stdout_json(&out)["status"], "miss", "{text}");
+    assert!(text.contains("warning: Did not restore `k`"), "{text}");
+    assert!(text.contains("could not be reached"), "{text}");
+    assert!(proxy.injected().contains(&"down"), "{:?}", proxy.injected());
+    assert_same_tree(&before_inside, &snapshot(&inside));
+    assert_same_tree(&before_outside, &snapshot(&outside));
+    assert_eq!(leftovers(run.sb.ws().as_path()), Vec::<String>::new());
+    assert_eq!(leftovers(&run.sb.home()), Vec::<String>::new());
+}

@@ -15,7 +15,16 @@
 //! - `slow_down_parts`: part uploads (`PUT …?partNumber=…`) answer 503 `SlowDown`;
 //! - `slow_down_ranges`: ranged GETs answer 503 `SlowDown`;
 //! - `cut_ranges`: ranged GETs send half their body, then reset the connection;
-//! - `fail_parts`: part uploads answer 500 `InternalError`.
+//! - `short_ranges`: ranged GETs answer with half their body, as a complete response (its
+//!   `Content-Length` says half), so only counting the bytes tells;
+//! - `fail_parts`: part uploads answer 500 `InternalError`;
+//! - `reset_parts`: part uploads are read halfway, then the connection drops with no answer.
+//!
+//! And it can play a server that is gone: while `down` is set every request loses its
+//! connection with no answer (moto never sees it); `down_after_parts` and `down_after_ranges`
+//! set `down` once that many more part uploads or ranged GETs arrived, so the server goes
+//! away in the middle of a transfer. `spare_aborts` lets aborting a multipart upload through
+//! while down, as a server back in time for it.
 //!
 //! It forwards the `Host` header as it came, so moto checks the client's own signature.
 
@@ -27,11 +36,11 @@ use std::time::{Duration, Instant};
 use super::gha::{answer, cut_off, die_with_parent, free_port, send_upstream, take};
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 /// Requests moto serves before it checks credentials: create-user, put-user-policy,
 /// create-access-key.
@@ -285,7 +294,13 @@ pub struct S3Faults {
     pub slow_down_ranges: AtomicU32,
     pub cut_ranges: AtomicU32,
     pub fail_parts: AtomicU32,
-    /// What was injected, in order: `SlowDown part`, `SlowDown range`, `cut range`.
+    pub short_ranges: AtomicU32,
+    pub reset_parts: AtomicU32,
+    pub down: AtomicBool,
+    pub down_after_parts: AtomicU32,
+    pub down_after_ranges: AtomicU32,
+    pub spare_aborts: AtomicBool,
+    /// What was injected, in order: `SlowDown part`, `SlowDown range`, `cut range`, …
     pub injected: Mutex<Vec<&'static str>>,
 }
 
@@ -375,18 +390,69 @@ fn slow_down() -> Response {
     response
 }
 
+/// Counts down one transfer of an armed `down_after_*` switch; the last one takes the server
+/// down.
+fn count_down(counter: &AtomicU32, down: &AtomicBool) {
+    let before = counter.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+    if before == Ok(1) {
+        down.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A connection that breaks before any answer: the response body fails before its head is
+/// written, so the client sees the connection close (a reset, with the request unread).
+fn dropped() -> Response {
+    let failed: Vec<Result<axum::body::Bytes, std::io::Error>> = vec![Err(std::io::Error::new(
+        std::io::ErrorKind::ConnectionReset,
+        "fault: connection dropped",
+    ))];
+    Response::new(axum::body::Body::from_stream(futures_util::stream::iter(
+        failed,
+    )))
+}
+
 async fn forward(
     State(state): State<Arc<ProxyState>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
+    request: axum::extract::Request,
 ) -> Response {
+    let (parts, body) = request.into_parts();
+    let (method, uri, headers) = (parts.method, parts.uri, parts.headers);
     let query = uri.query().unwrap_or("");
     let is_part = method == Method::PUT && query.contains("partNumber=");
     let is_range = method == Method::GET && headers.contains_key("range");
+    let is_abort = method == Method::DELETE && query.contains("uploadId=");
     let faults = &state.faults;
     let note = |what| faults.injected.lock().unwrap().push(what);
+    if faults.down.load(Ordering::SeqCst)
+        && !(is_abort && faults.spare_aborts.load(Ordering::SeqCst))
+    {
+        note("down");
+        return dropped();
+    }
+    // Counted as they arrive: the one that takes the server down still goes through.
+    if is_part {
+        count_down(&faults.down_after_parts, &faults.down);
+    }
+    if is_range {
+        count_down(&faults.down_after_ranges, &faults.down);
+    }
+    if is_part && take(&faults.reset_parts) {
+        note("reset part");
+        let half = headers
+            .get("content-length")
+            .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+            .unwrap_or(0)
+            / 2;
+        let mut stream = body.into_data_stream();
+        let mut read = 0;
+        while read < half {
+            match futures_util::StreamExt::next(&mut stream).await {
+                Some(Ok(chunk)) => read += chunk.len(),
+                _ => break,
+            }
+        }
+        return dropped();
+    }
     if is_part && take(&faults.slow_down_parts) {
         note("SlowDown part");
         return slow_down();
@@ -400,6 +466,9 @@ async fn forward(
         note("SlowDown range");
         return slow_down();
     }
+    let Ok(body) = axum::body::to_bytes(body, usize::MAX).await else {
+        return dropped();
+    };
     let target = match uri.query() {
         Some(query) => format!("http://127.0.0.1:{}{}?{query}", state.upstream, uri.path()),
         None => format!("http://127.0.0.1:{}{}", state.upstream, uri.path()),
@@ -415,14 +484,21 @@ async fn forward(
         }
         request = request.header(name, value);
     }
-    let (status, out_headers, bytes) = match send_upstream(request).await {
+    let (status, mut out_headers, mut bytes) = match send_upstream(request).await {
         Ok(answer) => answer,
         Err(response) => return response,
     };
-    if is_range && status.is_success() && take(&faults.cut_ranges) {
-        note("cut range");
-        let half = bytes.len() / 2;
-        return cut_off(status, out_headers, bytes, half);
+    if is_range && status.is_success() {
+        if take(&faults.cut_ranges) {
+            note("cut range");
+            let half = bytes.len() / 2;
+            return cut_off(status, out_headers, bytes, half);
+        }
+        if take(&faults.short_ranges) {
+            note("short range");
+            bytes.truncate(bytes.len() / 2);
+            out_headers.insert("content-length", bytes.len().into());
+        }
     }
     answer(status, out_headers, bytes)
 }
