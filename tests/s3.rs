@@ -9,6 +9,7 @@ use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use support::s3::{Credentials, moto};
+use support::uv::{self as uv, Index};
 use support::{Sandbox, assert_same_tree, snapshot, stderr, stdout_json};
 
 /// A test's view of the server: a sandbox whose `cache-heal` talks to one bucket.
@@ -904,4 +905,82 @@ fn the_server_gone_mid_restore_is_a_clean_miss() {
     assert_same_tree(&before_outside, &snapshot(&outside));
     assert_eq!(leftovers(run.sb.ws().as_path()), Vec::<String>::new());
     assert_eq!(leftovers(&run.sb.home()), Vec::<String>::new());
+}
+
+/// A real uv cache, filled by uv from the local index, outside the workspace (`~/.cache/uv`)
+/// and a project tree inside it go through S3 and come back identical: the cache as
+/// `uv cache prune --ci` leaves it (what a save keeps), the project as it was. With the index
+/// gone, uv then installs from the restored cache offline.
+#[test]
+fn a_real_uv_cache_round_trips() {
+    let run = S3Run::new("uv-cache");
+    let root = run.sb.root();
+    let files = uv::fixtures(&root.join("files"), 0);
+    let index = Index::start(&files, 0);
+    let uv_bin = uv::uv_bin("0.13.9");
+    let cache = run.sb.home().join(".cache/uv");
+    let venv = root.join("venv");
+    let simple = index.simple();
+    let uv_in = |cache: &Path| uv::uv(&uv_bin, cache, &simple);
+    uv::check(
+        uv_in(&cache)
+            .args(["venv", "-q", "-p"])
+            .arg(uv::python("3.11"))
+            .arg(&venv),
+    );
+    uv::check(
+        uv_in(&cache)
+            .args(["pip", "install", "-p"])
+            .arg(venv.join("bin/python"))
+            .args(["purewheel==1.0", "sdistonly==1.0", "cext==1.0"]),
+    );
+    let project = run.sb.ws().join("project");
+    awkward_tree(&project);
+    let pruned = root.join("pruned-by-uv");
+    uv::copy_tree(&cache, &pruned);
+    uv::check(uv_in(&pruned).args(["cache", "prune", "--ci"]));
+    let (expected_cache, expected_project) = (snapshot(&pruned), snapshot(&project));
+    assert!(
+        expected_cache.keys().any(|p| p.contains("cext-1.0-cp311")),
+        "uv built no wheel for cext: {:?}",
+        expected_cache.keys().take(20).collect::<Vec<_>>()
+    );
+
+    let ws = run.sb.ws();
+    let args = [
+        "--path",
+        "project",
+        "--path",
+        "~/.cache/uv",
+        "--key",
+        "uv-1",
+        "--workspace",
+        ws.to_str().unwrap(),
+    ];
+    let saved = stdout_json(&run.ok_as(None, &[&["save", "--json"][..], &args].concat()));
+    assert_eq!(saved["status"], "saved", "{saved}");
+    drop(index);
+    std::fs::remove_dir_all(&cache).unwrap();
+    std::fs::remove_dir_all(&project).unwrap();
+    let restored = stdout_json(&run.ok_as(
+        None,
+        &[&["restore", "--json", "--no-heal"][..], &args].concat(),
+    ));
+    assert_eq!(restored["status"], "exact", "{restored}");
+    assert_same_tree(&expected_cache, &snapshot(&cache));
+    assert_same_tree(&expected_project, &snapshot(&project));
+
+    let offline = root.join("venv-offline");
+    uv::check(
+        uv_in(&cache)
+            .args(["venv", "-q", "--offline", "-p"])
+            .arg(uv::python("3.11"))
+            .arg(&offline),
+    );
+    uv::check(
+        uv_in(&cache)
+            .args(["pip", "install", "--offline", "-p"])
+            .arg(offline.join("bin/python"))
+            .args(["sdistonly==1.0", "cext==1.0"]),
+    );
 }
