@@ -453,6 +453,11 @@ async fn forward(
         }
         return dropped();
     }
+    // Read whole before any answer, as a server does: an answer to a request still being sent
+    // would break the connection instead of saying what it says.
+    let Ok(body) = axum::body::to_bytes(body, usize::MAX).await else {
+        return dropped();
+    };
     if is_part && take(&faults.slow_down_parts) {
         note("SlowDown part");
         return slow_down();
@@ -466,9 +471,6 @@ async fn forward(
         note("SlowDown range");
         return slow_down();
     }
-    let Ok(body) = axum::body::to_bytes(body, usize::MAX).await else {
-        return dropped();
-    };
     let target = match uri.query() {
         Some(query) => format!("http://127.0.0.1:{}{}?{query}", state.upstream, uri.path()),
         None => format!("http://127.0.0.1:{}{}", state.upstream, uri.path()),
