@@ -46,7 +46,7 @@
 //! Ranged GETs of [`SEGMENT_SIZE`] to [`SEGMENT_SIZE_MAX`] (about [`SEGMENTS`] per archive),
 //! [`DOWNLOAD_CONCURRENCY`] in flight, each streaming into a queue of [`SEGMENT_BLOCKS`] blocks
 //! of 1 MiB that the unpacker drains in order, so data reaches it as it arrives and memory stays
-//! bounded (~40 MiB of blocks) however large the segments. A body that breaks off or comes up
+//! bounded (~30 MiB of blocks) however large the segments. A body that breaks off or comes up
 //! short is asked for again from where it stopped. The archive's size and sha256 (recorded in
 //! the metadata) are checked at the end, so a truncated or swapped archive fails the restore
 //! before the swap.
@@ -109,9 +109,9 @@ pub const DOWNLOAD_CONCURRENCY: usize = 4;
 /// Segments stream in blocks of this size, each queued whole for the unpacker.
 const BLOCK_SIZE: usize = 1 << 20;
 /// Blocks a segment in flight may queue before its connection waits for the reader: with
-/// [`DOWNLOAD_CONCURRENCY`], what bounds the memory of a restore (4 × 9 MiB), whatever the
+/// [`DOWNLOAD_CONCURRENCY`], what bounds the memory of a restore (4 × 7 MiB), whatever the
 /// segment size.
-const SEGMENT_BLOCKS: usize = 8;
+const SEGMENT_BLOCKS: usize = 6;
 /// Requests for one segment whose body breaks off or comes up short, each resuming where the
 /// last stopped (a request that fails outright is retried inside the client).
 const SEGMENT_ATTEMPTS: u32 = 3;
