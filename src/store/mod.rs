@@ -8,6 +8,7 @@
 
 pub mod github;
 pub mod local;
+pub mod object;
 pub mod s3;
 
 use anyhow::Result;
@@ -275,17 +276,17 @@ pub enum Severity {
 /// The store's error may sit anywhere in the chain, also inside the `io::Error` a reader or
 /// writer returned to the archive code.
 pub fn nonfatal(error: &anyhow::Error) -> Option<(Severity, &'static str)> {
-    /// A store error found in the chain: the GitHub store's or the S3 store's.
+    /// A store error found in the chain: the GitHub store's or an object store's (S3, Azure).
     enum Found<'a> {
         Gha(&'a github::Error),
-        S3(&'a s3::Error),
+        Object(&'a object::Error),
     }
     fn find<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<Found<'a>> {
         if let Some(found) = error.downcast_ref::<github::Error>() {
             return Some(Found::Gha(found));
         }
-        if let Some(found) = error.downcast_ref::<s3::Error>() {
-            return Some(Found::S3(found));
+        if let Some(found) = error.downcast_ref::<object::Error>() {
+            return Some(Found::Object(found));
         }
         if let Some(io) = error.downcast_ref::<std::io::Error>()
             && let Some(inner) = io.get_ref()
@@ -304,7 +305,7 @@ pub fn nonfatal(error: &anyhow::Error) -> Option<(Severity, &'static str)> {
         Found::Gha(found) if found.is_damaged_entry() => None,
         Found::Gha(found) if found.is_mode_forbidden() => Some((Severity::Info, found.summary())),
         Found::Gha(found) => Some((Severity::Warning, found.summary())),
-        Found::S3(found) => Some((Severity::Warning, found.summary())),
+        Found::Object(found) => Some((Severity::Warning, found.summary())),
     }
 }
 
