@@ -6,6 +6,7 @@
 //! HTTP runs its own runtime behind those two ends, so the archive code stays plain blocking
 //! code on its own threads.
 
+pub mod azure;
 pub mod github;
 pub mod local;
 pub mod object;
@@ -153,6 +154,8 @@ pub enum StoreSpec {
     Dir(PathBuf),
     /// An S3 bucket (AWS or S3-compatible), with an optional prefix.
     S3(s3::S3Spec),
+    /// An Azure Blob container, with an optional prefix.
+    Azure(azure::AzureSpec),
 }
 
 impl StoreSpec {
@@ -173,6 +176,11 @@ impl StoreSpec {
         if text.starts_with("s3://") {
             return s3::S3Spec::parse(text).map(StoreSpec::S3).map_err(usage);
         }
+        if text.starts_with("az://") {
+            return azure::AzureSpec::parse(text)
+                .map(StoreSpec::Azure)
+                .map_err(usage);
+        }
         let path = match text.strip_prefix("dir:") {
             Some("") => {
                 return Err(usage(format!(
@@ -187,7 +195,7 @@ impl StoreSpec {
             None if text.contains("://") => {
                 let scheme = text.split("://").next().unwrap_or_default();
                 return Err(usage(format!(
-                    "`--store {text}`: stores of the kind `{scheme}://` are not supported\n\nhint: use `gha` (the GitHub Actions cache), `s3://<BUCKET>[/<PREFIX>]` or `dir:<DIR>` (a local directory)"
+                    "`--store {text}`: stores of the kind `{scheme}://` are not supported\n\nhint: use `gha` (the GitHub Actions cache), `s3://<BUCKET>[/<PREFIX>]`, `az://<CONTAINER>[/<PREFIX>]` or `dir:<DIR>` (a local directory)"
                 )));
             }
             None if text.eq_ignore_ascii_case("gha") => {
@@ -227,15 +235,20 @@ impl StoreSpec {
                 Ok(Box::new(local::LocalStore::new(root.clone())))
             }
             StoreSpec::S3(spec) => Ok(Box::new(s3::S3Store::open(spec)?)),
+            StoreSpec::Azure(spec) => Ok(Box::new(azure::AzureStore::open(spec)?)),
         }
     }
 
     /// Adds what the global flags say about the store (`--s3-endpoint`, `--s3-path-style`,
-    /// `--scope`); other stores take none of them.
+    /// `--az-endpoint`, `--scope`); other stores take none of them.
     pub fn configure(mut self, args: &crate::cli::StoreArgs) -> Self {
         if let StoreSpec::S3(spec) = &mut self {
             spec.endpoint = args.s3_endpoint.clone().filter(|e| !e.trim().is_empty());
             spec.path_style = args.s3_path_style;
+            spec.scope = args.scope.clone();
+        }
+        if let StoreSpec::Azure(spec) = &mut self {
+            spec.endpoint = args.az_endpoint.clone().filter(|e| !e.trim().is_empty());
             spec.scope = args.scope.clone();
         }
         self
@@ -247,6 +260,7 @@ impl StoreSpec {
             StoreSpec::Gha => "the GitHub Actions cache".to_string(),
             StoreSpec::Dir(root) => format!("dir:{}", root.display()),
             StoreSpec::S3(spec) => spec.describe(),
+            StoreSpec::Azure(spec) => spec.describe(),
         }
     }
 }
