@@ -449,3 +449,74 @@ fn no_credential_in_any_output() {
         .count();
     assert!(refused >= 8, "{refused} runs were refused");
 }
+
+/// A save whose archive cannot be committed (Put Block List fails past the retries) is a
+/// warning and no entry: its blocks stay uncommitted (Azure drops them after seven days),
+/// nothing is listed, the next restore is a miss, and the next save of the key succeeds.
+#[test]
+fn a_save_that_cannot_commit_leaves_no_entry() {
+    let run = AzRun::new("abandoned");
+    let proxy = azure::BlockListProxy::start();
+    incompressible(&run.sb.ws().join("cache"), 8);
+    proxy
+        .fail_block_lists
+        .store(10, std::sync::atomic::Ordering::SeqCst);
+    let args = ["--json", "--path", "cache", "--key", "k"];
+    let out = run
+        .cmd(None, &good_key())
+        .env("CACHE_HEAL_AZ_ENDPOINT", proxy.endpoint())
+        .args([&["save"][..], &args].concat())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout_json(&out)["status"], "not-saved", "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the Azure Blob service failed the request"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(blobs(&run.container), Vec::<String>::new());
+    let left = uncommitted(&run.container);
+    assert_eq!(archives(&left).len(), 1, "{left:?}");
+
+    let restored = stdout_json(&run.ok_as(None, &[&["restore"][..], &args].concat()));
+    assert_eq!(restored["status"], "miss", "{restored}");
+    let saved = stdout_json(&run.ok_as(None, &[&["save"][..], &args].concat()));
+    assert_eq!(saved["status"], "saved", "{saved}");
+    assert_eq!(
+        blobs(&run.container)
+            .iter()
+            .filter(|b| b.ends_with("/k.json"))
+            .count(),
+        1
+    );
+}
+
+/// A service that is not there: the restore is a clean miss with a warning, the save a
+/// warning; both exit 0 and nothing local changes.
+#[test]
+fn a_service_that_is_gone_is_a_clean_miss() {
+    let run = AzRun::new("gone");
+    let dir = run.sb.ws().join("cache");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("f"), "previous").unwrap();
+    let port = support::gha::free_port();
+    for command in ["restore", "save"] {
+        let out = run
+            .cmd(None, &good_key())
+            .env(
+                "CACHE_HEAL_AZ_ENDPOINT",
+                format!("http://127.0.0.1:{port}/devstoreaccount1"),
+            )
+            .args([command, "--json", "--path", "cache", "--key", "k"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{command}: {}", stderr(&out));
+        let text = stderr(&out);
+        assert!(
+            text.contains("the Azure Blob service could not be reached"),
+            "{command}: {text}"
+        );
+    }
+    assert_eq!(std::fs::read_to_string(dir.join("f")).unwrap(), "previous");
+}
