@@ -117,9 +117,10 @@ pub const CACHE_HEAL_HTTP_RETRY_DELAY_MS: &str = "CACHE_HEAL_HTTP_RETRY_DELAY_MS
 pub const CACHE_HEAL_RETRY_AFTER_MAX_SECS: &str = "CACHE_HEAL_RETRY_AFTER_MAX_SECS";
 
 /// The pull request's base branch (a branch name, set for `pull_request` events only): the
-/// second scope an S3 restore looks in.
+/// second scope an S3 or Azure restore looks in.
 pub const GITHUB_BASE_REF: &str = "GITHUB_BASE_REF";
-/// The event payload; its `repository.default_branch` is the last scope an S3 restore looks in.
+/// The event payload; its `repository.default_branch` is the last scope an S3 or Azure restore
+/// looks in.
 pub const GITHUB_EVENT_PATH: &str = "GITHUB_EVENT_PATH";
 
 /// The S3 endpoint for every AWS service (the AWS CLI and SDKs read it too).

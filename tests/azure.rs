@@ -520,3 +520,56 @@ fn a_service_that_is_gone_is_a_clean_miss() {
     }
     assert_eq!(std::fs::read_to_string(dir.join("f")).unwrap(), "previous");
 }
+
+/// Workload identity is read (`AZURE_CLIENT_ID`, `AZURE_TENANT_ID`,
+/// `AZURE_FEDERATED_TOKEN_FILE`): a token file that is not there is a warning that says so
+/// (no token request is sent; the authority points at a closed local port all the same).
+/// With no credential at all, and no `az` on `PATH`, the command fails naming what to set.
+#[test]
+fn workload_identity_is_read_and_no_credentials_say_what_to_set() {
+    let run = AzRun::new("identity");
+    std::fs::create_dir_all(run.sb.ws().join("cache")).unwrap();
+    std::fs::write(run.sb.ws().join("cache/f"), "x").unwrap();
+    let args = ["save", "--json", "--path", "cache", "--key", "k"];
+    let closed = support::gha::free_port();
+    let out = run
+        .cmd(None, &good_key())
+        .env_remove("AZURE_STORAGE_KEY")
+        .env("AZURE_CLIENT_ID", "00000000-0000-0000-0000-000000000001")
+        .env("AZURE_TENANT_ID", "00000000-0000-0000-0000-000000000002")
+        .env(
+            "AZURE_FEDERATED_TOKEN_FILE",
+            run.sb.root().join("no-such-token"),
+        )
+        .env("AZURE_AUTHORITY_HOST", format!("http://127.0.0.1:{closed}"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout_json(&out)["status"], "not-saved");
+    let text = stderr(&out);
+    let lines = lines_saying(&text, &run.store(), "refused the credentials");
+    assert_eq!(lines.len(), 1, "{text}");
+    assert!(lines[0].contains("FederatedTokenFileUnreadable"), "{text}");
+
+    let no_az = tempfile::tempdir().unwrap();
+    let out = run
+        .cmd(None, &good_key())
+        .env_remove("AZURE_STORAGE_KEY")
+        .env("PATH", no_az.path())
+        .args(args)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = stderr(&out);
+    assert!(text.contains("no credentials"), "{text}");
+    for name in [
+        "AZURE_STORAGE_KEY",
+        "AZURE_STORAGE_SAS_TOKEN",
+        "AZURE_STORAGE_CONNECTION_STRING",
+        "AZURE_FEDERATED_TOKEN_FILE",
+        "azure/login",
+    ] {
+        assert!(text.contains(name), "{name}: {text}");
+    }
+}

@@ -86,7 +86,7 @@ pub struct EntryInfo {
     pub paths: Option<Vec<String>>,
     /// The directory relative member names are relative to, when recorded.
     pub workspace: Option<PathBuf>,
-    /// The ref scope it was saved in, for stores that scope entries (`s3://`).
+    /// The ref scope it was saved in, for stores that scope entries (`s3://`, `az://`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
 }
