@@ -573,3 +573,34 @@ fn workload_identity_is_read_and_no_credentials_say_what_to_set() {
         assert!(text.contains(name), "{name}: {text}");
     }
 }
+
+/// Keys with `/`, spaces, `%` and non-ASCII letters round trip, and match as prefixes, in
+/// blob names as they do in S3 object names.
+#[test]
+fn awkward_keys_round_trip_and_match_as_prefixes() {
+    let run = AzRun::new("keys");
+    let dir = run.sb.ws().join("cache");
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = "deps/Linux x64 100%-ключ-ü";
+    std::fs::write(dir.join("who"), key).unwrap();
+    run.ok_as(None, &["save", "--path", "cache", "--key", key]);
+    std::fs::write(dir.join("who"), "nothing").unwrap();
+    let restored = stdout_json(&run.ok_as(
+        None,
+        &[
+            "restore",
+            "--json",
+            "--path",
+            "cache",
+            "--key",
+            "deps/other",
+            "--restore-key",
+            "deps/Linux x64 100%-клю",
+        ],
+    ));
+    assert_eq!(restored["status"], "partial", "{restored}");
+    assert_eq!(restored["matched_key"], key);
+    assert_eq!(std::fs::read_to_string(dir.join("who")).unwrap(), key);
+    let listed = stdout_json(&run.ok_as(None, &["inspect", "--json"]));
+    assert_eq!(listed["entries"][0]["key"], key, "{listed}");
+}
