@@ -456,9 +456,10 @@ fn no_credential_in_any_output() {
 #[test]
 fn a_save_that_cannot_commit_leaves_no_entry() {
     let run = AzRun::new("abandoned");
-    let proxy = azure::BlockListProxy::start();
+    let proxy = azure::FaultProxy::start();
     incompressible(&run.sb.ws().join("cache"), 8);
     proxy
+        .faults
         .fail_block_lists
         .store(10, std::sync::atomic::Ordering::SeqCst);
     let args = ["--json", "--path", "cache", "--key", "k"];
@@ -603,4 +604,41 @@ fn awkward_keys_round_trip_and_match_as_prefixes() {
     assert_eq!(std::fs::read_to_string(dir.join("who")).unwrap(), key);
     let listed = stdout_json(&run.ok_as(None, &["inspect", "--json"]));
     assert_eq!(listed["entries"][0]["key"], key, "{listed}");
+}
+
+/// Azure's throttling (503 `ServerBusy`) on blocks and on ranged GETs, and a range whose body
+/// breaks off, are retried: the save and the restore succeed and the tree is right.
+#[test]
+fn server_busy_and_broken_ranges_are_retried() {
+    use std::sync::atomic::Ordering;
+    let run = AzRun::new("faults");
+    let proxy = azure::FaultProxy::start();
+    let dir = run.sb.ws().join("cache");
+    incompressible(&dir, 20);
+    let before = snapshot(&dir);
+    let through_proxy = |args: &[&str]| {
+        let out = run
+            .cmd(None, &good_key())
+            .env("CACHE_HEAL_AZ_ENDPOINT", proxy.endpoint())
+            .env("CACHE_HEAL_HTTP_RETRIES", "4")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        stdout_json(&out)
+    };
+    proxy.faults.busy_blocks.store(2, Ordering::SeqCst);
+    let saved = through_proxy(&["save", "--json", "--path", "cache", "--key", "k"]);
+    assert_eq!(saved["status"], "saved", "{saved}");
+    assert_eq!(proxy.injected(), ["ServerBusy block", "ServerBusy block"]);
+
+    std::fs::remove_dir_all(&dir).unwrap();
+    proxy.faults.busy_ranges.store(2, Ordering::SeqCst);
+    proxy.faults.cut_ranges.store(1, Ordering::SeqCst);
+    let restored = through_proxy(&["restore", "--json", "--path", "cache", "--key", "k"]);
+    assert_eq!(restored["status"], "exact", "{restored}");
+    assert_same_tree(&before, &snapshot(&dir));
+    let injected = proxy.injected();
+    assert_eq!(injected.len(), 5, "{injected:?}");
+    assert!(injected.contains(&"cut range"), "{injected:?}");
 }

@@ -102,7 +102,8 @@ pub struct Summaries {
 
 /// Multipart part size: S3's minimum is 5 MiB (except the last part). With 8 MiB parts a save
 /// of bench/s3.sh's 1 GB tree peaked at 102 MiB (the compressor's own buffers are ~65 MiB); 6
-/// MiB keeps it under the 100 MiB bar (98 MiB) and still allows 60 GB in S3's 10,000 parts.
+/// MiB keeps it under the 100 MiB bar (98 MiB) and still allows 60 GB in S3's 10,000 parts
+/// (Azure allows 50,000 blocks).
 pub const PART_SIZE: usize = 6 << 20;
 /// Parts in flight at once.
 pub const UPLOAD_CONCURRENCY: usize = 4;
@@ -144,7 +145,8 @@ fn decode_segment(text: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// How messages name the store (`s3://bucket at …`), with the service it is.
+/// How messages name the store (`s3://bucket at …`, `az://container at …`), with the service
+/// it is.
 #[derive(Clone, Debug)]
 pub struct StoreName {
     pub text: String,
@@ -839,8 +841,9 @@ impl crate::store::Upload for Upload {
 }
 
 impl Drop for Upload {
-    /// Aborts an upload that was not completed: parts in flight stop and the server drops the
-    /// parts it has, so nothing lingers and nothing becomes visible.
+    /// Aborts an upload that was not completed: parts in flight stop and nothing becomes
+    /// visible. S3 drops the parts it has; Azure has nothing to abort (uncommitted blocks are
+    /// no blob, and it drops them after seven days).
     fn drop(&mut self) {
         if self.done {
             return;

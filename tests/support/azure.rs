@@ -1,11 +1,12 @@
 //! The Azure Blob peers: Azurite (the one [`gha::azurite`] starts for this test process, on
 //! 127.0.0.1) as the service, and Microsoft's `@azure/storage-blob` (`tests/node/azure-peer.mjs`)
 //! as the other client, both from `tests/node/node_modules` (`scripts/install-test-deps.sh`);
-//! [`BlockListProxy`] between them makes a save unable to commit its archive.
+//! [`FaultProxy`] between them injects Azure's faults: throttling, 500s, broken ranges.
 
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::AtomicU32;
 
 use axum::Router;
@@ -13,7 +14,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 
-use super::gha::{self, ACCOUNT, answer, azurite, node_dir, send_upstream, take};
+use super::gha::{self, ACCOUNT, answer, azurite, cut_off, node_dir, send_upstream, take};
 
 /// The account's blob endpoint, as `--az-endpoint` and connection strings name it.
 pub fn endpoint() -> String {
@@ -77,30 +78,45 @@ pub fn key() -> &'static str {
     gha::ACCOUNT_KEY
 }
 
-/// A proxy in front of Azurite that fails the next `fail_block_lists` Put Block List requests
-/// (`PUT …?comp=blocklist`) with 500 `InternalError`, after the blocks went through: a save
-/// that can never commit its archive. Stops when dropped.
-pub struct BlockListProxy {
+/// The fault switches of a [`FaultProxy`], each a counter of the next N requests it hits.
+#[derive(Default)]
+pub struct AzureFaults {
+    /// Put Block List (`PUT …?comp=blocklist`) answers 500 `InternalError`, after the blocks
+    /// went through: a save that cannot commit its archive.
+    pub fail_block_lists: AtomicU32,
+    /// Put Block (`PUT …?comp=block`) answers 503 `ServerBusy`, Azure's throttling.
+    pub busy_blocks: AtomicU32,
+    /// Ranged GETs answer 503 `ServerBusy`.
+    pub busy_ranges: AtomicU32,
+    /// Ranged GETs send half their body, then reset the connection.
+    pub cut_ranges: AtomicU32,
+    /// What was injected, in order.
+    pub injected: Mutex<Vec<&'static str>>,
+}
+
+/// A proxy in front of Azurite that injects what Azure throws in production (see
+/// [`AzureFaults`]). Stops when dropped.
+pub struct FaultProxy {
     pub port: u16,
-    pub fail_block_lists: Arc<AtomicU32>,
+    pub faults: Arc<AzureFaults>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 struct ProxyState {
-    fail_block_lists: Arc<AtomicU32>,
+    faults: Arc<AzureFaults>,
     upstream: u16,
     http: reqwest::Client,
 }
 
-impl BlockListProxy {
+impl FaultProxy {
     pub fn start() -> Self {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
-        let fail_block_lists = Arc::new(AtomicU32::new(0));
+        let faults = Arc::new(AzureFaults::default());
         let state = Arc::new(ProxyState {
-            fail_block_lists: Arc::clone(&fail_block_lists),
+            faults: Arc::clone(&faults),
             upstream: azurite().port,
             http: reqwest::Client::builder()
                 .pool_max_idle_per_host(0)
@@ -130,7 +146,7 @@ impl BlockListProxy {
         });
         Self {
             port,
-            fail_block_lists,
+            faults,
             shutdown: Some(shutdown),
             thread: Some(thread),
         }
@@ -140,9 +156,13 @@ impl BlockListProxy {
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}/{ACCOUNT}", self.port)
     }
+
+    pub fn injected(&self) -> Vec<&'static str> {
+        self.faults.injected.lock().unwrap().clone()
+    }
 }
 
-impl Drop for BlockListProxy {
+impl Drop for FaultProxy {
     fn drop(&mut self) {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
@@ -153,6 +173,17 @@ impl Drop for BlockListProxy {
     }
 }
 
+fn error(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>{code}</Code><Message>{message}</Message></Error>"
+    );
+    let mut response = (status, body).into_response();
+    response
+        .headers_mut()
+        .insert("x-ms-error-code", code.parse().unwrap());
+    response
+}
+
 async fn forward(
     State(state): State<Arc<ProxyState>>,
     method: Method,
@@ -161,9 +192,29 @@ async fn forward(
     body: axum::body::Bytes,
 ) -> Response {
     let query = uri.query().unwrap_or("");
-    if method == Method::PUT && query.contains("comp=blocklist") && take(&state.fail_block_lists) {
-        let body = "<?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>InternalError</Code><Message>The server encountered an internal error.</Message></Error>";
-        return (StatusCode::INTERNAL_SERVER_ERROR, body).into_response();
+    let comp = |value: &str| {
+        method == Method::PUT && query.split('&').any(|p| p == format!("comp={value}"))
+    };
+    let (is_block, is_block_list) = (comp("block"), comp("blocklist"));
+    let is_range = method == Method::GET && headers.contains_key("range");
+    let faults = &state.faults;
+    let note = |what| faults.injected.lock().unwrap().push(what);
+    if is_block_list && take(&faults.fail_block_lists) {
+        note("InternalError block list");
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalError",
+            "The server encountered an internal error.",
+        );
+    }
+    let busy = "Operations per second is over the account limit.";
+    if is_block && take(&faults.busy_blocks) {
+        note("ServerBusy block");
+        return error(StatusCode::SERVICE_UNAVAILABLE, "ServerBusy", busy);
+    }
+    if is_range && take(&faults.busy_ranges) {
+        note("ServerBusy range");
+        return error(StatusCode::SERVICE_UNAVAILABLE, "ServerBusy", busy);
     }
     let target = format!("http://127.0.0.1:{}{}?{query}", state.upstream, uri.path());
     let mut request = state.http.request(method, target).body(body);
@@ -175,8 +226,14 @@ async fn forward(
             request = request.header(name, value);
         }
     }
-    match send_upstream(request).await {
-        Ok((status, headers, bytes)) => answer(status, headers, bytes),
-        Err(response) => response,
+    let (status, out_headers, bytes) = match send_upstream(request).await {
+        Ok(answer) => answer,
+        Err(response) => return response,
+    };
+    if is_range && status.is_success() && take(&faults.cut_ranges) {
+        note("cut range");
+        let half = bytes.len() / 2;
+        return cut_off(status, out_headers, bytes, half);
     }
+    answer(status, out_headers, bytes)
 }
