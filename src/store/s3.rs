@@ -25,7 +25,7 @@
 //!
 //! # Client and credentials
 //!
-//! `object_store` (apache/arrow-rs-object-store, `aws` feature only) signs and sends the
+//! `object_store` (apache/arrow-rs-object-store, `aws` and `azure` features) signs and sends the
 //! requests on the reqwest + rustls stack the binary already has (`cargo tree`: one reqwest,
 //! one hyper, one rustls), and retries 5xx (S3's `SlowDown` is a 503), 429 and broken
 //! connections with exponential backoff. Credentials come from `AWS_ACCESS_KEY_ID`,
@@ -259,7 +259,8 @@ static FLAVOR: Flavor = Flavor {
     container: "bucket",
     missing_container_codes: &["NoSuchBucket"],
     credential_codes: CREDENTIAL_CODES,
-    // Unchanged from before the Azure store: web identity failures are classified as they were.
+    // No token provider whose failures need naming: web identity failures are classified as
+    // any other request's.
     token_failures: &[],
     check_container: "the bucket name in `--store` and the endpoint (`--s3-endpoint`, `AWS_ENDPOINT_URL`)",
     check_credentials: "`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN` (an expired session needs new ones) and that they may use this bucket",
