@@ -642,3 +642,41 @@ fn server_busy_and_broken_ranges_are_retried() {
     assert_eq!(injected.len(), 5, "{injected:?}");
     assert!(injected.contains(&"cut range"), "{injected:?}");
 }
+
+/// The conditional create of the metadata: when another writer creates it between our check
+/// and our create (the proxy sends our create twice), Azurite answers 409 and the save says
+/// "already exists", exits 0 and deletes its own archive. The entry the "other writer" made
+/// names that deleted archive, so the next restore is a warned miss, not an error.
+#[test]
+fn a_create_that_loses_the_race_is_already_exists() {
+    use std::sync::atomic::Ordering;
+    let run = AzRun::new("lost-race");
+    let proxy = azure::FaultProxy::start();
+    let dir = run.sb.ws().join("cache");
+    incompressible(&dir, 2);
+    let through_proxy = |args: &[&str]| {
+        let out = run
+            .cmd(None, &good_key())
+            .env("CACHE_HEAL_AZ_ENDPOINT", proxy.endpoint())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        out
+    };
+    proxy.faults.lose_creates.store(1, Ordering::SeqCst);
+    let saved = stdout_json(&through_proxy(&[
+        "save", "--json", "--path", "cache", "--key", "k",
+    ]));
+    assert_eq!(proxy.injected(), ["lost create"]);
+    assert_eq!(saved["status"], "exists", "{saved}");
+    let names = blobs(&run.container);
+    assert_eq!(archives(&names), Vec::<&String>::new(), "{names:?}");
+    assert_eq!(names.len(), 1, "{names:?}");
+
+    let out = through_proxy(&["restore", "--json", "--path", "cache", "--key", "k"]);
+    assert_eq!(stdout_json(&out)["status"], "miss");
+    let text = stderr(&out);
+    assert!(text.contains("the entry is damaged"), "{text}");
+    assert!(text.contains("the object is gone"), "{text}");
+}

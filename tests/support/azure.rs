@@ -90,6 +90,10 @@ pub struct AzureFaults {
     pub busy_ranges: AtomicU32,
     /// Ranged GETs send half their body, then reset the connection.
     pub cut_ranges: AtomicU32,
+    /// A conditional create (`If-None-Match: *`) is sent to Azurite twice: the first copy
+    /// creates the blob, so the client's own request loses the race at the last moment, as
+    /// when another runner publishes the same key between our check and our create.
+    pub lose_creates: AtomicU32,
     /// What was injected, in order.
     pub injected: Mutex<Vec<&'static str>>,
 }
@@ -217,16 +221,32 @@ async fn forward(
         return error(StatusCode::SERVICE_UNAVAILABLE, "ServerBusy", busy);
     }
     let target = format!("http://127.0.0.1:{}{}?{query}", state.upstream, uri.path());
-    let mut request = state.http.request(method, target).body(body);
-    for (name, value) in &headers {
-        if !matches!(
-            name.as_str(),
-            "content-length" | "connection" | "transfer-encoding"
-        ) {
-            request = request.header(name, value);
+    let request = || {
+        let mut request = state
+            .http
+            .request(method.clone(), &target)
+            .body(body.clone());
+        for (name, value) in &headers {
+            if !matches!(
+                name.as_str(),
+                "content-length" | "connection" | "transfer-encoding"
+            ) {
+                request = request.header(name, value);
+            }
+        }
+        request
+    };
+    let is_create = method == Method::PUT
+        && headers
+            .get("if-none-match")
+            .is_some_and(|v| v.as_bytes() == b"*");
+    if is_create && take(&faults.lose_creates) {
+        note("lost create");
+        if let Err(response) = send_upstream(request()).await {
+            return response;
         }
     }
-    let (status, out_headers, bytes) = match send_upstream(request).await {
+    let (status, out_headers, bytes) = match send_upstream(request()).await {
         Ok(answer) => answer,
         Err(response) => return response,
     };
