@@ -20,12 +20,17 @@ enum Credential {
     /// `AZURE_STORAGE_ACCOUNT` + `AZURE_STORAGE_SAS_TOKEN`, endpoint from `--az-endpoint`
     /// (see [`AzRun::run_with`]).
     Sas(String),
-    /// `AZURE_STORAGE_CONNECTION_STRING` alone.
+    /// `AZURE_STORAGE_CONNECTION_STRING`, beside a wrong `AZURE_STORAGE_KEY`.
     Connection(String),
 }
 
 fn good_key() -> Credential {
     Credential::Key(azure::key().to_string())
+}
+
+/// A key of the right shape that is not the account's.
+fn wrong_key() -> String {
+    azure::key().replace('E', "F")
 }
 
 /// A test's view of the service: a sandbox whose `cache-heal` talks to one container.
@@ -82,7 +87,9 @@ impl AzRun {
                     .env("CACHE_HEAL_AZ_ENDPOINT", azure::endpoint());
             }
             Credential::Connection(text) => {
-                cmd.env("AZURE_STORAGE_CONNECTION_STRING", text);
+                // What the connection string gives wins: a wrong key beside it is not used.
+                cmd.env("AZURE_STORAGE_CONNECTION_STRING", text)
+                    .env("AZURE_STORAGE_KEY", wrong_key());
             }
         }
         if let Some((git_ref, base)) = git_ref {
@@ -344,8 +351,7 @@ fn missing_container_wrong_key_and_expired_sas_say_what_to_check() {
     assert_eq!(lines.len(), 1, "{text}");
     assert!(lines[0].contains("check the container name"), "{text}");
 
-    // A key of the right shape that is not the account's.
-    let wrong_key = Credential::Key(azure::key().replace('E', "F"));
+    let wrong_key = Credential::Key(wrong_key());
     let expired = Credential::Sas(azure::sas(&run.container, -10));
     for (credential, names) in [
         (&wrong_key, "`AZURE_STORAGE_KEY`"),
@@ -378,7 +384,7 @@ fn no_credential_in_any_output() {
     awkward_tree(&run.sb.ws().join("cache"));
     let sas = azure::sas(&run.container, 60);
     let expired = azure::sas(&run.container, -10);
-    let wrong_key = azure::key().replace('E', "F");
+    let wrong_key = wrong_key();
     let connection = format!(
         "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={};BlobEndpoint={}",
         azure::key(),

@@ -255,13 +255,15 @@ impl Account {
             name.as_ref()
                 .map(|n| format!("https://{n}.blob.core.windows.net"))
         });
-        let key = connection
-            .key
-            .or_else(|| env_value(env_vars::AZURE_STORAGE_KEY))
-            .or_else(|| env_value(env_vars::AZURE_STORAGE_ACCESS_KEY));
-        let sas = connection
-            .sas
-            .or_else(|| env_value(env_vars::AZURE_STORAGE_SAS_TOKEN));
+        // A connection string's credential is the whole credential: a key in the environment
+        // does not override its SAS.
+        let (key, sas) = if connection.key.is_some() || connection.sas.is_some() {
+            (connection.key, connection.sas)
+        } else {
+            let key = env_value(env_vars::AZURE_STORAGE_KEY)
+                .or_else(|| env_value(env_vars::AZURE_STORAGE_ACCESS_KEY));
+            (key, env_value(env_vars::AZURE_STORAGE_SAS_TOKEN))
+        };
         Ok(Self {
             name,
             endpoint,
