@@ -9,8 +9,9 @@ the knobs. Python standard library only.
    a built wheel compiles its C extension).
 2. Serve them on 127.0.0.1 as PyPI does (PEP 691 JSON and PEP 503 HTML pages with PEP 658
    metadata, pages revalidated with ETags as a cache older than PyPI's 10-minute max-age is,
-   files immutable), with a latency added to every request and a bandwidth cap per connection;
-   the server counts requests and bytes, and lives in this process, so it ends with the bench.
+   files immutable), with a latency added to every request, a bandwidth cap per connection and
+   one for all connections together (a runner's network card); the server counts requests and
+   bytes, and lives in this process, so it ends with the bench.
 3. Seed: one cold job per strategy (Python 3.11, the base lock) saves its entry into that
    strategy's store, a local directory standing in for the cache service.
 4. Measure, round-robin: same lock, changed lock (one dependency bumped), new Python (3.12
@@ -155,8 +156,7 @@ def requires_python(metadata):
 
 
 class Index:
-    """A PyPI-like simple index over a directory, with latency, a per-connection bandwidth cap
-    and counters."""
+    """A PyPI-like simple index over a directory, with latency, bandwidth caps and counters."""
 
     def __init__(self, files, latency_ms, mb_per_s, total_mb_per_s):
         self.latency = latency_ms / 1000
@@ -237,7 +237,8 @@ class Index:
                 self.end_headers()
 
             def body(self, chunks):
-                """Writes the body no faster than the per-connection rate."""
+                """Writes the body no faster than this connection's cap, nor than the shared link
+                carries it."""
                 start = time.monotonic()
                 sent = 0
                 for chunk in chunks:
