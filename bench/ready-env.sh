@@ -18,7 +18,8 @@
 # Knobs: READY_ENV_RUNS (3), READY_ENV_LATENCY_MS (30), READY_ENV_MBPS (40 per connection; 0: no cap),
 # READY_ENV_TOTAL_MBPS (125 for all connections together, a runner's 1 Gbit/s; 0: no cap),
 # READY_ENV_SCRATCH (default: tmpfs when it has room, else .bench/ready-env),
-# READY_ENV_JSON (a file for every job's figures).
+# READY_ENV_JSON (a file for every job's figures). Each job's commands and output are logged in
+# .bench/ready-env-logs (git-ignored).
 # Not a test: it prints numbers. Needs what scripts/install-test-deps.sh installs, GNU tar, zstd,
 # a C compiler, pyenv's 3.11 and 3.12, and PyPI the first time.
 set -euo pipefail
@@ -55,6 +56,7 @@ trap 'rm -rf "$SCRATCH"' EXIT
 
 "$PY311" bench/ready_env.py --uv "$UV" --cache-heal "$CH" --py311 "$PY311" --py312 "$PY312" \
   --scratch "$SCRATCH" --scratch-kind "$KIND" --fetch-dir "$PWD/.bench-cache/ready-env" \
+  --logs "$PWD/.bench/ready-env-logs" \
   --runs "${READY_ENV_RUNS:-3}" --latency-ms "${READY_ENV_LATENCY_MS:-30}" \
   --mbps "${READY_ENV_MBPS:-40}" --total-mbps "${READY_ENV_TOTAL_MBPS:-125}" \
   ${READY_ENV_JSON:+--json "$READY_ENV_JSON"}

@@ -313,8 +313,10 @@ class Bench:
         self.scratch = args.scratch
         self.cache = os.path.join(self.scratch, "job", "uv-cache")
         self.venv = os.path.join(self.scratch, "job", ".venv")
-        self.logs = os.path.join(self.scratch, "logs")
-        os.makedirs(self.logs, exist_ok=True)
+        # Outside the scratch directory, which goes when the bench ends: a failed job names its log.
+        self.logs = args.logs
+        shutil.rmtree(self.logs, ignore_errors=True)
+        os.makedirs(self.logs)
         self.env = dict(os.environ)
         for var in list(self.env):
             if var.startswith(("UV_", "CACHE_HEAL_", "GITHUB_", "ACTIONS_", "PIP_")):
@@ -535,7 +537,7 @@ def report(results, seeds, args):
 
 def main():
     parser = argparse.ArgumentParser()
-    for name in ("uv", "cache-heal", "py311", "py312", "scratch", "fetch-dir", "scratch-kind"):
+    for name in ("uv", "cache-heal", "py311", "py312", "scratch", "fetch-dir", "scratch-kind", "logs"):
         parser.add_argument("--" + name, required=True)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--latency-ms", type=float, default=30)
