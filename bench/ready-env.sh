@@ -11,12 +11,14 @@
 # empty venv; the timed part is the restore plus `uv venv` and `uv pip sync` of the lock.
 # Strategies: no cache; setup-uv's exact key (whole cache, and with `prune-cache: true`);
 # actions/cache with restore keys; cache-heal with its defaults (and, for comparison only,
-# with `--no-prune`). The store is a local directory for all of them.
+# with `--prune ci`). The store is a local directory for all of them; each restore then waits
+# as long as the cache service would take to send its entry (READY_ENV_CACHE_MBPS, 125 MB/s).
 # Scenarios: the same lock, a changed lock (requests bumped), a new Python (a 3.11 entry restored
 # by a 3.12 job). Prints a table of medians and PASS/FAIL for the bars; exits 1 if a bar fails.
 #
 # Knobs: READY_ENV_RUNS (3), READY_ENV_LATENCY_MS (30), READY_ENV_MBPS (40 per connection; 0: no cap),
 # READY_ENV_TOTAL_MBPS (125 for all connections together, a runner's 1 Gbit/s; 0: no cap),
+# READY_ENV_CACHE_MBPS (125, the cache service's download rate; 0: a restore is free),
 # READY_ENV_SCRATCH (default: tmpfs when it has room, else .bench/ready-env),
 # READY_ENV_JSON (a file for every job's figures). Each job's commands and output are logged in
 # .bench/ready-env-logs (git-ignored).
@@ -59,4 +61,5 @@ trap 'rm -rf "$SCRATCH"' EXIT
   --logs "$PWD/.bench/ready-env-logs" \
   --runs "${READY_ENV_RUNS:-3}" --latency-ms "${READY_ENV_LATENCY_MS:-30}" \
   --mbps "${READY_ENV_MBPS:-40}" --total-mbps "${READY_ENV_TOTAL_MBPS:-125}" \
+  --cache-mbps "${READY_ENV_CACHE_MBPS:-125}" \
   ${READY_ENV_JSON:+--json "$READY_ENV_JSON"}

@@ -13,7 +13,12 @@ the knobs. Python standard library only.
    one for all connections together (a runner's network card); the server counts requests and
    bytes, and lives in this process, so it ends with the bench.
 3. Seed: one cold job per strategy (Python 3.11, the base lock) saves its entry into that
-   strategy's store, a local directory standing in for the cache service.
+   strategy's store, a local directory standing in for the cache service. A restore then waits
+   as long as the cache service would take to send the entry (its size at --cache-mbps, 125
+   MB/s by default, what hosted runners get from GitHub's cache), the same for every strategy:
+   without it a local directory makes a big entry free, and no CI cache is. The wait is added
+   after the restore, so it is the serial model of actions/cache (download, then extract) and
+   pessimistic for cache-heal, whose restore overlaps the download with unpacking.
 4. Measure, round-robin: same lock, changed lock (one dependency bumped), new Python (3.12
    against the 3.11 entry). A job empties the uv cache and the venv, then, timed: restores as its
    strategy does, `uv venv` and `uv pip sync` of the lock. Measured jobs do not save, so every
@@ -54,7 +59,7 @@ STRATEGIES = {
     "setup-uv-prune": "setup-uv, prune-cache: true",
     "actions-cache": "actions/cache + restore-keys",
     "cache-heal": "cache-heal (defaults)",
-    "cache-heal-no-prune": "cache-heal --no-prune (not a default)",
+    "cache-heal-prune-ci": "cache-heal --prune ci (not a default)",
 }
 REFERENCE = ["none", "setup-uv", "setup-uv-prune", "actions-cache"]
 SCENARIOS = {
@@ -386,6 +391,7 @@ class Bench:
         if match:
             archive = os.path.join(store, match + ".tar.zst")
             self.run(f"zstd -d -q -c '{archive}' | tar -xf - -C '{self.cache}'", None, logname, shell=True)
+            self.last_entry_bytes = os.path.getsize(archive)
         return outcome
 
     def cache_heal_key(self, version, lock, logname):
@@ -402,6 +408,7 @@ class Bench:
             cmd += ["--restore-key", prefix]
         report = json.loads(self.run(cmd, self.projects[lock], logname))
         self.last_timings = report.get("timings") or {}
+        self.last_entry_bytes = report.get("bytes") or 0
         return report["status"]
 
     # Saves ------------------------------------------------------------------------------------
@@ -413,8 +420,8 @@ class Bench:
             key, _ = self.cache_heal_key(version, lock, logname)
             cmd = [self.args.cache_heal, "save", "--store", "dir:" + self.store(strategy),
                    "--path", self.cache, "--key", key]
-            if strategy == "cache-heal-no-prune":
-                cmd.append("--no-prune")
+            if strategy == "cache-heal-prune-ci":
+                cmd += ["--prune", "ci"]
             self.run(cmd, self.projects[lock], logname)
             return
         if strategy == "setup-uv-prune":
@@ -436,6 +443,7 @@ class Bench:
         requests0, bytes0 = self.index.snapshot()
         start = time.monotonic()
         self.last_timings = {}
+        self.last_entry_bytes = 0
         if strategy == "none":
             outcome = "-"
         elif strategy.startswith("cache-heal"):
@@ -443,6 +451,8 @@ class Bench:
         else:
             key, restore_keys = self.tar_keys(strategy, version, lock)
             outcome = self.tar_restore(strategy, key, restore_keys, logname)
+        transfer = self.last_entry_bytes / (self.args.cache_mbps * 1e6) if self.args.cache_mbps else 0
+        time.sleep(transfer)
         restored = time.monotonic()
         project = self.projects[lock]
         self.run([self.args.uv, "venv", "-q", "-p", self.python(version), self.venv], project, logname)
@@ -452,6 +462,7 @@ class Bench:
         requests1, bytes1 = self.index.snapshot()
         result = {
             "total": ready - start, "restore": restored - start, "outcome": outcome,
+            "transfer": transfer,
             "requests": requests1 - requests0, "bytes": bytes1 - bytes0,
             "timings": self.last_timings,
         }
@@ -496,7 +507,7 @@ def report(results, seeds, args):
     log("")
     log(f"Time to a ready venv (`uv venv` + `uv pip sync` of 76 packages), median of {args.runs} runs;")
     log(f"index: {args.latency_ms:g} ms per request, {args.mbps:g} MB/s per connection, "
-        f"{args.total_mbps:g} MB/s in all; "
+        f"{args.total_mbps:g} MB/s in all; cache service {args.cache_mbps:g} MB/s; "
         f"{args.uv_version}; scratch on {args.scratch_kind}.")
     log("")
     log("| scenario | strategy | restored | total s | of which restore s | index requests | index bytes | runs s |")
@@ -543,6 +554,8 @@ def main():
     parser.add_argument("--latency-ms", type=float, default=30)
     parser.add_argument("--mbps", type=float, default=40)
     parser.add_argument("--total-mbps", type=float, default=125)
+    parser.add_argument("--cache-mbps", type=float, default=125,
+                        help="the cache service's download rate a restore waits for (0: none)")
     parser.add_argument("--json", default=None, help="also write every job's figures here")
     args = parser.parse_args()
     args.uv_version = subprocess.run([args.uv, "--version"], capture_output=True, text=True).stdout.strip()
