@@ -9,6 +9,7 @@
 pub mod github;
 pub mod local;
 pub mod s3;
+pub mod scope;
 
 use anyhow::Result;
 use std::io::{Read, Write};
