@@ -7,7 +7,13 @@
 //! ```text
 //! PREFIX/<scope>/<version>/<key>.json                        metadata: its creation publishes
 //! PREFIX/<scope>/<version>/archives/<key>.<upload-id>.tzst   the archive it names (or .tgz)
+//! PREFIX/<scope>/<version>/used/<key>                        empty; its LastModified is the
+//!                                                            entry's last use
 //! ```
+//!
+//! The last use is a marker object of its own, rewritten when a restore starts downloading,
+//! because the metadata object is never rewritten: its conditional creation is what publishes.
+//! A listing shows the markers next to the entries, so `inspect` and `gc` pay no extra request.
 //!
 //! `<scope>` is a ref (`refs/heads/main`, `refs/pull/7/merge`) or `local`, one path segment per
 //! ref component. `<version>` is the actions/cache entry version. `<key>` is the key with every
@@ -74,11 +80,13 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::task::{JoinHandle, JoinSet};
 
+use super::scope::LOCAL_SCOPE;
 use super::scope::{Scopes, decode_segment, encode_segment};
-use super::{EntryInfo, Hit, Lookup, NewEntry, Published, Query, Reservation, Store};
+use super::{EntryInfo, Hit, Lookup, NewEntry, Published, Query, Removal, Reservation, Store};
 use crate::env_vars;
 use crate::key::{self, Compression};
 use crate::pace::{Pace, SinkGauge};
+use std::collections::HashMap;
 
 /// Multipart part size: S3's minimum is 5 MiB (except the last part). With 8 MiB parts a save
 /// of bench/s3.sh's 1 GB tree peaked at 102 MiB (the compressor's own buffers are ~65 MiB); 6
@@ -450,6 +458,30 @@ impl S3Store {
         object_path(&name)
     }
 
+    /// The marker whose LastModified is the entry's last use.
+    fn used_path(&self, scope: &str, version: &str, key: &str) -> Result<ObjectPath> {
+        let name = format!(
+            "{}/used/{}",
+            self.scope_dir(scope, version),
+            encode_segment(key)
+        );
+        object_path(&name)
+    }
+
+    /// Every marker under the prefix, by name, with its time (see [`marker_time_ns`]).
+    fn used_markers(listing: &[object_store::ObjectMeta]) -> HashMap<String, u128> {
+        listing
+            .iter()
+            .filter(|meta| meta.location.as_ref().contains("/used/"))
+            .map(|meta| {
+                (
+                    meta.location.as_ref().to_string(),
+                    marker_time_ns(meta.last_modified.timestamp_nanos_opt()),
+                )
+            })
+            .collect()
+    }
+
     fn error(&self, what: &str, error: &object_store::Error) -> Error {
         classify(&self.describe, what, error)
     }
@@ -607,6 +639,68 @@ impl Store for S3Store {
         })
     }
 
+    /// Rewrites the entry's `used/` marker (an empty PUT).
+    fn record_use(&self, hit: &Hit) -> Result<()> {
+        let meta: Metadata = serde_json::from_str(&hit.locator)?;
+        let marker = self.used_path(&meta.scope, &meta.version, &meta.key)?;
+        self.runtime
+            .block_on(self.client.put(&marker, PutPayload::new()))
+            .map_err(|e| self.error("recording the last use", &e))?;
+        Ok(())
+    }
+
+    fn save_scope(&self) -> Option<&str> {
+        Some(&self.scopes.save)
+    }
+
+    /// Deletes the metadata object (the entry is no longer found), then the archive and the
+    /// marker. A restore already downloading it may then fail on a later range: a clean miss,
+    /// which the grace window of `gc` is there to avoid.
+    fn remove(&self, entry: &EntryInfo, unless_used_since: Option<u128>) -> Result<Removal> {
+        let scope = entry.scope.as_deref().unwrap_or(LOCAL_SCOPE);
+        let meta_path = self.metadata_path(scope, &entry.version, &entry.key)?;
+        let marker = self.used_path(scope, &entry.version, &entry.key)?;
+        self.runtime.block_on(async {
+            let meta = match self.read_metadata(&meta_path).await {
+                Ok(meta) => meta,
+                Err(e) if e.is_not_found() => return Ok(Removal::Gone),
+                Err(e) => return Err(e.into()),
+            };
+            if (meta.created_ns / 1_000_000_000) as u64 != entry.created {
+                return Ok(Removal::Gone);
+            }
+            if let Some(cutoff) = unless_used_since {
+                match self.client.head(&marker).await {
+                    Ok(used)
+                        if marker_time_ns(used.last_modified.timestamp_nanos_opt()) >= cutoff =>
+                    {
+                        return Ok(Removal::InUse);
+                    }
+                    Ok(_) => {}
+                    Err(e) => match self.error("reading the last use", &e) {
+                        Error::NotFound { .. } => {}
+                        other => return Err(other.into()),
+                    },
+                }
+            }
+            let archive = object_path(&meta.archive)?;
+            for (what, path) in [
+                ("deleting the entry's metadata", &meta_path),
+                ("deleting the entry's archive", &archive),
+                ("deleting the entry's last-use marker", &marker),
+            ] {
+                match self.client.delete(path).await {
+                    Ok(()) => {}
+                    Err(e) => match self.error(what, &e) {
+                        Error::NotFound { .. } => {}
+                        other => return Err(other.into()),
+                    },
+                }
+            }
+            Ok::<_, anyhow::Error>(Removal::Removed)
+        })
+    }
+
     fn open(&self, hit: &Hit) -> Result<Box<dyn Read + Send>> {
         let meta: Metadata = serde_json::from_str(&hit.locator)?;
         Ok(Box::new(Download::start(
@@ -690,15 +784,22 @@ impl Store for S3Store {
             } else {
                 Some(object_path(&self.spec.prefix)?)
             };
-            let mut names = Vec::new();
+            let mut listing = Vec::new();
             let mut stream = self.client.list(root.as_ref());
             while let Some(item) = stream.next().await {
-                let meta = item.map_err(|e| self.error("listing the entries", &e))?;
-                let name = meta.location.as_ref().to_string();
-                if name.ends_with(".json") && !name.contains("/archives/") {
-                    names.push(meta.location);
-                }
+                listing.push(item.map_err(|e| self.error("listing the entries", &e))?);
             }
+            let used = Self::used_markers(&listing);
+            let names: Vec<ObjectPath> = listing
+                .into_iter()
+                .map(|meta| meta.location)
+                .filter(|name| {
+                    let name = name.as_ref();
+                    name.ends_with(".json")
+                        && !name.contains("/archives/")
+                        && !name.contains("/used/")
+                })
+                .collect();
             let metas: Vec<Result<Metadata, Error>> = futures_util::stream::iter(names)
                 .map(|location| async move { self.read_metadata(&location).await })
                 .buffer_unordered(8)
@@ -712,7 +813,13 @@ impl Store for S3Store {
                     Err(e) if e.is_not_found() => continue,
                     Err(e) => return Err(e.into()),
                 };
+                let used_ns = self
+                    .used_path(&meta.scope, &meta.version, &meta.key)
+                    .ok()
+                    .and_then(|marker| used.get(marker.as_ref()).copied());
                 entries.push(EntryInfo {
+                    last_used: used_ns.map(|ns| (ns / 1_000_000_000) as u64),
+                    recency_ns: used_ns.unwrap_or_default().max(meta.created_ns),
                     key: meta.key,
                     version: meta.version,
                     size: meta.size,
@@ -726,6 +833,18 @@ impl Store for S3Store {
             entries.sort_by(|a, b| b.created.cmp(&a.created).then(a.key.cmp(&b.key)));
             Ok::<_, anyhow::Error>(entries)
         })
+    }
+}
+
+/// A marker's LastModified (Unix nanoseconds, from the listing) as `gc` orders by it. S3 keeps it to the second; a time with no
+/// fraction is taken as the end of its second, as late as the use could have been, so an entry
+/// restored just after others were saved never looks older than them to `gc`.
+fn marker_time_ns(unix_ns: Option<i64>) -> u128 {
+    let ns = u128::try_from(unix_ns.unwrap_or_default()).unwrap_or_default();
+    if ns % 1_000_000_000 == 0 {
+        ns + 999_999_999
+    } else {
+        ns
     }
 }
 
