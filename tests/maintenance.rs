@@ -1,7 +1,8 @@
 //! Maintenance of the stores a fleet runs itself (issue 10, items 7 and 8): `delete`, `gc`
 //! (least recently restored first, `--max-age`, `--dry-run`, the grace window that keeps a
 //! restore in flight whole), the last use `inspect` shows, scopes on `dir:`, and a corrupted
-//! `dir:` entry that is a warned miss while the other keys restore. `dir:` on temporary
+//! `dir:` entry that is a warned miss while the other keys restore, and what `gc` sweeps from
+//! `dir:` (leftovers of killed saves, entries put aside). `dir:` on temporary
 //! directories; `s3://` on the real moto server of `tests/support/s3.rs`.
 #![allow(clippy::disallowed_methods)] // tests use std::fs directly; fs-err is for the binary
 
@@ -530,4 +531,41 @@ fn dir_corrupted_entry_is_a_warned_miss_and_the_other_keys_restore() {
     assert_eq!(fleet.keys(), ["good"]);
     fleet.save("bad");
     fleet.assert_restores(None, "bad", "bad");
+}
+
+#[test]
+fn dir_gc_sweeps_what_no_entry_owns() {
+    let fleet = Fleet::dir();
+    fleet.save("kept");
+    let entries = fleet.sb.store().join("entries");
+    let archive = std::fs::read_dir(&entries)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "tzst"))
+        .unwrap();
+    // What a save killed after moving its archive in leaves, and a quarantined entry.
+    let orphan = entries.join("0123456789abcdef0123456789abcdef-00000000deadbeef.tzst");
+    std::fs::copy(&archive, &orphan).unwrap();
+    let broken = entries.join("0123456789abcdef0123456789abcdef.json.broken");
+    std::fs::write(&broken, "{ not json").unwrap();
+    let fresh = entries.join("fedcba9876543210fedcba9876543210-00000000deadbeef.tzst");
+    std::fs::write(&fresh, "a save publishing right now").unwrap();
+    let day_ago = SystemTime::now() - Duration::from_secs(86400);
+    for old in [&orphan, &broken] {
+        std::fs::File::options()
+            .write(true)
+            .open(old)
+            .unwrap()
+            .set_modified(day_ago)
+            .unwrap();
+    }
+    let dry = fleet.ok(&["gc", "--max-age", "30d", "--dry-run"]);
+    assert_eq!(dry["swept"]["files"], 2, "{dry}");
+    assert!(orphan.exists() && broken.exists());
+    let gc = fleet.ok(&["gc", "--max-age", "30d"]);
+    assert_eq!(gc["swept"]["files"], 2, "{gc}");
+    assert!(gc["removed"].as_array().unwrap().is_empty(), "{gc}");
+    assert!(!orphan.exists() && !broken.exists());
+    assert!(fresh.exists(), "a file younger than the grace window stays");
+    fleet.assert_restores(None, "kept", "kept");
 }

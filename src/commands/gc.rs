@@ -1,6 +1,6 @@
 //! `cache-heal gc`: list every entry of the store → plan what goes (too old, then least recently
 //! used while over the size) and what stays for the grace window → remove one entry at a time →
-//! say what was removed, kept and freed.
+//! sweep what no entry owns → say what was removed, kept, swept and freed.
 //!
 //! Concurrent restores are safe by two rules. A restore records its use before it downloads
 //! (`Store::record_use`), and gc never evicts an entry used or saved within the grace window:
@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::cli::{GcArgs, GlobalArgs, StoreArgs};
 use crate::output::human_bytes;
 use crate::report::{DataReport, Report};
-use crate::store::{EntryInfo, Removal, Store, StoreSpec};
+use crate::store::{EntryInfo, Removal, Store, StoreSpec, Swept};
 
 /// Why an entry goes or stays.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -95,6 +95,8 @@ struct GcReport<'a> {
     kept: &'a [Decision],
     freed: u64,
     bytes_after: u64,
+    /// Files no entry owned: leftovers of killed saves, entries put aside as damaged.
+    swept: Swept,
 }
 
 pub fn run(args: &GcArgs, _global: &GlobalArgs) -> Result<Report> {
@@ -106,6 +108,7 @@ pub fn run(args: &GcArgs, _global: &GlobalArgs) -> Result<Report> {
     }
     let store = open_store("gc", &args.store)?;
     let now = now_ns();
+    let grace_cutoff = now.saturating_sub(args.grace.as_nanos());
     let plan = make_plan(store.list()?, args, now);
     let mut kept = plan.kept;
     let mut removed = Vec::new();
@@ -116,16 +119,16 @@ pub fn run(args: &GcArgs, _global: &GlobalArgs) -> Result<Report> {
             .map(|(entry, reason)| Decision::new(entry, *reason))
             .collect();
     } else {
-        let cutoff = now.saturating_sub(args.grace.as_nanos());
         for (entry, reason) in &plan.evict {
             interrupted_after(&removed)?;
-            match store.remove(entry, Some(cutoff))? {
+            match store.remove(entry, Some(grace_cutoff))? {
                 Removal::Removed => removed.push(Decision::new(entry, *reason)),
                 Removal::InUse => kept.push(Decision::new(entry, Reason::Grace)),
                 Removal::Gone => {}
             }
         }
     }
+    let swept = store.sweep(grace_cutoff, args.dry_run)?;
     let freed: u64 = removed.iter().map(|d| d.size).sum();
     let mut report = DataReport::new(&GcReport {
         status: "ok",
@@ -137,6 +140,7 @@ pub fn run(args: &GcArgs, _global: &GlobalArgs) -> Result<Report> {
         kept: &kept,
         freed,
         bytes_after: plan.bytes.saturating_sub(freed),
+        swept,
     })?;
     let verb = if args.dry_run {
         "Would remove"
@@ -157,6 +161,13 @@ pub fn run(args: &GcArgs, _global: &GlobalArgs) -> Result<Report> {
             describe_entry(&decision.key, decision.scope.as_deref(), &decision.version),
             human_bytes(decision.size),
             decision.reason.describe(args)
+        ));
+    }
+    if swept.files > 0 {
+        report.stderr.push(format!(
+            "{verb} {} files no entry owned (left by killed saves, or entries put aside as damaged or broken), {}",
+            swept.files,
+            human_bytes(swept.bytes)
         ));
     }
     report.stderr.push(format!(

@@ -42,13 +42,14 @@
 use anyhow::{Context, Result, bail};
 use fs_err as fs;
 use sha2::{Digest, Sha256};
+use std::collections::HashSet;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::scope::{LOCAL_SCOPE, Scopes};
 use super::{
-    EntryInfo, Hit, Lookup, NewEntry, Published, Query, Removal, Reservation, Store, Upload,
+    EntryInfo, Hit, Lookup, NewEntry, Published, Query, Removal, Reservation, Store, Swept, Upload,
 };
 use crate::key::{self, Compression};
 
@@ -393,9 +394,74 @@ impl Store for LocalStore {
         Ok(())
     }
 
+    /// Sweeps `entries/` of archives no metadata names (a save killed between moving its
+    /// archive in and publishing it), `.used` files of removed entries and metadata put aside
+    /// as broken or damaged; and `tmp/` of dead partial uploads and metadata never published.
+    fn sweep(&self, older_than_ns: u128, dry_run: bool) -> Result<Swept> {
+        let live = self.read_all_metadata()?;
+        let mut owned: HashSet<String> = HashSet::new();
+        for meta in &live {
+            owned.insert(meta.archive.clone());
+            for path in [
+                self.used_path(meta),
+                self.metadata_path(meta.scope(), &meta.key, &meta.version),
+            ] {
+                owned.extend(file_name(&path));
+            }
+        }
+        let mut swept = Swept::default();
+        if !dry_run {
+            let uploads = crate::leftovers::sweep_uploads(&self.tmp_dir());
+            swept.files += uploads.count;
+            swept.bytes += uploads.bytes;
+        }
+        let candidates = files_in(&self.entries_dir())
+            .into_iter()
+            .filter(|(name, _)| !owned.contains(name) && !name.ends_with(".json"))
+            .chain(
+                files_in(&self.tmp_dir())
+                    .into_iter()
+                    .filter(|(name, _)| name.starts_with("meta-")),
+            );
+        for (_, path) in candidates {
+            let Ok(stat) = fs::metadata(&path) else {
+                continue;
+            };
+            let touched = stat
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_nanos());
+            if touched >= older_than_ns {
+                continue;
+            }
+            if dry_run || fs::remove_file(&path).is_ok() {
+                swept.files += 1;
+                swept.bytes += stat.len();
+            }
+        }
+        Ok(swept)
+    }
+
     fn local_root(&self) -> Option<&Path> {
         Some(&self.root)
     }
+}
+
+/// The plain files in `dir` with their names; nothing if it cannot be read.
+fn files_in(dir: &Path) -> Vec<(String, PathBuf)> {
+    let Ok(items) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    items
+        .flatten()
+        .filter(|item| item.file_type().is_ok_and(|t| t.is_file()))
+        .map(|item| (item.file_name().to_string_lossy().into_owned(), item.path()))
+        .collect()
+}
+
+fn file_name(path: &Path) -> Option<String> {
+    path.file_name().map(|n| n.to_string_lossy().into_owned())
 }
 
 /// The entry a hit's locator names.

@@ -98,6 +98,13 @@ pub struct EntryInfo {
     pub recency_ns: u128,
 }
 
+/// What [`Store::sweep`] removed (or would remove).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Swept {
+    pub files: u64,
+    pub bytes: u64,
+}
+
 /// What [`Store::remove`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Removal {
@@ -176,6 +183,14 @@ pub trait Store: Send + Sync {
             self.describe(),
             entry.key
         )
+    }
+
+    /// Removes (or with `dry_run` only counts) what no entry owns and nothing has touched
+    /// since `older_than_ns` (Unix nanoseconds): the leftovers of saves killed before they
+    /// published, and entries put aside as broken or damaged. Stores with nothing to sweep
+    /// sweep nothing.
+    fn sweep(&self, _older_than_ns: u128, _dry_run: bool) -> Result<Swept> {
+        Ok(Swept::default())
     }
 
     /// The directory a store keeps its files in, when it is on this machine: a save must not
