@@ -299,7 +299,7 @@ fn delete_removes_one_entry(fleet: &Fleet) {
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
-        err.contains("no entry with key `del-a` in scope `local`"),
+        err.contains("no entry with key `del-a` in scope `local` of"),
         "{err}"
     );
     assert!(err.contains("cache-heal inspect"), "{err}");
@@ -473,6 +473,15 @@ fn dir_scopes_follow_github() {
     seeded.sort();
     assert_eq!(seeded, ["local", "refs/pull/7/merge"]);
     fleet.assert_restores(None, "seeded", "seeded");
+    // A run cannot delete another scope's entry, and is told where the key is.
+    let out = fleet.run_as(main, &["delete", "--key", "scoped"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("has entries in scope `refs/pull/7/merge`"),
+        "{err}"
+    );
+    assert!(stdout_json(&out)["error"]["hint"].is_string(), "{err}");
     // Outside Actions, `--scope` names the scope.
     let out = fleet.run(&["restore", "--key", "scoped", "--scope", "refs/pull/7/merge"]);
     assert_eq!(stdout_json(&out)["status"], "exact", "{}", stderr(&out));
@@ -568,4 +577,30 @@ fn dir_gc_sweeps_what_no_entry_owns() {
     assert!(!orphan.exists() && !broken.exists());
     assert!(fresh.exists(), "a file younger than the grace window stays");
     fleet.assert_restores(None, "kept", "kept");
+}
+
+/// The second look: an entry `gc` planned to evict (unused when it listed) but that a restore
+/// started on before the removal is kept; without a cutoff (`delete`) it goes.
+#[test]
+fn dir_removal_looks_again_for_a_use_since_the_listing() {
+    use cache_heal::store::local::LocalStore;
+    use cache_heal::store::{Removal, Store};
+    let fleet = Fleet::dir();
+    fleet.save("raced");
+    let store = LocalStore::new(fleet.sb.store());
+    let listed = store.list().unwrap();
+    assert_eq!(listed[0].last_used, None);
+    let planned_at = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    fleet.restore_as(None, "raced");
+    assert_eq!(
+        store.remove(&listed[0], Some(planned_at)).unwrap(),
+        Removal::InUse
+    );
+    assert_eq!(fleet.keys(), ["raced"]);
+    assert_eq!(store.remove(&listed[0], None).unwrap(), Removal::Removed);
+    assert_eq!(store.remove(&listed[0], None).unwrap(), Removal::Gone);
+    assert!(fleet.keys().is_empty());
 }

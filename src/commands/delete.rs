@@ -1,7 +1,7 @@
 //! `cache-heal delete`: find a key's entries in the save scope → remove each → say what went.
 //! A key with no entry there is an error that says where it does have entries, if anywhere.
 
-use anyhow::{Result, anyhow};
+use anyhow::Result;
 
 use super::gc::{describe_entry, open_store};
 use crate::cli::{DeleteArgs, GlobalArgs};
@@ -38,12 +38,13 @@ pub fn run(args: &DeleteArgs, _global: &GlobalArgs) -> Result<Report> {
         .filter(|e| e.key == args.key)
         .partition(|e| scope.is_none() || e.scope == scope);
     if matching.is_empty() {
-        return Err(not_there(
-            &args.key,
-            scope.as_deref(),
-            &elsewhere,
-            &store.describe(),
-        ));
+        return Err(NotThere {
+            key: args.key.clone(),
+            scope,
+            elsewhere: elsewhere.iter().filter_map(|e| e.scope.clone()).collect(),
+            store: store.describe(),
+        }
+        .into());
     }
     let mut removed = Vec::new();
     let mut lines = Vec::new();
@@ -83,26 +84,43 @@ pub fn run(args: &DeleteArgs, _global: &GlobalArgs) -> Result<Report> {
     Ok(Report::Data(report))
 }
 
-/// The key has no entry in the scope: say so, and where it has some.
-fn not_there(
-    key: &str,
-    scope: Option<&str>,
-    elsewhere: &[&EntryInfo],
-    store: &str,
-) -> anyhow::Error {
-    let in_scope = scope.map_or(String::new(), |s| format!(" in scope `{s}`"));
-    let others: Vec<String> = elsewhere
-        .iter()
-        .filter_map(|e| e.scope.as_deref())
-        .map(|s| format!("`{s}`"))
-        .collect();
-    let hint = if others.is_empty() {
-        format!("`cache-heal inspect --store {store}` lists the entries (keys match exactly)")
-    } else {
-        format!(
-            "the key has entries in scope {}; pass `--scope` to delete there (outside GitHub Actions)",
-            others.join(", ")
-        )
-    };
-    anyhow!("no entry with key `{key}`{in_scope} in {store}\n\nhint: {hint}")
+/// The key has no entry in the scope. Says so, and where it does have entries, if anywhere.
+#[derive(Debug)]
+pub struct NotThere {
+    pub key: String,
+    pub scope: Option<String>,
+    /// Scopes where the key has entries.
+    pub elsewhere: Vec<String>,
+    pub store: String,
 }
+
+impl std::fmt::Display for NotThere {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self {
+            key,
+            scope,
+            elsewhere,
+            store,
+        } = self;
+        write!(f, "no entry with key `{key}`")?;
+        if let Some(scope) = scope {
+            write!(f, " in scope `{scope}`")?;
+        }
+        write!(f, " of {store}\n\nhint: ")?;
+        if elsewhere.is_empty() {
+            write!(
+                f,
+                "`cache-heal inspect --store {store}` lists the entries (keys match exactly)"
+            )
+        } else {
+            let scopes: Vec<String> = elsewhere.iter().map(|s| format!("`{s}`")).collect();
+            write!(
+                f,
+                "the key has entries in scope {}; outside GitHub Actions, `--scope` deletes there",
+                scopes.join(", ")
+            )
+        }
+    }
+}
+
+impl std::error::Error for NotThere {}
