@@ -256,7 +256,7 @@ fn gc_dry_run_removes_nothing_and_the_grace_window_keeps_fresh_entries() {
     let human = fleet.sb.run(&["gc", "--max-size", "0"]);
     let err = stderr(&human);
     assert!(err.contains("within the 1h grace window"), "{err}");
-    assert!(err.contains("Removed 0 of 2 entries"), "{err}");
+    assert!(err.contains("Removed 0 of 2 entries, freeing 0 B"), "{err}");
     assert_eq!(fleet.keys(), ["dry-a", "dry-b"]);
 }
 

@@ -52,9 +52,13 @@ pub fn run(args: &DeleteArgs, _global: &GlobalArgs) -> Result<Report> {
         crate::interrupt::check()?;
         if store.remove(entry, None)? == Removal::Removed {
             lines.push(format!(
-                "Removed {} ({})",
-                describe_entry(&entry.key, entry.scope.as_deref(), &entry.version),
-                human_bytes(entry.size)
+                "Removed {}",
+                describe_entry(
+                    &entry.key,
+                    entry.scope.as_deref(),
+                    &entry.version,
+                    entry.size
+                )
             ));
             removed.push(Removed {
                 version: &entry.version,
@@ -75,11 +79,11 @@ pub fn run(args: &DeleteArgs, _global: &GlobalArgs) -> Result<Report> {
     })?;
     report.stderr = lines;
     report.stderr.push(format!(
-        "Removed {count} {} of `{}`, {} freed, from {}",
+        "Removed {count} {} of `{}` from {}, freeing {}",
         if count == 1 { "entry" } else { "entries" },
         args.key,
-        human_bytes(freed),
-        store.describe()
+        store.describe(),
+        human_bytes(freed)
     ));
     Ok(Report::Data(report))
 }

@@ -149,17 +149,25 @@ pub fn run(args: &GcArgs, _global: &GlobalArgs) -> Result<Report> {
     };
     for decision in &removed {
         report.stderr.push(format!(
-            "{verb} {} ({}): {}",
-            describe_entry(&decision.key, decision.scope.as_deref(), &decision.version),
-            human_bytes(decision.size),
+            "{verb} {}: {}",
+            describe_entry(
+                &decision.key,
+                decision.scope.as_deref(),
+                &decision.version,
+                decision.size
+            ),
             decision.reason.describe(args)
         ));
     }
     for decision in &kept {
         report.stderr.push(format!(
-            "Kept {} ({}): {}",
-            describe_entry(&decision.key, decision.scope.as_deref(), &decision.version),
-            human_bytes(decision.size),
+            "Kept {}: {}",
+            describe_entry(
+                &decision.key,
+                decision.scope.as_deref(),
+                &decision.version,
+                decision.size
+            ),
             decision.reason.describe(args)
         ));
     }
@@ -171,7 +179,7 @@ pub fn run(args: &GcArgs, _global: &GlobalArgs) -> Result<Report> {
         ));
     }
     report.stderr.push(format!(
-        "{verb} {} of {} entries, {} freed; {} {} in {}",
+        "{verb} {} of {} entries, freeing {}; {} {} in {}",
         removed.len(),
         plan.entries,
         human_bytes(freed),
@@ -248,11 +256,12 @@ pub fn open_store(command: &str, args: &StoreArgs) -> Result<Box<dyn Store>> {
 }
 
 /// `` `key` (scope `s`, version `abc…`) ``.
-pub fn describe_entry(key: &str, scope: Option<&str>, version: &str) -> String {
+pub fn describe_entry(key: &str, scope: Option<&str>, version: &str, size: u64) -> String {
     let version = &version[..version.len().min(12)];
+    let size = human_bytes(size);
     match scope {
-        Some(scope) => format!("`{key}` (scope `{scope}`, version {version})"),
-        None => format!("`{key}` (version {version})"),
+        Some(scope) => format!("`{key}` (scope `{scope}`, version {version}, {size})"),
+        None => format!("`{key}` (version {version}, {size})"),
     }
 }
 
