@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 
-use super::gc::{describe_entry, open_store};
+use super::gc::{describe_entry, interrupted_after, open_store};
 use crate::cli::{DeleteArgs, GlobalArgs};
 use crate::output::human_bytes;
 use crate::report::{DataReport, Report};
@@ -46,10 +46,10 @@ pub fn run(args: &DeleteArgs, _global: &GlobalArgs) -> Result<Report> {
         }
         .into());
     }
-    let mut removed = Vec::new();
+    let mut removed: Vec<Removed> = Vec::new();
     let mut lines = Vec::new();
     for entry in matching {
-        crate::interrupt::check()?;
+        interrupted_after(removed.len(), removed.iter().map(|r| r.size).sum())?;
         if store.remove(entry, None)? == Removal::Removed {
             lines.push(format!(
                 "Removed {}",

@@ -120,7 +120,7 @@ pub fn run(args: &GcArgs, _global: &GlobalArgs) -> Result<Report> {
             .collect();
     } else {
         for (entry, reason) in &plan.evict {
-            interrupted_after(&removed)?;
+            interrupted_after(removed.len(), removed.iter().map(|d| d.size).sum())?;
             match store.remove(entry, Some(grace_cutoff))? {
                 Removal::Removed => removed.push(Decision::new(entry, *reason)),
                 Removal::InUse => kept.push(Decision::new(entry, Reason::Grace)),
@@ -224,17 +224,18 @@ fn make_plan(mut entries: Vec<EntryInfo>, args: &GcArgs, now: u128) -> Plan {
     }
 }
 
-/// Stops at a signal between two removals, saying how far it got.
-fn interrupted_after(removed: &[Decision]) -> Result<()> {
+/// Stops at a signal between two removals, saying how far it got (`count` entries of `bytes`
+/// removed so far).
+pub fn interrupted_after(count: usize, bytes: u64) -> Result<()> {
     if let Err(interrupted) = crate::interrupt::check() {
         let error = anyhow::Error::new(interrupted);
-        if removed.is_empty() {
+        if count == 0 {
             return Err(error);
         }
         return Err(error.context(crate::interrupt::Done(format!(
-            "removed {} entries ({} freed) before stopping; the others stay",
-            removed.len(),
-            human_bytes(removed.iter().map(|d| d.size).sum())
+            "removed {count} {} ({} freed) before stopping; the others stay",
+            if count == 1 { "entry" } else { "entries" },
+            human_bytes(bytes)
         ))));
     }
     Ok(())
