@@ -9,8 +9,14 @@
 //! tmp/                     uploads in progress
 //! ```
 //!
-//! `<id>` is the sha256 of the version, the key and the scope, so any key (slashes, unicode)
-//! maps to one plain file name.
+//! `<id>` is the sha256 of the version, the key and (but for `local`) the scope, so any key
+//! (slashes, unicode) maps to one plain file name. An entry is published by hard-linking its
+//! finished metadata file to `<id>.json`: the link either creates the name or fails because it
+//! exists, so of two concurrent saves of one key exactly one wins and the other learns "already
+//! exists", the way GitHub's service answers 409. The archive is size- and sha256-checked on
+//! every read; a mismatch (or a missing archive) is an [`ArchiveMismatch`] inside the reader's
+//! `io::Error`, which the unpacker reports as a damaged archive, so a restore skips it as a
+//! warned miss.
 //!
 //! # Scopes
 //!
@@ -31,13 +37,8 @@
 //! A restore touches `<id>.used` before it reads the archive, so `gc` sees an entry in use as
 //! recently used. Removing an entry deletes its metadata first (it stops being visible), then
 //! its archive and `.used`; a restore that already opened the archive reads it to the end, as
-//! an unlinked file stays readable while open.
-//! An entry is published by hard-linking its finished metadata file to
-//! `<id>.json`: the link either creates the name or fails because it exists, so of two
-//! concurrent saves of one key exactly one wins and the other learns "already exists", the way
-//! GitHub's service answers 409. The archive is size- and sha256-checked on every read; a
-//! mismatch (or a missing archive) is an [`ArchiveMismatch`] inside the reader's `io::Error`,
-//! which the unpacker reports as a damaged archive, so a restore skips it as a warned miss.
+//! an unlinked file stays readable while open. `gc` also sweeps what no entry owns (see
+//! [`LocalStore::sweep`](Store::sweep)).
 
 use anyhow::{Context, Result, bail};
 use fs_err as fs;

@@ -74,19 +74,18 @@ use object_store::{
     ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig,
 };
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::task::{JoinHandle, JoinSet};
 
-use super::scope::LOCAL_SCOPE;
-use super::scope::{Scopes, decode_segment, encode_segment};
+use super::scope::{LOCAL_SCOPE, Scopes, decode_segment, encode_segment};
 use super::{EntryInfo, Hit, Lookup, NewEntry, Published, Query, Removal, Reservation, Store};
 use crate::env_vars;
 use crate::key::{self, Compression};
 use crate::pace::{Pace, SinkGauge};
-use std::collections::HashMap;
 
 /// Multipart part size: S3's minimum is 5 MiB (except the last part). With 8 MiB parts a save
 /// of bench/s3.sh's 1 GB tree peaked at 102 MiB (the compressor's own buffers are ~65 MiB); 6
