@@ -70,6 +70,11 @@ impl Decision {
             reason,
         }
     }
+
+    /// The entry as a report line names it.
+    fn entry(&self) -> String {
+        describe_entry(&self.key, self.scope.as_deref(), &self.version, self.size)
+    }
 }
 
 /// What gc decided before touching anything.
@@ -150,24 +155,14 @@ pub fn run(args: &GcArgs, _global: &GlobalArgs) -> Result<Report> {
     for decision in &removed {
         report.stderr.push(format!(
             "{verb} {}: {}",
-            describe_entry(
-                &decision.key,
-                decision.scope.as_deref(),
-                &decision.version,
-                decision.size
-            ),
+            decision.entry(),
             decision.reason.describe(args)
         ));
     }
     for decision in &kept {
         report.stderr.push(format!(
             "Kept {}: {}",
-            describe_entry(
-                &decision.key,
-                decision.scope.as_deref(),
-                &decision.version,
-                decision.size
-            ),
+            decision.entry(),
             decision.reason.describe(args)
         ));
     }
