@@ -179,9 +179,11 @@ pub struct GlobalArgs {
 /// Where entries are kept; only the commands that read or write entries take it.
 #[derive(Debug, Args)]
 pub struct StoreArgs {
-    /// Where entries are kept: `gha`, `s3://BUCKET[/PREFIX]`, or `dir:PATH`
+    /// Where entries are kept: `gha`, `s3://BUCKET[/PREFIX]`, `az://CONTAINER[/PREFIX]`, or
+    /// `dir:PATH`
     ///
     /// `gha` is the GitHub Actions cache service; `s3://` is S3 or an S3-compatible server;
+    /// `az://` is an Azure Blob container in the account `AZURE_STORAGE_ACCOUNT`;
     /// `dir:PATH` (or a plain path) is a local directory. By default `gha` when
     /// `ACTIONS_RESULTS_URL` and `ACTIONS_RUNTIME_TOKEN` are set (inside the cache-heal
     /// action), else a local directory: `$XDG_CACHE_HOME/cache-heal`, else
@@ -219,8 +221,22 @@ pub struct StoreArgs {
     )]
     pub s3_path_style: bool,
 
+    /// The Azure Blob endpoint: the account's blob service URL (Azurite, sovereign clouds)
+    ///
+    /// By default the connection string's `BlobEndpoint`, else
+    /// `https://ACCOUNT.blob.core.windows.net`. For Azurite the URL holds the account:
+    /// `http://127.0.0.1:10000/devstoreaccount1`.
+    #[arg(
+        long,
+        env = env::CACHE_HEAL_AZ_ENDPOINT,
+        hide_env_values = true,
+        value_name = "URL",
+        help_heading = STORE
+    )]
+    pub az_endpoint: Option<String>,
+
     /// The scope entries are saved in and restored from outside GitHub Actions (`s3://`,
-    /// `dir:`)
+    /// `az://`, `dir:`)
     ///
     /// By default `local`. In GitHub Actions the scope follows GitHub's rules instead: a save
     /// writes into the run's ref (`GITHUB_REF`); a restore looks there, then in the pull
@@ -261,14 +277,14 @@ pub enum Command {
     /// goes to stderr.
     #[command(after_help = KEY_EXAMPLES)]
     Key(KeyArgs),
-    /// Remove a key's entries from a `dir:` or `s3://` store
+    /// Remove a key's entries from a `dir:`, `s3://` or `az://` store
     ///
     /// Every version of the key in the scope (`--scope`, or in GitHub Actions the run's ref) is
     /// removed; entries of other keys and scopes stay. A key that has no entry there is an error
     /// (exit 1).
     #[command(after_help = DELETE_EXAMPLES)]
     Delete(DeleteArgs),
-    /// Evict entries of a `dir:` or `s3://` store, least recently restored first
+    /// Evict entries of a store (`dir:`, `s3://`, `az://`), least recently used first
     ///
     /// Across all scopes: first the entries not restored (or, if never restored, not saved) for
     /// longer than `--max-age`, then the least recently used until the store holds at most

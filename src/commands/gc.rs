@@ -236,15 +236,16 @@ pub fn interrupted_after(count: usize, bytes: u64) -> Result<()> {
     Ok(())
 }
 
-/// Opens the store a maintenance command works on: `dir:` or `s3://`. The GitHub Actions cache
-/// is refused before anything is sent: it evicts by itself and its runtime API deletes nothing.
+/// Opens the store a maintenance command works on: `dir:`, `s3://` or `az://`. The GitHub
+/// Actions cache is refused before anything is sent: it evicts by itself and its runtime API
+/// deletes nothing.
 pub fn open_store(command: &str, args: &StoreArgs) -> Result<Box<dyn Store>> {
     let cwd = std::env::current_dir()?;
     let home = crate::paths::home_dir();
     let spec = StoreSpec::parse(args.store.as_deref(), &cwd, home.as_deref())?.configure(args);
     if spec == StoreSpec::Gha {
         return Err(crate::UsageError::Invalid(format!(
-            "`{command}` works on `dir:` and `s3://` stores, not on the GitHub Actions cache: GitHub evicts its entries by itself (unused for 7 days, or over the repository's limit)\n\nhint: to remove a GitHub cache entry, use `gh cache delete <KEY>`; for another store pass `--store dir:<DIR>` or `--store s3://<BUCKET>`"
+            "`{command}` works on `dir:`, `s3://` and `az://` stores, not on the GitHub Actions cache: GitHub evicts its entries by itself (unused for 7 days, or over the repository's limit)\n\nhint: to remove a GitHub cache entry, use `gh cache delete <KEY>`; for another store pass `--store dir:<DIR>`, `--store s3://<BUCKET>` or `--store az://<CONTAINER>`"
         ))
         .into());
     }
@@ -310,6 +311,7 @@ mod tests {
                 store: None,
                 s3_endpoint: None,
                 s3_path_style: false,
+                az_endpoint: None,
                 scope: None,
             },
         }

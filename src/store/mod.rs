@@ -6,8 +6,10 @@
 //! HTTP runs its own runtime behind those two ends, so the archive code stays plain blocking
 //! code on its own threads.
 
+pub mod azure;
 pub mod github;
 pub mod local;
+pub mod object;
 pub mod s3;
 pub mod scope;
 
@@ -85,7 +87,7 @@ pub struct EntryInfo {
     pub paths: Option<Vec<String>>,
     /// The directory relative member names are relative to, when recorded.
     pub workspace: Option<PathBuf>,
-    /// The ref scope it was saved in, for stores that scope entries (`s3://`, `dir:`).
+    /// The ref scope it was saved in, for stores that scope entries (`s3://`, `az://`, `dir:`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
     /// When a restore last started downloading it, Unix seconds; `None` if never (or before
@@ -213,6 +215,8 @@ pub enum StoreSpec {
     },
     /// An S3 bucket (AWS or S3-compatible), with an optional prefix.
     S3(s3::S3Spec),
+    /// An Azure Blob container, with an optional prefix.
+    Azure(azure::AzureSpec),
 }
 
 impl StoreSpec {
@@ -236,6 +240,11 @@ impl StoreSpec {
         if text.starts_with("s3://") {
             return s3::S3Spec::parse(text).map(StoreSpec::S3).map_err(usage);
         }
+        if text.starts_with("az://") {
+            return azure::AzureSpec::parse(text)
+                .map(StoreSpec::Azure)
+                .map_err(usage);
+        }
         let path = match text.strip_prefix("dir:") {
             Some("") => {
                 return Err(usage(format!(
@@ -250,7 +259,7 @@ impl StoreSpec {
             None if text.contains("://") => {
                 let scheme = text.split("://").next().unwrap_or_default();
                 return Err(usage(format!(
-                    "`--store {text}`: stores of the kind `{scheme}://` are not supported\n\nhint: use `gha` (the GitHub Actions cache), `s3://<BUCKET>[/<PREFIX>]` or `dir:<DIR>` (a local directory)"
+                    "`--store {text}`: stores of the kind `{scheme}://` are not supported\n\nhint: use `gha` (the GitHub Actions cache), `s3://<BUCKET>[/<PREFIX>]`, `az://<CONTAINER>[/<PREFIX>]` or `dir:<DIR>` (a local directory)"
                 )));
             }
             None if text.eq_ignore_ascii_case("gha") => {
@@ -297,16 +306,21 @@ impl StoreSpec {
                 )))
             }
             StoreSpec::S3(spec) => Ok(Box::new(s3::S3Store::open(spec)?)),
+            StoreSpec::Azure(spec) => Ok(Box::new(azure::AzureStore::open(spec)?)),
         }
     }
 
     /// Adds what the global flags say about the store (`--s3-endpoint`, `--s3-path-style`,
-    /// `--scope`, which `dir:` takes too); `gha` takes none of them.
+    /// `--az-endpoint`, `--scope`, which `dir:` takes too); `gha` takes none of them.
     pub fn configure(mut self, args: &crate::cli::StoreArgs) -> Self {
         match &mut self {
             StoreSpec::S3(spec) => {
                 spec.endpoint = args.s3_endpoint.clone().filter(|e| !e.trim().is_empty());
                 spec.path_style = args.s3_path_style;
+                spec.scope = args.scope.clone();
+            }
+            StoreSpec::Azure(spec) => {
+                spec.endpoint = args.az_endpoint.clone().filter(|e| !e.trim().is_empty());
                 spec.scope = args.scope.clone();
             }
             StoreSpec::Dir { scope, .. } => *scope = args.scope.clone(),
@@ -321,6 +335,7 @@ impl StoreSpec {
             StoreSpec::Gha => "the GitHub Actions cache".to_string(),
             StoreSpec::Dir { root, .. } => format!("dir:{}", root.display()),
             StoreSpec::S3(spec) => spec.describe(),
+            StoreSpec::Azure(spec) => spec.describe(),
         }
     }
 }
@@ -350,17 +365,17 @@ pub enum Severity {
 /// The store's error may sit anywhere in the chain, also inside the `io::Error` a reader or
 /// writer returned to the archive code.
 pub fn nonfatal(error: &anyhow::Error) -> Option<(Severity, &'static str)> {
-    /// A store error found in the chain: the GitHub store's or the S3 store's.
+    /// A store error found in the chain: the GitHub store's or an object store's (S3, Azure).
     enum Found<'a> {
         Gha(&'a github::Error),
-        S3(&'a s3::Error),
+        Object(&'a object::Error),
     }
     fn find<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<Found<'a>> {
         if let Some(found) = error.downcast_ref::<github::Error>() {
             return Some(Found::Gha(found));
         }
-        if let Some(found) = error.downcast_ref::<s3::Error>() {
-            return Some(Found::S3(found));
+        if let Some(found) = error.downcast_ref::<object::Error>() {
+            return Some(Found::Object(found));
         }
         if let Some(io) = error.downcast_ref::<std::io::Error>()
             && let Some(inner) = io.get_ref()
@@ -379,7 +394,7 @@ pub fn nonfatal(error: &anyhow::Error) -> Option<(Severity, &'static str)> {
         Found::Gha(found) if found.is_damaged_entry() => None,
         Found::Gha(found) if found.is_mode_forbidden() => Some((Severity::Info, found.summary())),
         Found::Gha(found) => Some((Severity::Warning, found.summary())),
-        Found::S3(found) => Some((Severity::Warning, found.summary())),
+        Found::Object(found) => Some((Severity::Warning, found.summary())),
     }
 }
 

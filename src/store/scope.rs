@@ -1,5 +1,5 @@
 //! Scopes: which ref's entries a save writes and a restore reads, GitHub's rules for every
-//! store that keeps entries by scope (`s3://`, `dir:`).
+//! store that keeps entries by scope (`s3://`, `az://`, `dir:`).
 //!
 //! A save writes into the scope of `GITHUB_REF`. A restore looks in `GITHUB_REF`, then in the
 //! pull request's base branch (`GITHUB_BASE_REF`), then in the default branch, each scope with
