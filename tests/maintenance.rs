@@ -3,7 +3,8 @@
 //! restore in flight whole), the last use `inspect` shows, scopes on `dir:`, and a corrupted
 //! `dir:` entry that is a warned miss while the other keys restore, and what `gc` sweeps from
 //! `dir:` (leftovers of killed saves, entries put aside). `dir:` on temporary
-//! directories; `s3://` on the real moto server of `tests/support/s3.rs`.
+//! directories; `s3://` on the real moto server of `tests/support/s3.rs`; `az://` on Azurite
+//! (`tests/support/azure.rs`).
 #![allow(clippy::disallowed_methods)] // tests use std::fs directly; fs-err is for the binary
 
 mod support;
@@ -11,14 +12,16 @@ mod support;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, SystemTime};
+use support::azure;
 use support::s3::moto;
 use support::trees::{self, PATHS, snapshots};
 use support::{Sandbox, stderr, stdout_json};
 
-/// Where the entries live: a local directory, or a bucket on moto.
+/// Where the entries live: a local directory, a bucket on moto, or a container on Azurite.
 enum Store {
     Dir,
     S3(String),
+    Azure(String),
 }
 
 /// A sandbox whose `cache-heal` talks to one store, outside GitHub Actions unless a ref is set.
@@ -42,6 +45,13 @@ impl Fleet {
         }
     }
 
+    fn azure(container: &str) -> Self {
+        Self {
+            sb: Sandbox::new(),
+            store: Store::Azure(azure::container(container)),
+        }
+    }
+
     fn cmd(&self, git_ref: Option<(&str, Option<&str>)>) -> Command {
         let mut cmd = self.sb.cmd();
         cmd.env("CACHE_HEAL_NO_PROGRESS", "true")
@@ -54,6 +64,20 @@ impl Fleet {
             cmd.env("CACHE_HEAL_STORE", format!("s3://{bucket}/ci"))
                 .env_remove("CACHE_HEAL_S3_ENDPOINT");
             moto().env(&mut cmd, &moto().credentials);
+        }
+        if let Store::Azure(container) = &self.store {
+            for name in [
+                "AZURE_STORAGE_SAS_TOKEN",
+                "AZURE_STORAGE_CONNECTION_STRING",
+                "AZURE_STORAGE_ACCESS_KEY",
+                "AZURE_CLIENT_ID",
+            ] {
+                cmd.env_remove(name);
+            }
+            cmd.env("CACHE_HEAL_STORE", format!("az://{container}/ci"))
+                .env("AZURE_STORAGE_ACCOUNT", "devstoreaccount1")
+                .env("AZURE_STORAGE_KEY", azure::key())
+                .env("CACHE_HEAL_AZ_ENDPOINT", azure::endpoint());
         }
         if let Some((git_ref, base)) = git_ref {
             cmd.env("GITHUB_ACTIONS", "true").env("GITHUB_REF", git_ref);
@@ -218,6 +242,11 @@ fn s3_gc_max_size_evicts_least_recently_restored_first() {
 }
 
 #[test]
+fn azure_gc_max_size_evicts_least_recently_restored_first() {
+    least_recently_restored_goes_first(&Fleet::azure("gc-lru"));
+}
+
+#[test]
 fn gc_max_age_evicts_what_was_not_used_for_that_long() {
     let fleet = Fleet::dir();
     fleet.save("old");
@@ -315,6 +344,11 @@ fn s3_delete_removes_one_entry_and_the_others_restore() {
     delete_removes_one_entry(&Fleet::s3("delete-one"));
 }
 
+#[test]
+fn azure_delete_removes_one_entry_and_the_others_restore() {
+    delete_removes_one_entry(&Fleet::azure("delete-one"));
+}
+
 fn last_use_is_recorded(fleet: &Fleet) {
     fleet.save("used");
     let entry = &fleet.entries()[0];
@@ -343,6 +377,11 @@ fn dir_inspect_shows_the_last_use() {
 #[test]
 fn s3_inspect_shows_the_last_use() {
     last_use_is_recorded(&Fleet::s3("last-use"));
+}
+
+#[test]
+fn azure_inspect_shows_the_last_use() {
+    last_use_is_recorded(&Fleet::azure("last-use"));
 }
 
 /// Content large enough that the restore takes a while: random bytes do not compress.
@@ -603,4 +642,18 @@ fn dir_removal_looks_again_for_a_use_since_the_listing() {
     assert_eq!(store.remove(&listed[0], None).unwrap(), Removal::Removed);
     assert_eq!(store.remove(&listed[0], None).unwrap(), Removal::Gone);
     assert!(fleet.keys().is_empty());
+}
+
+#[test]
+fn azure_gc_concurrent_with_a_restore_leaves_it_whole() {
+    let fleet = Fleet::azure("gc-inflight");
+    let Store::Azure(container) = &fleet.store else {
+        unreachable!()
+    };
+    let container = container.clone();
+    gc_during_a_restore(&fleet, || {
+        azure::blobs(&container)
+            .iter()
+            .any(|b| b.contains("/used/"))
+    });
 }
