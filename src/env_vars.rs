@@ -45,6 +45,8 @@ pub const CACHE_HEAL_GC_MAX_AGE: &str = "CACHE_HEAL_GC_MAX_AGE";
 pub const CACHE_HEAL_GC_GRACE: &str = "CACHE_HEAL_GC_GRACE";
 /// How many threads write small files during a restore (default 1); for measurements.
 pub const CACHE_HEAL_UNPACK_WRITERS: &str = "CACHE_HEAL_UNPACK_WRITERS";
+/// Equivalent to `--prune` (save).
+pub const CACHE_HEAL_PRUNE: &str = "CACHE_HEAL_PRUNE";
 /// Equivalent to `--no-prune` (save).
 pub const CACHE_HEAL_NO_PRUNE: &str = "CACHE_HEAL_NO_PRUNE";
 /// Equivalent to `--force` (prune, save, restore): do not wait for uv's cache lock.
