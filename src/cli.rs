@@ -72,6 +72,23 @@ Examples:
   built wheels, missing sources:
     $ cache-heal inspect --path ~/.cache/uv";
 
+const DELETE_EXAMPLES: &str = "\
+Examples:
+  Remove the entries saved under `demo` from a directory store:
+    $ cache-heal delete --store dir:$HOME/ci-cache --key demo
+
+  In an S3 bucket, `--scope` picks the scope outside GitHub Actions, for
+  example `--scope refs/heads/main`.";
+
+const GC_EXAMPLES: &str = "\
+Examples:
+  Show what would go to bring a store under 50 GiB; remove nothing:
+    $ cache-heal gc --store dir:$HOME/ci-cache --max-size 50G --dry-run
+
+  Remove entries not restored for two weeks, then the least recently used
+  until the store holds at most 20 GiB:
+    $ cache-heal gc --store dir:$HOME/ci-cache --max-age 14d --max-size 20G";
+
 const KEY_EXAMPLES: &str = "\
 Examples:
   Print the key for the project in the current directory, and log what went
@@ -221,7 +238,8 @@ pub struct StoreArgs {
     )]
     pub az_endpoint: Option<String>,
 
-    /// The scope entries are saved in and restored from outside GitHub Actions (`s3://`, `az://`)
+    /// The scope entries are saved in and restored from outside GitHub Actions (`s3://`,
+    /// `az://`, `dir:`)
     ///
     /// By default `local`. In GitHub Actions the scope follows GitHub's rules instead: a save
     /// writes into the run's ref (`GITHUB_REF`); a restore looks there, then in the pull
@@ -275,6 +293,21 @@ pub enum Command {
     /// goes to stderr.
     #[command(after_help = KEY_EXAMPLES)]
     Key(KeyArgs),
+    /// Remove a key's entries from a `dir:`, `s3://` or `az://` store
+    ///
+    /// Every version of the key in the scope (`--scope`, or in GitHub Actions the run's ref) is
+    /// removed; entries of other keys and scopes stay. A key that has no entry there is an error
+    /// (exit 1).
+    #[command(after_help = DELETE_EXAMPLES)]
+    Delete(DeleteArgs),
+    /// Evict entries of a store (`dir:`, `s3://`, `az://`), least recently used first
+    ///
+    /// Across all scopes: first the entries not restored (or, if never restored, not saved) for
+    /// longer than `--max-age`, then the least recently used until the store holds at most
+    /// `--max-size`. An entry used or saved within the grace window stays, so a restore in
+    /// flight is never cut off. The GitHub Actions cache evicts by itself and is refused.
+    #[command(after_help = GC_EXAMPLES)]
+    Gc(GcArgs),
     /// Prune a uv cache to what `uv cache prune --ci` keeps
     ///
     /// What stays: the wheels uv built from source, their metadata, the revision pointers and
@@ -498,6 +531,66 @@ pub struct InspectArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// The key whose entries are removed (exactly this key, not a prefix)
+    #[arg(long, env = env::CACHE_HEAL_KEY, hide_env_values = true)]
+    pub key: String,
+
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Evict least recently used entries until the store holds at most this much
+    ///
+    /// Archive sizes, across all scopes. Suffixes K, M, G, T and KiB, MiB, GiB, TiB are
+    /// understood. By default no size limit.
+    #[arg(
+        long,
+        env = env::CACHE_HEAL_GC_MAX_SIZE,
+        hide_env_values = true,
+        value_name = "BYTES",
+        value_parser = parse_size
+    )]
+    pub max_size: Option<u64>,
+
+    /// Evict entries not used for longer than this, like `30d`, `12h`, `90m`
+    ///
+    /// "Used" is the last restore that started; an entry never restored counts from its save.
+    /// Suffixes s, m, h, d and w; a bare number is seconds. By default no age limit.
+    #[arg(
+        long,
+        env = env::CACHE_HEAL_GC_MAX_AGE,
+        hide_env_values = true,
+        value_name = "DURATION",
+        value_parser = parse_duration
+    )]
+    pub max_age: Option<std::time::Duration>,
+
+    /// Never evict an entry used or saved this recently
+    ///
+    /// A restore records its use before it downloads, so this is how long a restore in flight
+    /// is protected: longer than the slowest restore. Default `1h`.
+    #[arg(
+        long,
+        env = env::CACHE_HEAL_GC_GRACE,
+        hide_env_values = true,
+        value_name = "DURATION",
+        value_parser = parse_duration,
+        default_value = "1h"
+    )]
+    pub grace: std::time::Duration,
+
+    /// Show what would be evicted and what kept; remove nothing
+    #[arg(long, env = env::CACHE_HEAL_DRY_RUN, hide_env_values = true)]
+    pub dry_run: bool,
+
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+#[derive(Debug, Args)]
 pub struct PruneArgs {
     /// The uv cache to prune (what `uv cache dir` prints)
     #[arg(long, env = env::CACHE_HEAL_UV_CACHE, hide_env_values = true, value_name = "DIR")]
@@ -658,10 +751,48 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     Ok((number * factor as f64) as u64)
 }
 
+/// Parses `90`, `45s`, `90m`, `12h`, `30d`, `2w`.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().map_err(|_| {
+        format!("`{text}` is not a duration; expected a number and a unit like 30d")
+    })?;
+    let seconds: u64 = match unit.trim() {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        "w" => 7 * 86400,
+        other => {
+            return Err(format!(
+                "`{other}` is not a duration unit; use s, m, h, d or w"
+            ));
+        }
+    };
+    Ok(std::time::Duration::from_secs(
+        number.saturating_mul(seconds),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("90").unwrap().as_secs(), 90);
+        assert_eq!(parse_duration("90m").unwrap().as_secs(), 5400);
+        assert_eq!(parse_duration("30d").unwrap().as_secs(), 30 * 86400);
+        assert_eq!(parse_duration("2w").unwrap().as_secs(), 14 * 86400);
+        assert!(parse_duration("1.5h").is_err());
+        assert!(parse_duration("3y").is_err());
+        assert!(parse_duration("").is_err());
+    }
 
     #[test]
     fn the_command_line_is_consistent() {

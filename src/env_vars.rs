@@ -37,6 +37,12 @@ pub const CACHE_HEAL_LOOKUP_ONLY: &str = "CACHE_HEAL_LOOKUP_ONLY";
 pub const CACHE_HEAL_FAIL_ON_CACHE_MISS: &str = "CACHE_HEAL_FAIL_ON_CACHE_MISS";
 /// Equivalent to `--max-size`.
 pub const CACHE_HEAL_MAX_SIZE: &str = "CACHE_HEAL_MAX_SIZE";
+/// Equivalent to `--max-size` of `gc` (not restore's `CACHE_HEAL_MAX_SIZE`: another limit).
+pub const CACHE_HEAL_GC_MAX_SIZE: &str = "CACHE_HEAL_GC_MAX_SIZE";
+/// Equivalent to `--max-age` of `gc`.
+pub const CACHE_HEAL_GC_MAX_AGE: &str = "CACHE_HEAL_GC_MAX_AGE";
+/// Equivalent to `--grace` of `gc`.
+pub const CACHE_HEAL_GC_GRACE: &str = "CACHE_HEAL_GC_GRACE";
 /// How many threads write small files during a restore (default 1); for measurements.
 pub const CACHE_HEAL_UNPACK_WRITERS: &str = "CACHE_HEAL_UNPACK_WRITERS";
 /// Equivalent to `--prune` (save).

@@ -586,8 +586,6 @@ fn save_after_an_exact_hit_and_heal_is_up_to_date() {
     let files = uv::fixtures(&sandbox.root().join("files"), 0);
     let index = Index::start(&files, 0);
     let cache = small_cache(&sandbox, &index);
-    sandbox.ok(&["save", "--path", "~/.cache/uv", "--key", "uv-k"]);
-    std::fs::remove_dir_all(&cache).unwrap();
 
     let runner_temp = sandbox.root().join("runner-temp");
     std::fs::create_dir_all(&runner_temp).unwrap();
@@ -601,6 +599,13 @@ fn save_after_an_exact_hit_and_heal_is_up_to_date() {
             .env("GITHUB_REF", "refs/heads/main");
         cmd
     };
+    // Saved by an earlier run on `main`, so in the scope this run saves into.
+    let seeded = step()
+        .args(["save", "--path", "~/.cache/uv", "--key", "uv-k"])
+        .output()
+        .unwrap();
+    assert!(seeded.status.success(), "{}", stderr(&seeded));
+    std::fs::remove_dir_all(&cache).unwrap();
     let python = uv::python("3.12");
     let restored = step()
         .args([

@@ -40,7 +40,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::object::{Flavor, ObjectStoreBacked, StoreName, Summaries, env_value, retry_config};
-use super::s3::Scopes;
+use super::scope::Scopes;
 use crate::env_vars;
 
 /// Azurite's well-known account, for `UseDevelopmentStorage=true`.

@@ -9,7 +9,13 @@
 //! ```text
 //! PREFIX/<scope>/<version>/<key>.json                        metadata: its creation publishes
 //! PREFIX/<scope>/<version>/archives/<key>.<upload-id>.tzst   the archive it names (or .tgz)
+//! PREFIX/<scope>/<version>/used/<key>                        empty; its LastModified is the
+//!                                                            entry's last use
 //! ```
+//!
+//! The last use is a marker object of its own, rewritten when a restore starts downloading,
+//! because the metadata object is never rewritten: its conditional creation is what publishes.
+//! A listing shows the markers next to the entries, so `inspect` and `gc` pay no extra request.
 //!
 //! `<scope>` is a ref (`refs/heads/main`, `refs/pull/7/merge`) or `local`, one path segment per
 //! ref component (see [`Scopes`]). `<version>` is the actions/cache entry version. `<key>` is
@@ -54,14 +60,15 @@ use object_store::{
     PutOptions, PutPayload, RetryConfig,
 };
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::task::{JoinHandle, JoinSet};
 
-use super::s3::Scopes;
-use super::{EntryInfo, Hit, Lookup, NewEntry, Published, Query, Reservation, Store};
+use super::scope::{LOCAL_SCOPE, Scopes, decode_segment, encode_segment};
+use super::{EntryInfo, Hit, Lookup, NewEntry, Published, Query, Removal, Reservation, Store};
 use crate::env_vars;
 use crate::key::{self, Compression};
 use crate::pace::{Pace, SinkGauge};
@@ -114,36 +121,6 @@ pub const DOWNLOAD_CONCURRENCY: usize = 4;
 /// Attempts at one segment whose body breaks off (the request itself is retried inside the
 /// client).
 const SEGMENT_ATTEMPTS: u32 = 3;
-
-/// Percent-encodes every ASCII byte outside `[A-Za-z0-9._-]`; other UTF-8 stays as it is.
-fn encode_segment(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') || !c.is_ascii() {
-            out.push(c);
-        } else {
-            out.push_str(&format!("%{:02X}", c as u32));
-        }
-    }
-    out
-}
-
-fn decode_segment(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = text.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
 
 /// How messages name the store (`s3://bucket at …`, `az://container at …`), with the service
 /// it is.
@@ -412,6 +389,30 @@ impl ObjectStoreBacked {
         object_path(&name)
     }
 
+    /// The marker whose LastModified is the entry's last use.
+    fn used_path(&self, scope: &str, version: &str, key: &str) -> Result<ObjectPath> {
+        let name = format!(
+            "{}/used/{}",
+            self.scope_dir(scope, version),
+            encode_segment(key)
+        );
+        object_path(&name)
+    }
+
+    /// Every marker under the prefix, by name, with its time (see [`marker_time_ns`]).
+    fn used_markers(listing: &[object_store::ObjectMeta]) -> HashMap<String, u128> {
+        listing
+            .iter()
+            .filter(|meta| meta.location.as_ref().contains("/used/"))
+            .map(|meta| {
+                (
+                    meta.location.as_ref().to_string(),
+                    marker_time_ns(meta.last_modified.timestamp_nanos_opt()),
+                )
+            })
+            .collect()
+    }
+
     fn error(&self, what: &str, error: &object_store::Error) -> Error {
         classify(&self.describe, what, error)
     }
@@ -540,6 +541,68 @@ impl Store for ObjectStoreBacked {
         })
     }
 
+    /// Rewrites the entry's `used/` marker (an empty PUT).
+    fn record_use(&self, hit: &Hit) -> Result<()> {
+        let meta: Metadata = serde_json::from_str(&hit.locator)?;
+        let marker = self.used_path(&meta.scope, &meta.version, &meta.key)?;
+        self.runtime
+            .block_on(self.client.put(&marker, PutPayload::new()))
+            .map_err(|e| self.error("recording the last use", &e))?;
+        Ok(())
+    }
+
+    fn save_scope(&self) -> Option<&str> {
+        Some(&self.scopes.save)
+    }
+
+    /// Deletes the metadata object (the entry is no longer found), then the archive and the
+    /// marker. A restore already downloading it may then fail on a later range: a clean miss,
+    /// which the grace window of `gc` is there to avoid.
+    fn remove(&self, entry: &EntryInfo, unless_used_since: Option<u128>) -> Result<Removal> {
+        let scope = entry.scope.as_deref().unwrap_or(LOCAL_SCOPE);
+        let meta_path = self.metadata_path(scope, &entry.version, &entry.key)?;
+        let marker = self.used_path(scope, &entry.version, &entry.key)?;
+        self.runtime.block_on(async {
+            let meta = match self.read_metadata(&meta_path).await {
+                Ok(meta) => meta,
+                Err(e) if e.is_not_found() => return Ok(Removal::Gone),
+                Err(e) => return Err(e.into()),
+            };
+            if (meta.created_ns / 1_000_000_000) as u64 != entry.created {
+                return Ok(Removal::Gone);
+            }
+            if let Some(cutoff) = unless_used_since {
+                match self.client.head(&marker).await {
+                    Ok(used)
+                        if marker_time_ns(used.last_modified.timestamp_nanos_opt()) >= cutoff =>
+                    {
+                        return Ok(Removal::InUse);
+                    }
+                    Ok(_) => {}
+                    Err(e) => match self.error("reading the last use", &e) {
+                        Error::NotFound { .. } => {}
+                        other => return Err(other.into()),
+                    },
+                }
+            }
+            let archive = object_path(&meta.archive)?;
+            for (what, path) in [
+                ("deleting the entry's metadata", &meta_path),
+                ("deleting the entry's archive", &archive),
+                ("deleting the entry's last-use marker", &marker),
+            ] {
+                match self.client.delete(path).await {
+                    Ok(()) => {}
+                    Err(e) => match self.error(what, &e) {
+                        Error::NotFound { .. } => {}
+                        other => return Err(other.into()),
+                    },
+                }
+            }
+            Ok::<_, anyhow::Error>(Removal::Removed)
+        })
+    }
+
     fn open(&self, hit: &Hit) -> Result<Box<dyn Read + Send>> {
         let meta: Metadata = serde_json::from_str(&hit.locator)?;
         Ok(Box::new(Download::start(
@@ -623,15 +686,22 @@ impl Store for ObjectStoreBacked {
             } else {
                 Some(object_path(&self.prefix)?)
             };
-            let mut names = Vec::new();
+            let mut listing = Vec::new();
             let mut stream = self.client.list(root.as_ref());
             while let Some(item) = stream.next().await {
-                let meta = item.map_err(|e| self.error("listing the entries", &e))?;
-                let name = meta.location.as_ref().to_string();
-                if name.ends_with(".json") && !name.contains("/archives/") {
-                    names.push(meta.location);
-                }
+                listing.push(item.map_err(|e| self.error("listing the entries", &e))?);
             }
+            let used = Self::used_markers(&listing);
+            let names: Vec<ObjectPath> = listing
+                .into_iter()
+                .map(|meta| meta.location)
+                .filter(|name| {
+                    let name = name.as_ref();
+                    name.ends_with(".json")
+                        && !name.contains("/archives/")
+                        && !name.contains("/used/")
+                })
+                .collect();
             let metas: Vec<Result<Metadata, Error>> = futures_util::stream::iter(names)
                 .map(|location| async move { self.read_metadata(&location).await })
                 .buffer_unordered(8)
@@ -645,7 +715,13 @@ impl Store for ObjectStoreBacked {
                     Err(e) if e.is_not_found() => continue,
                     Err(e) => return Err(e.into()),
                 };
+                let used_ns = self
+                    .used_path(&meta.scope, &meta.version, &meta.key)
+                    .ok()
+                    .and_then(|marker| used.get(marker.as_ref()).copied());
                 entries.push(EntryInfo {
+                    last_used: used_ns.map(|ns| (ns / 1_000_000_000) as u64),
+                    recency_ns: used_ns.unwrap_or_default().max(meta.created_ns),
                     key: meta.key,
                     version: meta.version,
                     size: meta.size,
@@ -659,6 +735,19 @@ impl Store for ObjectStoreBacked {
             entries.sort_by(|a, b| b.created.cmp(&a.created).then(a.key.cmp(&b.key)));
             Ok::<_, anyhow::Error>(entries)
         })
+    }
+}
+
+/// A marker's LastModified (Unix nanoseconds, from the listing) as `gc` orders by it. S3 and
+/// Azure keep it to the second; a time with no fraction is taken as the end of its second, as
+/// late as the use could have been, so an entry restored just after others were saved never
+/// looks older than them to `gc`.
+fn marker_time_ns(unix_ns: Option<i64>) -> u128 {
+    let ns = u128::try_from(unix_ns.unwrap_or_default()).unwrap_or_default();
+    if ns % 1_000_000_000 == 0 {
+        ns + 999_999_999
+    } else {
+        ns
     }
 }
 
@@ -1054,25 +1143,5 @@ async fn fetch_segment(
         }
         attempt += 1;
         tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn keys_encode_into_one_readable_segment_and_back() {
-        for key in ["uv-Linux-X64-py3.12-9f3c2a1e", "a/b c%d", "ключ-ü/..", "."] {
-            let encoded = encode_segment(key);
-            assert!(!encoded.contains('/'), "{encoded}");
-            assert_eq!(decode_segment(&encoded).as_deref(), Some(key));
-        }
-        assert_eq!(
-            encode_segment("uv-Linux-X64-py3.12-9f3c2a1e"),
-            "uv-Linux-X64-py3.12-9f3c2a1e"
-        );
-        // Encoding keeps prefixes prefixes, which key-as-prefix matching relies on.
-        assert!(encode_segment("a/b c").starts_with(&encode_segment("a/b")));
     }
 }
