@@ -35,9 +35,12 @@ Run `cache-heal <COMMAND> --help` for a command's flags and examples.";
 
 const SAVE_EXAMPLES: &str = "\
 Examples:
-  Save uv's cache as `demo` in the default local store, pruned to what
-  `uv cache prune --ci` keeps:
+  Save uv's cache as `demo` in the default local store, without its unpacked
+  sources (every wheel stays):
     $ cache-heal save --path ~/.cache/uv --key demo
+
+  Save only what `uv cache prune --ci` keeps (pre-built wheels left out too):
+    $ cache-heal save --path ~/.cache/uv --key demo --prune ci
 
   Save it at zstd level 19, smaller and slower:
     $ cache-heal save --path ~/.cache/uv --key demo --compression-level 19
@@ -68,6 +71,23 @@ Examples:
   Show what a uv cache holds: buckets and sizes, sdists with the tags of their
   built wheels, missing sources:
     $ cache-heal inspect --path ~/.cache/uv";
+
+const DELETE_EXAMPLES: &str = "\
+Examples:
+  Remove the entries saved under `demo` from a directory store:
+    $ cache-heal delete --store dir:$HOME/ci-cache --key demo
+
+  In an S3 bucket, `--scope` picks the scope outside GitHub Actions, for
+  example `--scope refs/heads/main`.";
+
+const GC_EXAMPLES: &str = "\
+Examples:
+  Show what would go to bring a store under 50 GiB; remove nothing:
+    $ cache-heal gc --store dir:$HOME/ci-cache --max-size 50G --dry-run
+
+  Remove entries not restored for two weeks, then the least recently used
+  until the store holds at most 20 GiB:
+    $ cache-heal gc --store dir:$HOME/ci-cache --max-age 14d --max-size 20G";
 
 const KEY_EXAMPLES: &str = "\
 Examples:
@@ -100,8 +120,8 @@ Examples:
 /// cache-heal saves and restores directories in the archive format of actions/cache (entries
 /// are interchangeable both ways). Restores are checked member by member and swapped into place
 /// only when the whole archive was read, so a bad archive never leaves a half-written cache.
-/// A restored uv cache is healed for the interpreters about to use it, and a saved one is
-/// pruned to what `uv cache prune --ci` keeps.
+/// A restored uv cache is healed for the interpreters about to use it, and a saved one leaves
+/// out its unpacked sources (heal fetches back what a later build needs).
 #[derive(Debug, Parser)]
 #[command(
     name = "cache-heal",
@@ -162,9 +182,11 @@ pub struct GlobalArgs {
 /// Where entries are kept; only the commands that read or write entries take it.
 #[derive(Debug, Args)]
 pub struct StoreArgs {
-    /// Where entries are kept: `gha`, `s3://BUCKET[/PREFIX]`, or `dir:PATH`
+    /// Where entries are kept: `gha`, `s3://BUCKET[/PREFIX]`, `az://CONTAINER[/PREFIX]`, or
+    /// `dir:PATH`
     ///
     /// `gha` is the GitHub Actions cache service; `s3://` is S3 or an S3-compatible server;
+    /// `az://` is an Azure Blob container in the account `AZURE_STORAGE_ACCOUNT`;
     /// `dir:PATH` (or a plain path) is a local directory. By default `gha` when
     /// `ACTIONS_RESULTS_URL` and `ACTIONS_RUNTIME_TOKEN` are set (inside the cache-heal
     /// action), else a local directory: `$XDG_CACHE_HOME/cache-heal`, else
@@ -202,7 +224,22 @@ pub struct StoreArgs {
     )]
     pub s3_path_style: bool,
 
-    /// The scope entries are saved in and restored from outside GitHub Actions (`s3://`)
+    /// The Azure Blob endpoint: the account's blob service URL (Azurite, sovereign clouds)
+    ///
+    /// By default the connection string's `BlobEndpoint`, else
+    /// `https://ACCOUNT.blob.core.windows.net`. For Azurite the URL holds the account:
+    /// `http://127.0.0.1:10000/devstoreaccount1`.
+    #[arg(
+        long,
+        env = env::CACHE_HEAL_AZ_ENDPOINT,
+        hide_env_values = true,
+        value_name = "URL",
+        help_heading = STORE
+    )]
+    pub az_endpoint: Option<String>,
+
+    /// The scope entries are saved in and restored from outside GitHub Actions (`s3://`,
+    /// `az://`, `dir:`)
     ///
     /// By default `local`. In GitHub Actions the scope follows GitHub's rules instead: a save
     /// writes into the run's ref (`GITHUB_REF`); a restore looks there, then in the pull
@@ -218,12 +255,25 @@ pub struct StoreArgs {
     pub scope: Option<String>,
 }
 
+/// What `save --prune` leaves out of a uv cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PruneMode {
+    /// Sources and stale entries; every wheel stays
+    #[value(alias = "true")]
+    Wheels,
+    /// What `uv cache prune --ci` removes, pre-built wheels included
+    Ci,
+    /// Nothing
+    #[value(alias = "false")]
+    None,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Archive paths and store them under a key
     ///
-    /// Of every saved path that is a uv cache, only what `uv cache prune --ci` keeps is archived;
-    /// the cache on disk is not changed.
+    /// Of every saved path that is a uv cache, the wheels are archived and the unpacked sources
+    /// left out (`--prune`); the cache on disk is not changed.
     /// The archive is written in actions/cache's format and streamed to the store.
     #[command(after_help = SAVE_EXAMPLES)]
     Save(SaveArgs),
@@ -243,6 +293,21 @@ pub enum Command {
     /// goes to stderr.
     #[command(after_help = KEY_EXAMPLES)]
     Key(KeyArgs),
+    /// Remove a key's entries from a `dir:`, `s3://` or `az://` store
+    ///
+    /// Every version of the key in the scope (`--scope`, or in GitHub Actions the run's ref) is
+    /// removed; entries of other keys and scopes stay. A key that has no entry there is an error
+    /// (exit 1).
+    #[command(after_help = DELETE_EXAMPLES)]
+    Delete(DeleteArgs),
+    /// Evict entries of a store (`dir:`, `s3://`, `az://`), least recently used first
+    ///
+    /// Across all scopes: first the entries not restored (or, if never restored, not saved) for
+    /// longer than `--max-age`, then the least recently used until the store holds at most
+    /// `--max-size`. An entry used or saved within the grace window stays, so a restore in
+    /// flight is never cut off. The GitHub Actions cache evicts by itself and is refused.
+    #[command(after_help = GC_EXAMPLES)]
+    Gc(GcArgs),
     /// Prune a uv cache to what `uv cache prune --ci` keeps
     ///
     /// What stays: the wheels uv built from source, their metadata, the revision pointers and
@@ -328,11 +393,25 @@ pub struct SaveArgs {
     )]
     pub compression_level: Level,
 
-    /// Save uv caches whole, without leaving out what pruning removes
+    /// What to leave out of every saved path that is a uv cache
     ///
-    /// By default, the archive of every saved path that is a uv cache holds only what `uv cache
-    /// prune --ci` keeps (wheels built from source and their metadata): pre-built wheels are
-    /// faster to download again than to restore. The cache on disk is never changed.
+    /// `wheels` (the default): unpacked sources, stale revisions and build environments; every
+    /// wheel stays, the pre-built ones from the index and the ones built from source, so a job
+    /// that restores the entry asks the index for nothing it already had. `ci`: what `uv cache
+    /// prune --ci` removes, the pre-built wheels too (smallest entries; for caches of huge wheels
+    /// that download faster than they restore). `none`: the cache whole. The cache on disk is
+    /// never changed.
+    #[arg(
+        long,
+        env = env::CACHE_HEAL_PRUNE,
+        hide_env_values = true,
+        value_name = "MODE",
+        value_enum,
+        default_value = "wheels"
+    )]
+    pub prune: PruneMode,
+
+    /// The same as `--prune none`
     #[arg(long, env = env::CACHE_HEAL_NO_PRUNE, hide_env_values = true)]
     pub no_prune: bool,
 
@@ -446,6 +525,66 @@ pub struct InspectArgs {
     /// default `inspect` lists the entries of the store, newest first.
     #[arg(long, env = env::CACHE_HEAL_UV_CACHE, hide_env_values = true, value_name = "DIR")]
     pub path: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// The key whose entries are removed (exactly this key, not a prefix)
+    #[arg(long, env = env::CACHE_HEAL_KEY, hide_env_values = true)]
+    pub key: String,
+
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Evict least recently used entries until the store holds at most this much
+    ///
+    /// Archive sizes, across all scopes. Suffixes K, M, G, T and KiB, MiB, GiB, TiB are
+    /// understood. By default no size limit.
+    #[arg(
+        long,
+        env = env::CACHE_HEAL_GC_MAX_SIZE,
+        hide_env_values = true,
+        value_name = "BYTES",
+        value_parser = parse_size
+    )]
+    pub max_size: Option<u64>,
+
+    /// Evict entries not used for longer than this, like `30d`, `12h`, `90m`
+    ///
+    /// "Used" is the last restore that started; an entry never restored counts from its save.
+    /// Suffixes s, m, h, d and w; a bare number is seconds. By default no age limit.
+    #[arg(
+        long,
+        env = env::CACHE_HEAL_GC_MAX_AGE,
+        hide_env_values = true,
+        value_name = "DURATION",
+        value_parser = parse_duration
+    )]
+    pub max_age: Option<std::time::Duration>,
+
+    /// Never evict an entry used or saved this recently
+    ///
+    /// A restore records its use before it downloads, so this is how long a restore in flight
+    /// is protected: longer than the slowest restore. Default `1h`.
+    #[arg(
+        long,
+        env = env::CACHE_HEAL_GC_GRACE,
+        hide_env_values = true,
+        value_name = "DURATION",
+        value_parser = parse_duration,
+        default_value = "1h"
+    )]
+    pub grace: std::time::Duration,
+
+    /// Show what would be evicted and what kept; remove nothing
+    #[arg(long, env = env::CACHE_HEAL_DRY_RUN, hide_env_values = true)]
+    pub dry_run: bool,
 
     #[command(flatten)]
     pub store: StoreArgs,
@@ -612,10 +751,48 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     Ok((number * factor as f64) as u64)
 }
 
+/// Parses `90`, `45s`, `90m`, `12h`, `30d`, `2w`.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().map_err(|_| {
+        format!("`{text}` is not a duration; expected a number and a unit like 30d")
+    })?;
+    let seconds: u64 = match unit.trim() {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        "w" => 7 * 86400,
+        other => {
+            return Err(format!(
+                "`{other}` is not a duration unit; use s, m, h, d or w"
+            ));
+        }
+    };
+    Ok(std::time::Duration::from_secs(
+        number.saturating_mul(seconds),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("90").unwrap().as_secs(), 90);
+        assert_eq!(parse_duration("90m").unwrap().as_secs(), 5400);
+        assert_eq!(parse_duration("30d").unwrap().as_secs(), 30 * 86400);
+        assert_eq!(parse_duration("2w").unwrap().as_secs(), 14 * 86400);
+        assert!(parse_duration("1.5h").is_err());
+        assert!(parse_duration("3y").is_err());
+        assert!(parse_duration("").is_err());
+    }
 
     #[test]
     fn the_command_line_is_consistent() {

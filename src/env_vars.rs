@@ -9,6 +9,8 @@ pub const CACHE_HEAL_STORE: &str = "CACHE_HEAL_STORE";
 pub const CACHE_HEAL_S3_ENDPOINT: &str = "CACHE_HEAL_S3_ENDPOINT";
 /// Equivalent to `--s3-path-style`.
 pub const CACHE_HEAL_S3_PATH_STYLE: &str = "CACHE_HEAL_S3_PATH_STYLE";
+/// Equivalent to `--az-endpoint`.
+pub const CACHE_HEAL_AZ_ENDPOINT: &str = "CACHE_HEAL_AZ_ENDPOINT";
 /// Equivalent to `--scope`.
 pub const CACHE_HEAL_SCOPE: &str = "CACHE_HEAL_SCOPE";
 /// Equivalent to `--path`; newline-separated like the action input.
@@ -35,8 +37,16 @@ pub const CACHE_HEAL_LOOKUP_ONLY: &str = "CACHE_HEAL_LOOKUP_ONLY";
 pub const CACHE_HEAL_FAIL_ON_CACHE_MISS: &str = "CACHE_HEAL_FAIL_ON_CACHE_MISS";
 /// Equivalent to `--max-size`.
 pub const CACHE_HEAL_MAX_SIZE: &str = "CACHE_HEAL_MAX_SIZE";
+/// Equivalent to `--max-size` of `gc` (not restore's `CACHE_HEAL_MAX_SIZE`: another limit).
+pub const CACHE_HEAL_GC_MAX_SIZE: &str = "CACHE_HEAL_GC_MAX_SIZE";
+/// Equivalent to `--max-age` of `gc`.
+pub const CACHE_HEAL_GC_MAX_AGE: &str = "CACHE_HEAL_GC_MAX_AGE";
+/// Equivalent to `--grace` of `gc`.
+pub const CACHE_HEAL_GC_GRACE: &str = "CACHE_HEAL_GC_GRACE";
 /// How many threads write small files during a restore (default 1); for measurements.
 pub const CACHE_HEAL_UNPACK_WRITERS: &str = "CACHE_HEAL_UNPACK_WRITERS";
+/// Equivalent to `--prune` (save).
+pub const CACHE_HEAL_PRUNE: &str = "CACHE_HEAL_PRUNE";
 /// Equivalent to `--no-prune` (save).
 pub const CACHE_HEAL_NO_PRUNE: &str = "CACHE_HEAL_NO_PRUNE";
 /// Equivalent to `--force` (prune, save, restore): do not wait for uv's cache lock.
@@ -115,9 +125,10 @@ pub const CACHE_HEAL_HTTP_RETRY_DELAY_MS: &str = "CACHE_HEAL_HTTP_RETRY_DELAY_MS
 pub const CACHE_HEAL_RETRY_AFTER_MAX_SECS: &str = "CACHE_HEAL_RETRY_AFTER_MAX_SECS";
 
 /// The pull request's base branch (a branch name, set for `pull_request` events only): the
-/// second scope an S3 restore looks in.
+/// second scope an S3 or Azure restore looks in.
 pub const GITHUB_BASE_REF: &str = "GITHUB_BASE_REF";
-/// The event payload; its `repository.default_branch` is the last scope an S3 restore looks in.
+/// The event payload; its `repository.default_branch` is the last scope an S3 or Azure restore
+/// looks in.
 pub const GITHUB_EVENT_PATH: &str = "GITHUB_EVENT_PATH";
 
 /// The S3 endpoint for every AWS service (the AWS CLI and SDKs read it too).
@@ -140,3 +151,22 @@ pub const AWS_WEB_IDENTITY_TOKEN_FILE: &str = "AWS_WEB_IDENTITY_TOKEN_FILE";
 pub const AWS_ROLE_ARN: &str = "AWS_ROLE_ARN";
 /// Web identity: the session name.
 pub const AWS_ROLE_SESSION_NAME: &str = "AWS_ROLE_SESSION_NAME";
+
+/// Azure Blob: the storage account.
+pub const AZURE_STORAGE_ACCOUNT: &str = "AZURE_STORAGE_ACCOUNT";
+/// Azure Blob: the account key. Never printed, masked in Actions logs.
+pub const AZURE_STORAGE_KEY: &str = "AZURE_STORAGE_KEY";
+/// Azure Blob: the account key when `AZURE_STORAGE_KEY` is not set (the name some tools use).
+pub const AZURE_STORAGE_ACCESS_KEY: &str = "AZURE_STORAGE_ACCESS_KEY";
+/// Azure Blob: a SAS token (`sv=…&sig=…`), when there is no key. Never printed, masked.
+pub const AZURE_STORAGE_SAS_TOKEN: &str = "AZURE_STORAGE_SAS_TOKEN";
+/// Azure Blob: a connection string (account, key or SAS, endpoint); its values come first.
+pub const AZURE_STORAGE_CONNECTION_STRING: &str = "AZURE_STORAGE_CONNECTION_STRING";
+/// Azure workload identity: the application (client) id.
+pub const AZURE_CLIENT_ID: &str = "AZURE_CLIENT_ID";
+/// Azure workload identity: the tenant id.
+pub const AZURE_TENANT_ID: &str = "AZURE_TENANT_ID";
+/// Azure workload identity: the file holding the federated (OIDC) token.
+pub const AZURE_FEDERATED_TOKEN_FILE: &str = "AZURE_FEDERATED_TOKEN_FILE";
+/// Azure workload identity: the Entra ID authority, when not the public cloud's.
+pub const AZURE_AUTHORITY_HOST: &str = "AZURE_AUTHORITY_HOST";

@@ -68,6 +68,8 @@ pub fn run() -> ExitCode {
         cli::Command::Key(args) => ("key", commands::key::run(args, &cli.global)),
         cli::Command::Prune(args) => ("prune", commands::prune::run(args, &cli.global)),
         cli::Command::Heal(args) => ("heal", commands::heal::run(args, &cli.global)),
+        cli::Command::Delete(args) => ("delete", commands::delete::run(args, &cli.global)),
+        cli::Command::Gc(args) => ("gc", commands::gc::run(args, &cli.global)),
     };
     report::render(name, outcome, printer, interrupted_work(&cli.command))
 }

@@ -32,6 +32,14 @@ pub fn info(message: &str) {
     }
 }
 
+/// A detail only worth seeing when debugging: a `::debug::` line in GitHub Actions (shown
+/// when the run has debug logging on), nothing elsewhere.
+pub fn debug(message: &str) {
+    if in_github_actions() {
+        eprintln!("::debug::{}", escape_annotation(message));
+    }
+}
+
 /// Something the user can act on.
 pub fn warn(message: &str) {
     if in_github_actions() {

@@ -180,7 +180,7 @@ fn section(help: &str, heading: &str) -> String {
 }
 
 /// `--json`, `--quiet` and `--no-progress` appear under "Global options" on every command,
-/// and nowhere else among the flags; `--store` is offered by save, restore and inspect only, and the others
+/// and nowhere else among the flags; `--store` is offered by save, restore, inspect, delete and gc only, and the others
 /// refuse it as a usage error (exit 2).
 #[test]
 fn global_options_are_grouped_and_store_is_only_where_it_acts() {
@@ -200,7 +200,8 @@ fn global_options_are_grouped_and_store_is_only_where_it_acts() {
                     "`{command} {flag}`: `{option}` shows up outside Global options:\n{help}"
                 );
             }
-            let store_here = ["save", "restore", "inspect"].contains(&command.as_str());
+            let store_here =
+                ["save", "restore", "inspect", "delete", "gc"].contains(&command.as_str());
             assert_eq!(
                 help.contains("--store"),
                 store_here,
@@ -373,6 +374,25 @@ fn every_example_in_the_help_runs() {
             shell(&example);
         }
     }
+
+    // `gc` keeps what was just saved (the grace window); `delete` then removes `demo`.
+    for example in examples("gc") {
+        shell(&example);
+    }
+    let listed = |store: &str| {
+        shell(&format!("cache-heal inspect --store {store} --json"))
+            .stdout
+            .clone()
+    };
+    let ci_cache = format!("dir:{}", home.join("ci-cache").display());
+    assert!(String::from_utf8_lossy(&listed(&ci_cache)).contains("\"demo\""));
+    for example in examples("delete") {
+        shell(&example);
+    }
+    assert!(
+        !String::from_utf8_lossy(&listed(&ci_cache)).contains("\"demo\""),
+        "the delete example left `demo` in `~/ci-cache`"
+    );
 }
 
 fn git(args: &[&str]) -> String {

@@ -131,6 +131,46 @@ fn inspect_key_prune_and_heal_fields_match_the_readme() {
 }
 
 #[test]
+fn delete_and_gc_fields_match_the_readme() {
+    let sb = Sandbox::new();
+    let data = sb.ws().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("f"), "x").unwrap();
+    for key in ["a", "b"] {
+        sb.ok(&["save", "--path", "data", "--key", key]);
+    }
+    let gc = json_of(&sb.ok(&[
+        "gc",
+        "--json",
+        "--max-size",
+        "0",
+        "--grace",
+        "0s",
+        "--dry-run",
+    ]));
+    assert_eq!(fields(&gc), documented("`gc --json`"));
+    let removed = &gc["removed"][0];
+    let entry = fields(removed);
+    for field in [
+        "key",
+        "scope",
+        "version",
+        "size",
+        "created",
+        "last_used",
+        "reason",
+    ] {
+        assert!(entry.contains(field), "`{field}` not in {removed}");
+    }
+    let deleted = json_of(&sb.ok(&["delete", "--json", "--key", "a"]));
+    assert_eq!(fields(&deleted), documented("`delete --json`"));
+    assert_eq!(
+        fields(&deleted["removed"][0]),
+        ["created", "size", "version"].map(String::from).into()
+    );
+}
+
+#[test]
 fn error_fields_match_the_readme() {
     let sb = Sandbox::new();
     let documented_error = documented("Errors (any command, exit 1 or 2)");

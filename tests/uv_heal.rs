@@ -122,12 +122,22 @@ impl Scenario {
             .collect()
     }
 
-    fn save_prune_wipe_restore(&self, restore_flags: &[&str]) -> Output {
-        let saved = self.cache_heal(&["save", "--path", "~/.cache/uv", "--key", "uv-k", "--json"]);
+    /// Saves with `--prune <prune>`, wipes the cache, restores it for 3.12.
+    fn save_prune_wipe_restore(&self, prune: &str, restore_flags: &[&str]) -> Output {
+        let saved = self.cache_heal(&[
+            "save",
+            "--path",
+            "~/.cache/uv",
+            "--key",
+            "uv-k",
+            "--prune",
+            prune,
+            "--json",
+        ]);
         assert!(saved.status.success());
         let saved = stdout_json(&saved);
         assert!(
-            saved["pruned_files"].as_u64().unwrap() > 50,
+            saved["pruned_files"].as_u64().unwrap() > 40,
             "save did not prune: {saved}"
         );
         std::fs::remove_dir_all(self.cache()).unwrap();
@@ -155,7 +165,7 @@ impl Scenario {
 fn heal_lets_an_offline_312_sync_build_from_a_311_cache() {
     let mut s = Scenario::new();
     s.populate();
-    let restored = s.save_prune_wipe_restore(&[]);
+    let restored = s.save_prune_wipe_restore("ci", &[]);
     let report = stdout_json(&restored);
     let heal = &report["heal"][0];
     let healed: Vec<&str> = heal["healed"]
@@ -200,12 +210,59 @@ fn heal_lets_an_offline_312_sync_build_from_a_311_cache() {
     );
 }
 
+/// The same with `save`'s default prune, which keeps every wheel: heal fetches only cext's
+/// source, nothing is missing for its build (setuptools' wheel was saved), and the offline
+/// 3.12 sync builds without warming anything first.
+#[test]
+fn with_the_default_prune_an_offline_312_sync_needs_only_the_healed_source() {
+    let mut s = Scenario::new();
+    s.populate();
+    let restored = s.save_prune_wipe_restore("wheels", &[]);
+    let report = stdout_json(&restored);
+    let heal = &report["heal"][0];
+    let healed: Vec<&str> = heal["healed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["package"].as_str().unwrap())
+        .collect();
+    assert_eq!(healed, ["cext"], "{heal}");
+    assert_eq!(
+        heal["missing_build_requires"]
+            .as_array()
+            .map_or(0, Vec::len),
+        0,
+        "{heal}"
+    );
+    assert!(
+        !stderr(&restored).contains("warning:"),
+        "{}",
+        stderr(&restored)
+    );
+    s.index.stop();
+    let synced = s.offline_sync_312();
+    assert!(
+        synced.status.success(),
+        "offline sync on 3.12 failed after heal:\n{}",
+        String::from_utf8_lossy(&synced.stderr)
+    );
+    let mut wheels = s.cext_wheels();
+    wheels.sort();
+    assert_eq!(
+        wheels,
+        [
+            "cext-1.0-cp311-cp311-linux_x86_64.whl",
+            "cext-1.0-cp312-cp312-linux_x86_64.whl"
+        ]
+    );
+}
+
 /// The control: the same without heal fails with uv's offline error.
 #[test]
 fn without_heal_an_offline_312_sync_fails() {
     let mut s = Scenario::new();
     s.populate();
-    let restored = s.save_prune_wipe_restore(&["--no-heal"]);
+    let restored = s.save_prune_wipe_restore("ci", &["--no-heal"]);
     assert_eq!(stdout_json(&restored)["heal"], serde_json::Value::Null);
     s.warm_prebuilt_wheels();
     s.index.stop();
@@ -678,7 +735,7 @@ fn restoring_two_uv_caches_warns_about_backends_once() {
     let second = s.sandbox.home().join(".cache/uv-second");
     uv::copy_tree(&cache, &second);
     let paths = "~/.cache/uv\n~/.cache/uv-second";
-    let saved = s.cache_heal(&["save", "--path", paths, "--key", "uv-two"]);
+    let saved = s.cache_heal(&["save", "--path", paths, "--key", "uv-two", "--prune", "ci"]);
     assert!(saved.status.success(), "{}", stderr(&saved));
     std::fs::remove_dir_all(&cache).unwrap();
     std::fs::remove_dir_all(&second).unwrap();

@@ -137,7 +137,8 @@ fn prune_matches_uv(uv_version: &str, also_fill_with: Option<&str>) {
     );
     assert!(!kept.keys().any(|p| p.contains("stALeReViSiOn0001")));
 
-    // The same through `save`: the live cache stays as it is, the entry holds what uv keeps.
+    // The same through `save --prune ci`: the live cache stays as it is, the entry holds what
+    // uv keeps.
     let live = snapshot(&cache);
     let saved = sandbox.ok(&[
         "save",
@@ -145,6 +146,8 @@ fn prune_matches_uv(uv_version: &str, also_fill_with: Option<&str>) {
         cache.to_str().unwrap(),
         "--key",
         "k",
+        "--prune",
+        "ci",
         "--json",
     ]);
     assert_eq!(snapshot(&cache), live, "`save` changed the cache on disk");
@@ -172,6 +175,59 @@ fn prune_matches_uv(uv_version: &str, also_fill_with: Option<&str>) {
         "--no-heal",
     ]);
     assert_same_tree(&snapshot(&by_uv), &snapshot(&cache));
+    std::fs::remove_dir_all(&cache).unwrap();
+    std::fs::rename(sandbox.root().join("cache-live"), &cache).unwrap();
+    save_keeps_prebuilt_wheels_by_default(&sandbox, &cache, &snapshot(&by_uv));
+}
+
+/// `save`'s default leaves out what `--ci` does except the pre-built wheels: the entry is uv's
+/// `--ci` tree plus the wheels bucket exactly as it was, and still no unpacked source.
+fn save_keeps_prebuilt_wheels_by_default(
+    sandbox: &Sandbox,
+    cache: &Path,
+    by_uv: &std::collections::BTreeMap<String, support::Node>,
+) {
+    let live = snapshot(cache);
+    let path = cache.to_str().unwrap();
+    let saved = sandbox.ok(&["save", "--path", path, "--key", "k-wheels", "--json"]);
+    assert!(
+        stderr(&saved).contains("pre-built wheels kept"),
+        "{}",
+        stderr(&saved)
+    );
+    std::fs::rename(cache, sandbox.root().join("cache-live-2")).unwrap();
+    sandbox.ok(&["restore", "--path", path, "--key", "k-wheels", "--no-heal"]);
+    let restored = snapshot(cache);
+    for (path, node) in by_uv {
+        assert_eq!(Some(node), restored.get(path), "`--ci` keeps `{path}`");
+    }
+    // The current uv line's wheels bucket (an upgraded cache also has an older one, which
+    // every mode drops, as uv does).
+    let bucket = live
+        .keys()
+        .filter_map(|p| {
+            p.strip_prefix("wheels-v")?
+                .split('/')
+                .next()?
+                .parse::<u32>()
+                .ok()
+        })
+        .max()
+        .map(|n| format!("wheels-v{n}"))
+        .expect("a wheels bucket");
+    let wheels: Vec<_> = live.keys().filter(|p| p.starts_with(&bucket)).collect();
+    assert!(wheels.len() > 2, "the fixture has no pre-built wheels");
+    for path in wheels {
+        assert_eq!(live.get(path), restored.get(path), "wheel entry `{path}`");
+    }
+    assert!(
+        !restored.keys().any(|p| p.ends_with("/src")),
+        "a src/ survived"
+    );
+    assert!(
+        restored.len() > by_uv.len(),
+        "nothing beyond `--ci`'s tree was kept"
+    );
 }
 
 /// `prune` should leave exactly what `uv cache prune --ci` of uv 0.13.x leaves, and `save`
@@ -530,8 +586,6 @@ fn save_after_an_exact_hit_and_heal_is_up_to_date() {
     let files = uv::fixtures(&sandbox.root().join("files"), 0);
     let index = Index::start(&files, 0);
     let cache = small_cache(&sandbox, &index);
-    sandbox.ok(&["save", "--path", "~/.cache/uv", "--key", "uv-k"]);
-    std::fs::remove_dir_all(&cache).unwrap();
 
     let runner_temp = sandbox.root().join("runner-temp");
     std::fs::create_dir_all(&runner_temp).unwrap();
@@ -545,6 +599,13 @@ fn save_after_an_exact_hit_and_heal_is_up_to_date() {
             .env("GITHUB_REF", "refs/heads/main");
         cmd
     };
+    // Saved by an earlier run on `main`, so in the scope this run saves into.
+    let seeded = step()
+        .args(["save", "--path", "~/.cache/uv", "--key", "uv-k"])
+        .output()
+        .unwrap();
+    assert!(seeded.status.success(), "{}", stderr(&seeded));
+    std::fs::remove_dir_all(&cache).unwrap();
     let python = uv::python("3.12");
     let restored = step()
         .args([

@@ -1,6 +1,6 @@
-//! `cache-heal inspect`: list the entries of a store, newest first; with `--path`, show what a
-//! uv cache holds instead (buckets and sizes, sdists with their built wheels' tags, which
-//! sources are missing).
+//! `cache-heal inspect`: list the entries of a store, newest first, with their scope and last
+//! use; with `--path`, show what a uv cache holds instead (buckets and sizes, sdists with their
+//! built wheels' tags, which sources are missing).
 
 use anyhow::Result;
 use std::path::Path;
@@ -36,17 +36,21 @@ pub fn entry_table(entries: &[EntryInfo]) -> Vec<String> {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let mut lines = vec![format!(
-        "{:<50} {:<14} {:>10} {:>6} {:>8}",
-        "KEY", "VERSION", "SIZE", "CODEC", "AGE"
+        "{:<50} {:<14} {:>10} {:>6} {:>8} {:>9}",
+        "KEY", "VERSION", "SIZE", "CODEC", "AGE", "LAST USED"
     )];
     for entry in entries {
+        let used = entry.last_used.map_or("never".to_string(), |used| {
+            format!("{} ago", human_age(now.saturating_sub(used)))
+        });
         lines.push(format!(
-            "{:<50} {:<14} {:>10} {:>6} {:>8}",
+            "{:<50} {:<14} {:>10} {:>6} {:>8} {:>9}",
             entry.key,
             &entry.version[..entry.version.len().min(12)],
             human_bytes(entry.size),
             entry.compression.to_string(),
             human_age(now.saturating_sub(entry.created)),
+            used,
         ));
         if let Some(scope) = &entry.scope {
             lines.push(format!("  scope: `{scope}`"));

@@ -1,6 +1,8 @@
 //! One module per subcommand. Each reads like the flow in DESIGN.md: one call per stage.
 
 pub mod actions;
+pub mod delete;
+pub mod gc;
 pub mod heal;
 pub mod inspect;
 pub mod key;

@@ -83,7 +83,7 @@ pub fn prune_cache(root: &Path, dry_run: bool, force: bool) -> Result<Pruned> {
     if dry_run {
         // The plan that also counts the `files-v0` objects a real prune leaves unlinked, so a
         // dry run says what a real one removes.
-        let plan = prune::plan_with_unlinked_files(&layout)?;
+        let plan = prune::plan_with_unlinked_files(&layout, prune::Keep::BuiltWheels)?;
         for warning in &plan.warnings {
             output::warn(warning);
         }
@@ -94,7 +94,7 @@ pub fn prune_cache(root: &Path, dry_run: bool, force: bool) -> Result<Pruned> {
             warnings: plan.warnings,
         });
     }
-    let plan = prune::plan(&layout)?;
+    let plan = prune::plan(&layout, prune::Keep::BuiltWheels)?;
     for warning in &plan.warnings {
         output::warn(warning);
     }

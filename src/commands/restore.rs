@@ -517,6 +517,18 @@ fn add_layout_hint(error: anyhow::Error, plan: &RestorePlan) -> anyhow::Error {
     ))
 }
 
+/// Tells the store that a download of `hit` starts now, before its first byte is read, so a
+/// `gc` running meanwhile sees the entry as in use. Best-effort: a store that cannot record it
+/// still serves the restore.
+fn record_use(store: &dyn Store, hit: &Hit) {
+    if let Err(error) = store.record_use(hit) {
+        crate::output::debug(&format!(
+            "Could not record the last use of `{}`: {error:#}",
+            hit.matched_key
+        ));
+    }
+}
+
 fn stream_into_place(
     store: &dyn Store,
     hit: &Hit,
@@ -524,6 +536,7 @@ fn stream_into_place(
     max_bytes: u64,
     global: &GlobalArgs,
 ) -> Result<Restored> {
+    record_use(store, hit);
     let progress = Progress::new("Restoring", hit.size, progress_enabled(global));
     let started = Instant::now();
     let archive_bytes = AtomicU64::new(0);

@@ -1,7 +1,7 @@
 //! `cache-heal save`: plan (key, version, paths, store; all checked before anything is read)
-//! → store writable? → what to archive (uv caches as `uv cache prune --ci` would leave them;
-//! the cache on disk is never changed) → up to date? → reserve → pack into the upload →
-//! publish → report.
+//! → store writable? → what to archive (uv caches without their sources, by default; the
+//! cache on disk is never changed) → up to date? → reserve → pack into the upload → publish →
+//! report.
 
 use anyhow::Result;
 use std::io::Write;
@@ -29,7 +29,7 @@ pub struct SavePlan {
     compression: Compression,
     level: Level,
     store: StoreSpec,
-    prune: bool,
+    prune: crate::cli::PruneMode,
     force: bool,
 }
 
@@ -62,16 +62,22 @@ impl SavePlan {
             compression,
             level: args.compression_level,
             store,
-            prune: !args.no_prune,
+            prune: if args.no_prune {
+                crate::cli::PruneMode::None
+            } else {
+                args.prune
+            },
             force: args.force,
         })
     }
 
     fn pruning(&self) -> save_filter::Pruning {
-        if self.prune {
-            save_filter::Pruning::LeaveOut
-        } else {
-            save_filter::Pruning::KeepAll
+        use crate::cli::PruneMode;
+        use crate::uv::prune::Keep;
+        match self.prune {
+            PruneMode::Wheels => save_filter::Pruning::LeaveOut(Keep::AllWheels),
+            PruneMode::Ci => save_filter::Pruning::LeaveOut(Keep::BuiltWheels),
+            PruneMode::None => save_filter::Pruning::KeepAll,
         }
     }
 

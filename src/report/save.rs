@@ -97,8 +97,8 @@ pub struct SaveReport {
     #[serde(skip)]
     pub level_setting: Level,
     pub compression_levels: Vec<LevelUse>,
-    /// Files and bytes of uv caches left out of the archive because `uv cache prune --ci`
-    /// removes them (the cache on disk is not changed).
+    /// Files and bytes of uv caches left out of the archive by `--prune` (the cache on disk
+    /// is not changed).
     pub pruned_files: u64,
     pub pruned_bytes: u64,
     pub seconds: f64,

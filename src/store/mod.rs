@@ -6,9 +6,12 @@
 //! HTTP runs its own runtime behind those two ends, so the archive code stays plain blocking
 //! code on its own threads.
 
+pub mod azure;
 pub mod github;
 pub mod local;
+pub mod object;
 pub mod s3;
+pub mod scope;
 
 use anyhow::Result;
 use std::io::{Read, Write};
@@ -84,9 +87,34 @@ pub struct EntryInfo {
     pub paths: Option<Vec<String>>,
     /// The directory relative member names are relative to, when recorded.
     pub workspace: Option<PathBuf>,
-    /// The ref scope it was saved in, for stores that scope entries (`s3://`).
+    /// The ref scope it was saved in, for stores that scope entries (`s3://`, `az://`, `dir:`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    /// When a restore last started downloading it, Unix seconds; `None` if never (or before
+    /// uses were recorded).
+    pub last_used: Option<u64>,
+    /// The last use, else the creation, in nanoseconds since the Unix epoch: what `gc` orders
+    /// by. Finer than the two fields above, so entries saved and restored within one second
+    /// still order correctly.
+    #[serde(skip)]
+    pub recency_ns: u128,
+}
+
+/// What [`Store::sweep`] removed (or would remove).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Swept {
+    pub files: u64,
+    pub bytes: u64,
+}
+
+/// What [`Store::remove`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Removal {
+    Removed,
+    /// It was no longer there (removed by someone else, or replaced by a newer save).
+    Gone,
+    /// A restore started using it at or after the cutoff it was given: it was kept.
+    InUse,
 }
 
 /// What a save asks the store to create: the entry's identity, and what restore and `inspect`
@@ -135,6 +163,38 @@ pub trait Store: Send + Sync {
         Ok(())
     }
 
+    /// Records that a restore is about to download the entry, so `gc` sees it as used and
+    /// keeps it for at least the grace window. Called before the first byte is read;
+    /// best-effort (a failure must not fail the restore).
+    fn record_use(&self, _hit: &Hit) -> Result<()> {
+        Ok(())
+    }
+
+    /// The scope a save writes into, for stores that keep scopes: where `delete` acts.
+    fn save_scope(&self) -> Option<&str> {
+        None
+    }
+
+    /// Removes one listed entry: first what makes it visible, then its archive and its
+    /// last-use record. With `unless_used_since` (Unix nanoseconds), an entry whose last use
+    /// was recorded at or after it is kept ([`Removal::InUse`]): the last look before the
+    /// delete, so a restore that started after `gc` listed is not cut off.
+    fn remove(&self, entry: &EntryInfo, _unless_used_since: Option<u128>) -> Result<Removal> {
+        anyhow::bail!(
+            "{} cannot remove entries (entry `{}`)",
+            self.describe(),
+            entry.key
+        )
+    }
+
+    /// Removes (or with `dry_run` only counts) what no entry owns and nothing has touched
+    /// since `older_than_ns` (Unix nanoseconds): the leftovers of saves killed before they
+    /// published, and entries put aside as broken or damaged. Stores with nothing to sweep
+    /// sweep nothing.
+    fn sweep(&self, _older_than_ns: u128, _dry_run: bool) -> Result<Swept> {
+        Ok(Swept::default())
+    }
+
     /// The directory a store keeps its files in, when it is on this machine: a save must not
     /// archive the store into itself.
     fn local_root(&self) -> Option<&std::path::Path> {
@@ -148,10 +208,15 @@ pub trait Store: Send + Sync {
 pub enum StoreSpec {
     /// The GitHub Actions cache service (v2).
     Gha,
-    /// A local directory (absolute).
-    Dir(PathBuf),
+    /// A local directory (absolute), and `--scope`.
+    Dir {
+        root: PathBuf,
+        scope: Option<String>,
+    },
     /// An S3 bucket (AWS or S3-compatible), with an optional prefix.
     S3(s3::S3Spec),
+    /// An Azure Blob container, with an optional prefix.
+    Azure(azure::AzureSpec),
 }
 
 impl StoreSpec {
@@ -164,13 +229,21 @@ impl StoreSpec {
             if github::configured_in_env() {
                 return Ok(StoreSpec::Gha);
             }
-            return Ok(StoreSpec::Dir(default_local_root(home)?));
+            return Ok(StoreSpec::Dir {
+                root: default_local_root(home)?,
+                scope: None,
+            });
         };
         if text == "gha" {
             return Ok(StoreSpec::Gha);
         }
         if text.starts_with("s3://") {
             return s3::S3Spec::parse(text).map(StoreSpec::S3).map_err(usage);
+        }
+        if text.starts_with("az://") {
+            return azure::AzureSpec::parse(text)
+                .map(StoreSpec::Azure)
+                .map_err(usage);
         }
         let path = match text.strip_prefix("dir:") {
             Some("") => {
@@ -186,7 +259,7 @@ impl StoreSpec {
             None if text.contains("://") => {
                 let scheme = text.split("://").next().unwrap_or_default();
                 return Err(usage(format!(
-                    "`--store {text}`: stores of the kind `{scheme}://` are not supported\n\nhint: use `gha` (the GitHub Actions cache), `s3://<BUCKET>[/<PREFIX>]` or `dir:<DIR>` (a local directory)"
+                    "`--store {text}`: stores of the kind `{scheme}://` are not supported\n\nhint: use `gha` (the GitHub Actions cache), `s3://<BUCKET>[/<PREFIX>]`, `az://<CONTAINER>[/<PREFIX>]` or `dir:<DIR>` (a local directory)"
                 )));
             }
             None if text.eq_ignore_ascii_case("gha") => {
@@ -213,7 +286,10 @@ impl StoreSpec {
             }
             (None, _) => PathBuf::from(path),
         };
-        Ok(StoreSpec::Dir(crate::paths::normalize(&cwd.join(expanded))))
+        Ok(StoreSpec::Dir {
+            root: crate::paths::normalize(&cwd.join(expanded)),
+            scope: None,
+        })
     }
 
     /// Opens the store. A local directory that exists but is not a directory is refused here,
@@ -221,21 +297,34 @@ impl StoreSpec {
     pub fn open(&self) -> Result<Box<dyn Store>> {
         match self {
             StoreSpec::Gha => Ok(Box::new(github::GhaStore::from_env()?)),
-            StoreSpec::Dir(root) => {
+            StoreSpec::Dir { root, scope } => {
                 local::check_root(root)?;
-                Ok(Box::new(local::LocalStore::new(root.clone())))
+                let scopes = scope::Scopes::from_env(scope.as_deref())?;
+                Ok(Box::new(local::LocalStore::with_scopes(
+                    root.clone(),
+                    scopes,
+                )))
             }
             StoreSpec::S3(spec) => Ok(Box::new(s3::S3Store::open(spec)?)),
+            StoreSpec::Azure(spec) => Ok(Box::new(azure::AzureStore::open(spec)?)),
         }
     }
 
     /// Adds what the global flags say about the store (`--s3-endpoint`, `--s3-path-style`,
-    /// `--scope`); other stores take none of them.
+    /// `--az-endpoint`, `--scope`, which `dir:` takes too); `gha` takes none of them.
     pub fn configure(mut self, args: &crate::cli::StoreArgs) -> Self {
-        if let StoreSpec::S3(spec) = &mut self {
-            spec.endpoint = args.s3_endpoint.clone().filter(|e| !e.trim().is_empty());
-            spec.path_style = args.s3_path_style;
-            spec.scope = args.scope.clone();
+        match &mut self {
+            StoreSpec::S3(spec) => {
+                spec.endpoint = args.s3_endpoint.clone().filter(|e| !e.trim().is_empty());
+                spec.path_style = args.s3_path_style;
+                spec.scope = args.scope.clone();
+            }
+            StoreSpec::Azure(spec) => {
+                spec.endpoint = args.az_endpoint.clone().filter(|e| !e.trim().is_empty());
+                spec.scope = args.scope.clone();
+            }
+            StoreSpec::Dir { scope, .. } => *scope = args.scope.clone(),
+            StoreSpec::Gha => {}
         }
         self
     }
@@ -244,8 +333,9 @@ impl StoreSpec {
     pub fn describe(&self) -> String {
         match self {
             StoreSpec::Gha => "the GitHub Actions cache".to_string(),
-            StoreSpec::Dir(root) => format!("dir:{}", root.display()),
+            StoreSpec::Dir { root, .. } => format!("dir:{}", root.display()),
             StoreSpec::S3(spec) => spec.describe(),
+            StoreSpec::Azure(spec) => spec.describe(),
         }
     }
 }
@@ -275,17 +365,17 @@ pub enum Severity {
 /// The store's error may sit anywhere in the chain, also inside the `io::Error` a reader or
 /// writer returned to the archive code.
 pub fn nonfatal(error: &anyhow::Error) -> Option<(Severity, &'static str)> {
-    /// A store error found in the chain: the GitHub store's or the S3 store's.
+    /// A store error found in the chain: the GitHub store's or an object store's (S3, Azure).
     enum Found<'a> {
         Gha(&'a github::Error),
-        S3(&'a s3::Error),
+        Object(&'a object::Error),
     }
     fn find<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<Found<'a>> {
         if let Some(found) = error.downcast_ref::<github::Error>() {
             return Some(Found::Gha(found));
         }
-        if let Some(found) = error.downcast_ref::<s3::Error>() {
-            return Some(Found::S3(found));
+        if let Some(found) = error.downcast_ref::<object::Error>() {
+            return Some(Found::Object(found));
         }
         if let Some(io) = error.downcast_ref::<std::io::Error>()
             && let Some(inner) = io.get_ref()
@@ -304,7 +394,7 @@ pub fn nonfatal(error: &anyhow::Error) -> Option<(Severity, &'static str)> {
         Found::Gha(found) if found.is_damaged_entry() => None,
         Found::Gha(found) if found.is_mode_forbidden() => Some((Severity::Info, found.summary())),
         Found::Gha(found) => Some((Severity::Warning, found.summary())),
-        Found::S3(found) => Some((Severity::Warning, found.summary())),
+        Found::Object(found) => Some((Severity::Warning, found.summary())),
     }
 }
 

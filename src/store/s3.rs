@@ -2,58 +2,24 @@
 //! Ceph RGW, Garage, moto), with GitHub's rules: entries scoped by ref, first save wins, newest
 //! match first.
 //!
-//! # Layout
+//! The layout, publishing, matching, restore and error safety are the same for every object
+//! store and live in `object.rs`; this module knows S3's URL, endpoint, credentials and error
+//! codes, and GitHub's scopes (which every object store uses).
 //!
-//! ```text
-//! PREFIX/<scope>/<version>/<key>.json                        metadata: its creation publishes
-//! PREFIX/<scope>/<version>/archives/<key>.<upload-id>.tzst   the archive it names (or .tgz)
-//! ```
+//! # Scopes
 //!
-//! `<scope>` is a ref (`refs/heads/main`, `refs/pull/7/merge`) or `local`, one path segment per
-//! ref component. `<version>` is the actions/cache entry version. `<key>` is the key with every
-//! ASCII byte outside `[A-Za-z0-9._-]` percent-encoded (so `/` never splits it; other UTF-8 stays
-//! as it is), which keeps the usual keys readable in `aws s3 ls`. The archive is exactly what
-//! actions/cache writes (`zstd -d | tar -x` reads it); its name carries a random upload id, so
-//! two saves racing on one key never write the same archive object. S3 limits object names to
-//! 1024 bytes, so a key of 512 characters that are mostly percent-encoded is refused by the
-//! server (a warning, as every store failure).
+//! GitHub's, see [`super::scope`]: a save writes into the run's ref, a restore reads the ref,
+//! the pull request's base, then the default branch.
 //!
-//! # Scopes (GitHub's, `docs/field-2026.md` §5: the S3 forks of actions/cache have none)
+//! # Publishing
 //!
-//! A save writes into the scope of `GITHUB_REF`. A restore looks in `GITHUB_REF`, then in the
-//! pull request's base branch (`GITHUB_BASE_REF`), then in the default branch, each scope with
-//! the whole matching order (exact key, key as prefix, each restore key exact then as prefix,
-//! newest first; `key::find_match`). The runner exports no default branch, so it is read from the
-//! event payload (`GITHUB_EVENT_PATH`, `repository.default_branch`), else `main`. Outside
-//! GitHub Actions the scope is `--scope` (default `local`); inside, `--scope` is refused, so a
-//! pull request can never write into `main`'s scope through a flag (a bucket policy should
-//! enforce it on the server as well).
-//!
-//! # Publishing: atomic, first wins
-//!
-//! The archive goes up as a multipart upload straight from the compressor, in parts of
-//! [`PART_SIZE`] with [`UPLOAD_CONCURRENCY`] in flight, so memory stays bounded whatever the
-//! size. It is completed only when the archive is whole; then the metadata object is created
-//! with `If-None-Match: *`. Of two saves of one key, one creates it and the other gets 412 (moto
-//! 5.2.5 honours the header; AWS since 2024-08; R2 answers 412 too) and deletes its archive:
-//! "already exists", as GitHub's service answers 409. An upload dropped before it is finished
-//! (an error in the packer, a failed part) is aborted, so no parts linger; a process killed
-//! outright leaves an incomplete multipart upload for the bucket's
-//! `AbortIncompleteMultipartUpload` lifecycle rule, and never an entry.
-//!
-//! # Restore
-//!
-//! Ranged GETs of [`SEGMENT_SIZE`] to [`SEGMENT_SIZE_MAX`] (about [`SEGMENTS`] per archive),
-//! [`DOWNLOAD_CONCURRENCY`] in flight, each streaming into a queue of [`SEGMENT_BLOCKS`] blocks
-//! of 1 MiB that the unpacker drains in order, so data reaches it as it arrives and memory stays
-//! bounded (~30 MiB of blocks) however large the segments. A body that breaks off or comes up
-//! short is asked for again from where it stopped. The archive's size and sha256 (recorded in
-//! the metadata) are checked at the end, so a truncated or swapped archive fails the restore
-//! before the swap.
+//! moto 5.2.5 honours `If-None-Match: *` on the metadata object, as AWS does since 2024-08 and
+//! R2 does too. A process killed outright leaves an incomplete multipart upload for the
+//! bucket's `AbortIncompleteMultipartUpload` lifecycle rule, and never an entry.
 //!
 //! # Client and credentials
 //!
-//! `object_store` (apache/arrow-rs-object-store, `aws` feature only) signs and sends the
+//! `object_store` (apache/arrow-rs-object-store, `aws` and `azure` features) signs and sends the
 //! requests on the reqwest + rustls stack the binary already has (`cargo tree`: one reqwest,
 //! one hyper, one rustls), and retries 5xx (S3's `SlowDown` is a 503), 429 and broken
 //! connections with exponential backoff. Credentials come from `AWS_ACCESS_KEY_ID`,
@@ -65,60 +31,19 @@
 //! # Errors never carry a credential
 //!
 //! S3's error bodies can echo the canonical request (with the session token) and the access key
-//! id. So an `object_store` error never travels on: [`Error`] keeps only what was asked, the S3
-//! error code and the HTTP status, and says what to check.
+//! id; see `object.rs` for how errors keep only the S3 error code.
 
-use anyhow::{Context, Result, anyhow};
-use bytes::Bytes;
-use futures_util::StreamExt;
-use object_store::aws::{AmazonS3, AmazonS3Builder, S3ConditionalPut};
-use object_store::path::Path as ObjectPath;
-use object_store::{
-    BackoffConfig, ClientOptions, GetOptions, GetRange, MultipartUpload, ObjectStore,
-    ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig,
-};
-use sha2::{Digest, Sha256};
-use std::io::{self, Read, Write};
-use std::path::PathBuf;
+use anyhow::{Result, anyhow};
+use object_store::ClientOptions;
+use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::task::{JoinHandle, JoinSet};
+use std::time::Duration;
 
-use super::{EntryInfo, Hit, Lookup, NewEntry, Published, Query, Reservation, Store};
+use super::object::{Flavor, ObjectStoreBacked, StoreName, Summaries, env_value, retry_config};
+use super::scope::Scopes;
 use crate::env_vars;
-use crate::key::{self, Compression};
-use crate::pace::{Pace, SinkGauge};
 
-/// Multipart part size: S3's minimum is 5 MiB (except the last part). With 8 MiB parts a save
-/// of bench/s3.sh's 1 GB tree peaked at 102 MiB (the compressor's own buffers are ~65 MiB); 6
-/// MiB keeps it under the 100 MiB bar (98 MiB) and still allows 60 GB in S3's 10,000 parts.
-pub const PART_SIZE: usize = 6 << 20;
-/// Parts in flight at once.
-pub const UPLOAD_CONCURRENCY: usize = 4;
-/// The smallest download segment (a ranged GET).
-pub const SEGMENT_SIZE: u64 = 8 << 20;
-/// The largest download segment.
-pub const SEGMENT_SIZE_MAX: u64 = 32 << 20;
-/// About how many segments an archive is fetched in, within the two sizes above: few requests
-/// for a large archive, as each costs a round trip, a fee on S3 and R2, and on some servers a
-/// read of the whole object (moto's costs grow with the object, so 8 MiB ranges of a 340 MB
-/// archive cost it 3x the CPU of 21 MiB ones).
-const SEGMENTS: u64 = 16;
-/// Segments in flight at once.
-pub const DOWNLOAD_CONCURRENCY: usize = 4;
-/// Segments stream in blocks of this size, each queued whole for the unpacker.
-const BLOCK_SIZE: usize = 1 << 20;
-/// Blocks a segment in flight may queue before its connection waits for the reader: with
-/// [`DOWNLOAD_CONCURRENCY`], what bounds the memory of a restore (4 × 7 MiB), whatever the
-/// segment size.
-const SEGMENT_BLOCKS: usize = 6;
-/// Requests for one segment whose body breaks off or comes up short, each resuming where the
-/// last stopped (a request that fails outright is retried inside the client).
-const SEGMENT_ATTEMPTS: u32 = 3;
-/// The scope outside GitHub Actions when `--scope` is not given.
-pub const LOCAL_SCOPE: &str = "local";
-/// The default branch when the event payload does not name one.
-const FALLBACK_DEFAULT_BRANCH: &str = "main";
+pub use super::object::Error;
 
 /// `--store s3://BUCKET[/PREFIX]` with the flags that go with it, checked but not opened.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -195,10 +120,6 @@ impl S3Spec {
     }
 }
 
-fn env_value(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-}
-
 /// An endpoint as messages show it: never with a `user:password@`.
 fn without_userinfo(endpoint: &str) -> String {
     match reqwest::Url::parse(endpoint) {
@@ -211,187 +132,8 @@ fn without_userinfo(endpoint: &str) -> String {
     }
 }
 
-/// Where a save writes and where a restore looks, in order.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Scopes {
-    pub save: String,
-    pub read: Vec<String>,
-}
-
-impl Scopes {
-    /// GitHub's rules from the runner's environment, or `--scope` outside Actions.
-    pub fn from_env(explicit: Option<&str>) -> Result<Self> {
-        let in_actions = std::env::var(env_vars::GITHUB_ACTIONS).is_ok_and(|v| v == "true");
-        let current = env_value(env_vars::GITHUB_REF);
-        let base = env_value(env_vars::GITHUB_BASE_REF);
-        Self::resolve(
-            explicit,
-            in_actions,
-            current.as_deref(),
-            base.as_deref(),
-            default_branch,
-        )
-    }
-
-    /// The rules themselves: `--scope` outside Actions; else the run's ref, then the pull
-    /// request's base branch, then the default branch (asked for only when needed); else
-    /// `local`.
-    fn resolve(
-        explicit: Option<&str>,
-        in_actions: bool,
-        current: Option<&str>,
-        base: Option<&str>,
-        default_branch: impl FnOnce() -> String,
-    ) -> Result<Self> {
-        if let Some(scope) = explicit.map(str::trim).filter(|s| !s.is_empty()) {
-            if in_actions {
-                return Err(crate::UsageError::Invalid(format!(
-                    "`--scope {scope}` is for runs outside GitHub Actions; in Actions the scope is the run's ref (`GITHUB_REF`), so a pull request cannot write into another ref's scope"
-                ))
-                .into());
-            }
-            check_scope(scope)?;
-            return Ok(Self {
-                save: scope.to_string(),
-                read: vec![scope.to_string()],
-            });
-        }
-        let Some(current) = current.map(str::trim).filter(|c| !c.is_empty()) else {
-            return Ok(Self {
-                save: LOCAL_SCOPE.to_string(),
-                read: vec![LOCAL_SCOPE.to_string()],
-            });
-        };
-        check_scope(current)?;
-        let mut read = vec![current.to_string()];
-        let base = base
-            .map(str::trim)
-            .filter(|b| !b.is_empty())
-            .map(|b| format!("refs/heads/{b}"));
-        let default = format!("refs/heads/{}", default_branch());
-        for scope in base.into_iter().chain(std::iter::once(default)) {
-            if !read.contains(&scope) && check_scope(&scope).is_ok() {
-                read.push(scope);
-            }
-        }
-        Ok(Self {
-            save: current.to_string(),
-            read,
-        })
-    }
-}
-
-/// The repository's default branch, from the event payload the runner writes; `main` when
-/// there is none (the runner exports no variable for it).
-fn default_branch() -> String {
-    env_value(env_vars::GITHUB_EVENT_PATH)
-        .and_then(|path| fs_err::read_to_string(path).ok())
-        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
-        .and_then(|event| {
-            event["repository"]["default_branch"]
-                .as_str()
-                .map(str::to_string)
-        })
-        .filter(|b| !b.is_empty())
-        .unwrap_or_else(|| FALLBACK_DEFAULT_BRANCH.to_string())
-}
-
-fn check_scope(scope: &str) -> Result<()> {
-    let bad = scope
-        .split('/')
-        .any(|s| s.is_empty() || s == "." || s == ".." || s.chars().any(|c| c.is_control()));
-    if bad {
-        return Err(crate::UsageError::Invalid(format!(
-            "scope `{scope}` has an empty, `.` or `..` component; expected a ref like `refs/heads/main` or a name like `local`"
-        ))
-        .into());
-    }
-    Ok(())
-}
-
-/// Percent-encodes every ASCII byte outside `[A-Za-z0-9._-]`; other UTF-8 stays as it is.
-fn encode_segment(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') || !c.is_ascii() {
-            out.push(c);
-        } else {
-            out.push_str(&format!("%{:02X}", c as u32));
-        }
-    }
-    out
-}
-
-fn decode_segment(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = text.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
-/// What went wrong, without anything a server sent back verbatim (see the module doc).
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error(
-        "{store}: the bucket does not exist; check the bucket name in `--store` and the endpoint (`--s3-endpoint`, `AWS_ENDPOINT_URL`)"
-    )]
-    NoBucket { store: String },
-    #[error(
-        "{store}: the server refused the credentials (`{code}`); check `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN` (an expired session needs new ones) and that they may use this bucket"
-    )]
-    Denied { store: String, code: String },
-    #[error("{store}: {what}: the server could not be reached ({detail})")]
-    Unreachable {
-        store: String,
-        what: String,
-        detail: &'static str,
-    },
-    #[error("{store}: {what}: the object is gone")]
-    NotFound { store: String, what: String },
-    #[error("{store}: {what}: {detail}")]
-    Failed {
-        store: String,
-        what: String,
-        detail: String,
-    },
-    #[error("{store}: {what}: {problem}")]
-    Corrupt {
-        store: String,
-        what: String,
-        problem: String,
-    },
-}
-
-impl Error {
-    pub fn is_not_found(&self) -> bool {
-        matches!(self, Error::NotFound { .. })
-    }
-
-    /// What it means, in a few words, for the first line of a warning.
-    pub fn summary(&self) -> &'static str {
-        match self {
-            Error::NoBucket { .. } => "the S3 bucket does not exist",
-            Error::Denied { .. } => "the S3 server refused the credentials",
-            Error::Unreachable { .. } => "the S3 server could not be reached",
-            Error::NotFound { .. } => "the entry's archive is gone from the S3 store",
-            Error::Failed { .. } => "the S3 server failed the request",
-            Error::Corrupt { .. } => "the entry in the S3 store is damaged",
-        }
-    }
-}
-
 /// S3 error codes that mean "these credentials will not do".
-const CREDENTIAL_CODES: [&str; 9] = [
+const CREDENTIAL_CODES: &[&str] = &[
     "InvalidAccessKeyId",
     "SignatureDoesNotMatch",
     "ExpiredToken",
@@ -403,136 +145,33 @@ const CREDENTIAL_CODES: [&str; 9] = [
     "AllAccessDisabled",
 ];
 
-/// Turns an `object_store` error into ours, keeping only the S3 error code (which is one of a
-/// fixed vocabulary) and dropping the rest of the text.
-fn classify(store: &str, what: &str, error: &object_store::Error) -> Error {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push('\n');
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    let code = text
-        .split("<Code>")
-        .nth(1)
-        .and_then(|rest| rest.split("</Code>").next())
-        .filter(|c| c.len() < 64 && c.chars().all(|ch| ch.is_ascii_alphanumeric()))
-        .map(str::to_string);
-    let store = store.to_string();
-    let what = what.to_string();
-    if code.as_deref() == Some("NoSuchBucket") {
-        return Error::NoBucket { store };
-    }
-    if let Some(code) = code.as_deref().filter(|c| CREDENTIAL_CODES.contains(c)) {
-        return Error::Denied {
-            store,
-            code: code.to_string(),
-        };
-    }
-    match error {
-        object_store::Error::Unauthenticated { .. }
-        | object_store::Error::PermissionDenied { .. } => {
-            return Error::Denied {
-                store,
-                code: code.unwrap_or_else(|| "HTTP 401/403".to_string()),
-            };
-        }
-        object_store::Error::NotFound { .. } => return Error::NotFound { store, what },
-        _ => {}
-    }
-    let lower = text.to_ascii_lowercase();
-    let unreachable = [
-        ("connection refused", "connection refused"),
-        ("dns error", "the host name does not resolve"),
-        ("timed out", "timed out"),
-        ("error sending request", "the connection failed"),
-        ("connection reset", "the connection was reset"),
-        ("connection closed", "the connection was closed"),
-    ];
-    if let Some((_, detail)) = unreachable
-        .iter()
-        .find(|(needle, _)| lower.contains(needle))
-    {
-        return Error::Unreachable {
-            store,
-            what,
-            detail,
-        };
-    }
-    if lower.contains("decoding response body") || lower.contains("body error") {
-        return Error::Failed {
-            store,
-            what,
-            detail: "the response body broke off midway".to_string(),
-        };
-    }
-    let status = [500, 502, 503, 504, 400, 404, 409, 412, 416]
-        .iter()
-        .find(|s| text.contains(&format!("status code: {s}")));
-    let detail = match (code, status) {
-        (Some(code), _) => format!("S3 error `{code}`"),
-        (None, Some(status)) => format!("HTTP {status}"),
-        (None, None) => "the request failed".to_string(),
-    };
-    Error::Failed {
-        store,
-        what,
-        detail,
-    }
-}
+/// S3's words and error codes for the shared object store code.
+static FLAVOR: Flavor = Flavor {
+    service: "S3",
+    container: "bucket",
+    missing_container_codes: &["NoSuchBucket"],
+    credential_codes: CREDENTIAL_CODES,
+    // No token provider whose failures need naming: web identity failures are classified as
+    // any other request's.
+    token_failures: &[],
+    check_container: "the bucket name in `--store` and the endpoint (`--s3-endpoint`, `AWS_ENDPOINT_URL`)",
+    check_credentials: "`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN` (an expired session needs new ones) and that they may use this bucket",
+    summaries: Summaries {
+        no_container: "the S3 bucket does not exist",
+        denied: "the S3 server refused the credentials",
+        unreachable: "the S3 server could not be reached",
+        not_found: "the entry's archive is gone from the S3 store",
+        failed: "the S3 server failed the request",
+        corrupt: "the entry in the S3 store is damaged",
+    },
+};
 
-/// What the metadata object holds.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-struct Metadata {
-    key: String,
-    version: String,
-    scope: String,
-    compression: Compression,
-    size: u64,
-    sha256: String,
-    /// Nanoseconds since the Unix epoch.
-    created_ns: u128,
-    /// The archive's object name in the bucket.
-    archive: String,
-    #[serde(default)]
-    paths: Option<Vec<String>>,
-    #[serde(default)]
-    workspace: Option<PathBuf>,
-}
-
-/// An entry as a listing shows it, before its metadata is read.
-struct Listed {
-    key: String,
-    version: String,
-    created: u128,
-    location: ObjectPath,
-}
-
-impl key::Candidate for Listed {
-    fn key(&self) -> &str {
-        &self.key
-    }
-    fn version(&self) -> &str {
-        &self.version
-    }
-    fn created(&self) -> u128 {
-        self.created
-    }
-}
-
-/// The store: a small runtime of its own behind the synchronous [`Store`] trait.
-pub struct S3Store {
-    runtime: Arc<tokio::runtime::Runtime>,
-    client: Arc<AmazonS3>,
-    spec: S3Spec,
-    scopes: Scopes,
-    describe: String,
-}
+/// The S3 store: the shared object store code on an S3 client.
+pub struct S3Store;
 
 impl S3Store {
     /// Builds the client from the spec and the environment; nothing is sent yet.
-    pub fn open(spec: &S3Spec) -> Result<Self> {
+    pub fn open(spec: &S3Spec) -> Result<ObjectStoreBacked> {
         let scopes = Scopes::from_env(spec.scope.as_deref())?;
         let describe = spec.describe();
         let region = env_value(env_vars::AWS_REGION)
@@ -564,129 +203,11 @@ impl S3Store {
         let client = builder
             .build()
             .map_err(|_| anyhow!("{describe}: the S3 client could not be configured from `--store`, the endpoint and the `AWS_*` variables"))?;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("cache-heal-s3")
-            .enable_all()
-            .build()
-            .context("starting the HTTP runtime")?;
-        Ok(Self {
-            runtime: Arc::new(runtime),
-            client: Arc::new(client),
-            spec: spec.clone(),
-            scopes,
-            describe,
-        })
-    }
-
-    fn join(&self, parts: &[&str]) -> String {
-        let mut out = self.spec.prefix.clone();
-        for part in parts {
-            if !out.is_empty() {
-                out.push('/');
-            }
-            out.push_str(part);
-        }
-        out
-    }
-
-    fn scope_dir(&self, scope: &str, version: &str) -> String {
-        let scope: Vec<String> = scope.split('/').map(encode_segment).collect();
-        self.join(&[&scope.join("/"), version])
-    }
-
-    fn metadata_path(&self, scope: &str, version: &str, key: &str) -> Result<ObjectPath> {
-        let name = format!(
-            "{}/{}.json",
-            self.scope_dir(scope, version),
-            encode_segment(key)
-        );
-        object_path(&name)
-    }
-
-    fn error(&self, what: &str, error: &object_store::Error) -> Error {
-        classify(&self.describe, what, error)
-    }
-
-    /// The entries in one scope with one version, from a listing (no metadata read).
-    async fn list_scope(&self, scope: &str, version: &str) -> Result<Vec<Listed>, Error> {
-        let dir = object_path(&self.scope_dir(scope, version)).map_err(|e| Error::Failed {
-            store: self.describe.clone(),
-            what: "naming the scope".into(),
-            detail: e.to_string(),
-        })?;
-        let listed = self
-            .client
-            .list_with_delimiter(Some(&dir))
-            .await
-            .map_err(|e| self.error(&format!("listing scope `{scope}`"), &e))?;
-        Ok(listed
-            .objects
-            .into_iter()
-            .filter_map(|meta| {
-                let name = meta.location.filename()?;
-                let key = decode_segment(name.strip_suffix(".json")?)?;
-                Some(Listed {
-                    key,
-                    version: version.to_string(),
-                    created: meta.last_modified.timestamp_nanos_opt().unwrap_or(0).max(0) as u128,
-                    location: meta.location.clone(),
-                })
-            })
-            .collect())
-    }
-
-    async fn read_metadata(&self, location: &ObjectPath) -> Result<Metadata, Error> {
-        let what = format!("reading `{location}`");
-        let body = async { self.client.get(location).await?.bytes().await }
-            .await
-            .map_err(|e| self.error(&what, &e))?;
-        serde_json::from_slice(&body).map_err(|e| Error::Corrupt {
-            store: self.describe.clone(),
-            what,
-            problem: format!("the metadata is not valid ({e})"),
-        })
-    }
-
-    /// Whether an entry's metadata exists. A GET (not a HEAD) so that a missing bucket says so
-    /// in its body.
-    async fn exists(&self, location: &ObjectPath) -> Result<bool, Error> {
-        match self.client.get(location).await {
-            Ok(_) => Ok(true),
-            Err(e) => match self.error(&format!("reading `{location}`"), &e) {
-                Error::NotFound { .. } => Ok(false),
-                other => Err(other),
-            },
-        }
-    }
-}
-
-/// Retries as `object_store` does them (exponential backoff from 100 ms, up to 10 retries in 3
-/// minutes), with `CACHE_HEAL_HTTP_RETRIES` and `CACHE_HEAL_HTTP_RETRY_DELAY_MS` to shrink them in
-/// tests.
-fn retry_config() -> Result<RetryConfig> {
-    let mut config = RetryConfig::default();
-    if let Some(attempts) = env_number(env_vars::CACHE_HEAL_HTTP_RETRIES)? {
-        config.max_retries = attempts.saturating_sub(1) as usize;
-    }
-    if let Some(ms) = env_number(env_vars::CACHE_HEAL_HTTP_RETRY_DELAY_MS)? {
-        config.backoff = BackoffConfig {
-            init_backoff: Duration::from_millis(ms),
-            max_backoff: Duration::from_millis(ms.saturating_mul(8).max(1)),
-            base: 2.0,
+        let name = StoreName {
+            text: describe,
+            flavor: &FLAVOR,
         };
-    }
-    Ok(config)
-}
-
-fn env_number(name: &str) -> Result<Option<u64>> {
-    match env_value(name) {
-        Some(v) => v
-            .trim()
-            .parse()
-            .map(Some)
-            .map_err(|_| anyhow!("`{name}` is `{v}`; expected a whole number")),
-        None => Ok(None),
+        ObjectStoreBacked::new(Arc::new(client), &spec.prefix, scopes, name)
     }
 }
 
@@ -724,693 +245,16 @@ fn with_credentials(builder: AmazonS3Builder, describe: &str) -> Result<AmazonS3
     ))
 }
 
-fn object_path(name: &str) -> Result<ObjectPath> {
-    ObjectPath::parse(name).map_err(|e| anyhow!("`{name}` is not a valid object name: {e}"))
-}
-
-fn now_ns() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default()
-}
-
-impl Store for S3Store {
-    fn describe(&self) -> String {
-        self.describe.clone()
-    }
-
-    fn lookup(&self, query: &Query) -> Result<Lookup> {
-        self.runtime.block_on(async {
-            for scope in &self.scopes.read {
-                let listed = self.list_scope(scope, &query.version).await?;
-                let Some(found) =
-                    key::find_match(&listed, &query.version, &query.key, &query.restore_keys)
-                else {
-                    continue;
-                };
-                let meta = self.read_metadata(&found.location).await?;
-                return Ok(Lookup::Found(Hit {
-                    matched_key: meta.key.clone(),
-                    size: Some(meta.size),
-                    compression: Some(meta.compression),
-                    locator: serde_json::to_string(&meta).map_err(anyhow::Error::from)?,
-                }));
-            }
-            Ok::<_, anyhow::Error>(Lookup::Miss)
-        })
-    }
-
-    fn open(&self, hit: &Hit) -> Result<Box<dyn Read + Send>> {
-        let meta: Metadata = serde_json::from_str(&hit.locator)?;
-        Ok(Box::new(Download::start(
-            Arc::clone(&self.runtime),
-            Arc::clone(&self.client),
-            self.describe.clone(),
-            meta,
-        )?))
-    }
-
-    /// One GET in the save scope before a save reads anything: a missing bucket or refused
-    /// credentials show up here, not after the paths were packed.
-    fn check_writable(&self) -> Result<()> {
-        let scope: Vec<String> = self.scopes.save.split('/').map(encode_segment).collect();
-        let probe = object_path(&self.join(&[&scope.join("/")]))?;
-        self.runtime.block_on(self.exists(&probe))?;
-        Ok(())
-    }
-
-    fn create(&self, entry: &NewEntry) -> Result<Reservation> {
-        let scope = self.scopes.save.clone();
-        let meta_path = self.metadata_path(&scope, entry.version, entry.key)?;
-        if self.runtime.block_on(self.exists(&meta_path))? {
-            return Ok(Reservation::AlreadyExists);
-        }
-        let archive = format!(
-            "{}/archives/{}.{:016x}.{}",
-            self.scope_dir(&scope, entry.version),
-            encode_segment(entry.key),
-            rand::random::<u64>(),
-            entry.compression.extension()
-        );
-        let archive_path = object_path(&archive)?;
-        let upload = self
-            .runtime
-            .block_on(self.client.put_multipart(&archive_path))
-            .map_err(|e| self.error("starting the multipart upload", &e))?;
-        let upload = Arc::new(tokio::sync::Mutex::new(upload));
-        let gauge = SinkGauge::default();
-        gauge.start_streaming(UPLOAD_CONCURRENCY as u64);
-        let (sender, receiver) = tokio::sync::mpsc::channel(1);
-        let driver = self.runtime.spawn(upload_parts(
-            Arc::clone(&upload),
-            receiver,
-            gauge.clone(),
-            self.describe.clone(),
-        ));
-        Ok(Reservation::Created(Box::new(Upload {
-            runtime: Arc::clone(&self.runtime),
-            client: Arc::clone(&self.client),
-            describe: self.describe.clone(),
-            upload,
-            sender: Some(sender),
-            driver: Some(driver),
-            gauge,
-            buffer: Vec::with_capacity(PART_SIZE),
-            parts: 0,
-            size: 0,
-            hasher: Sha256::new(),
-            meta_path,
-            metadata: Metadata {
-                key: entry.key.to_string(),
-                version: entry.version.to_string(),
-                scope,
-                compression: entry.compression,
-                size: 0,
-                sha256: String::new(),
-                created_ns: 0,
-                archive,
-                paths: entry.paths.map(<[String]>::to_vec),
-                workspace: entry.workspace.map(std::path::Path::to_path_buf),
-            },
-            done: false,
-        })))
-    }
-
-    fn list(&self) -> Result<Vec<EntryInfo>> {
-        self.runtime.block_on(async {
-            let root = if self.spec.prefix.is_empty() {
-                None
-            } else {
-                Some(object_path(&self.spec.prefix)?)
-            };
-            let mut names = Vec::new();
-            let mut stream = self.client.list(root.as_ref());
-            while let Some(item) = stream.next().await {
-                let meta = item.map_err(|e| self.error("listing the entries", &e))?;
-                let name = meta.location.as_ref().to_string();
-                if name.ends_with(".json") && !name.contains("/archives/") {
-                    names.push(meta.location);
-                }
-            }
-            let metas: Vec<Result<Metadata, Error>> = futures_util::stream::iter(names)
-                .map(|location| async move { self.read_metadata(&location).await })
-                .buffer_unordered(8)
-                .collect()
-                .await;
-            let mut entries = Vec::new();
-            for meta in metas {
-                let meta = match meta {
-                    Ok(meta) => meta,
-                    // Deleted between the listing and the read.
-                    Err(e) if e.is_not_found() => continue,
-                    Err(e) => return Err(e.into()),
-                };
-                entries.push(EntryInfo {
-                    key: meta.key,
-                    version: meta.version,
-                    size: meta.size,
-                    compression: meta.compression,
-                    created: (meta.created_ns / 1_000_000_000) as u64,
-                    paths: meta.paths,
-                    workspace: meta.workspace,
-                    scope: Some(meta.scope),
-                });
-            }
-            entries.sort_by(|a, b| b.created.cmp(&a.created).then(a.key.cmp(&b.key)));
-            Ok::<_, anyhow::Error>(entries)
-        })
-    }
-}
-
-/// Sends the parts the writer hands over, several at a time, in the order they came (the
-/// upload numbers parts as `put_part` is called). A part that fails fails the upload; the
-/// client has retried it already.
-async fn upload_parts(
-    upload: Arc<tokio::sync::Mutex<Box<dyn MultipartUpload>>>,
-    mut receiver: tokio::sync::mpsc::Receiver<Bytes>,
-    gauge: SinkGauge,
-    describe: String,
-) -> Result<(), Error> {
-    let mut in_flight = JoinSet::new();
-    let mut index = 0u64;
-    let joined = |result: Option<
-        Result<(u64, object_store::Result<()>), tokio::task::JoinError>,
-    >| {
-        match result {
-            Some(Ok((_, Ok(())))) | None => Ok(()),
-            Some(Ok((n, Err(e)))) => Err(classify(&describe, &format!("uploading part {n}"), &e)),
-            Some(Err(_)) => Err(Error::Failed {
-                store: describe.clone(),
-                what: "uploading a part".into(),
-                detail: "the upload task stopped".into(),
-            }),
-        }
-    };
-    loop {
-        tokio::select! {
-            done = in_flight.join_next(), if !in_flight.is_empty() => {
-                gauge.sent();
-                joined(done)?;
-            }
-            message = receiver.recv(), if in_flight.len() < UPLOAD_CONCURRENCY => {
-                let Some(data) = message else { break };
-                index += 1;
-                let part = upload.lock().await.put_part(PutPayload::from(data));
-                let n = index;
-                in_flight.spawn(async move { (n, part.await) });
-            }
-        }
-    }
-    while !in_flight.is_empty() {
-        let done = in_flight.join_next().await;
-        gauge.sent();
-        joined(done)?;
-    }
-    Ok(())
-}
-
-/// An entry being written: a multipart upload fed by the compressor. Dropped before
-/// [`finish`](crate::store::Upload::finish) succeeds, it aborts the upload.
-struct Upload {
-    runtime: Arc<tokio::runtime::Runtime>,
-    client: Arc<AmazonS3>,
-    describe: String,
-    upload: Arc<tokio::sync::Mutex<Box<dyn MultipartUpload>>>,
-    sender: Option<tokio::sync::mpsc::Sender<Bytes>>,
-    driver: Option<JoinHandle<Result<(), Error>>>,
-    gauge: SinkGauge,
-    buffer: Vec<u8>,
-    parts: u64,
-    size: u64,
-    hasher: Sha256,
-    meta_path: ObjectPath,
-    metadata: Metadata,
-    /// Set once the archive is complete: from then on there is no multipart upload to abort.
-    done: bool,
-}
-
-impl Upload {
-    fn send_part(&mut self) -> Result<(), Error> {
-        let data = Bytes::from(std::mem::replace(
-            &mut self.buffer,
-            Vec::with_capacity(PART_SIZE),
-        ));
-        self.parts += 1;
-        self.gauge.queued();
-        let sent = self
-            .sender
-            .as_ref()
-            .is_some_and(|sender| sender.blocking_send(data).is_ok());
-        if !sent {
-            // The driver stopped: it says why.
-            return Err(self.stop_driver().err().unwrap_or_else(|| Error::Failed {
-                store: self.describe.clone(),
-                what: "uploading parts".into(),
-                detail: "the upload stopped".into(),
-            }));
-        }
-        Ok(())
-    }
-
-    /// Closes the channel and waits for the parts in flight.
-    fn stop_driver(&mut self) -> Result<(), Error> {
-        self.sender = None;
-        let Some(driver) = self.driver.take() else {
-            return Ok(());
-        };
-        match self.runtime.block_on(driver) {
-            Ok(result) => result,
-            Err(_) => Err(Error::Failed {
-                store: self.describe.clone(),
-                what: "uploading parts".into(),
-                detail: "the upload task stopped".into(),
-            }),
-        }
-    }
-
-    fn finish_inner(&mut self) -> Result<Published, Error> {
-        if !self.buffer.is_empty() || self.parts == 0 {
-            self.send_part()?;
-        }
-        self.stop_driver()?;
-        let upload = Arc::clone(&self.upload);
-        self.runtime
-            .block_on(async { upload.lock().await.complete().await })
-            .map_err(|e| classify(&self.describe, "completing the multipart upload", &e))?;
-        self.done = true;
-        let mut metadata = self.metadata.clone();
-        metadata.size = self.size;
-        metadata.sha256 = hex::encode(self.hasher.clone().finalize());
-        metadata.created_ns = now_ns();
-        let body = serde_json::to_vec_pretty(&metadata).expect("metadata serializes");
-        let options = PutOptions {
-            mode: PutMode::Create,
-            ..Default::default()
-        };
-        let created = self.runtime.block_on(self.client.put_opts(
-            &self.meta_path,
-            PutPayload::from(body),
-            options,
-        ));
-        match created {
-            Ok(_) => Ok(Published::Saved { size: self.size }),
-            Err(e) => {
-                // Lost the race, or failed: the archive must not linger unreferenced.
-                self.delete_archive();
-                match e {
-                    object_store::Error::AlreadyExists { .. }
-                    | object_store::Error::Precondition { .. } => Ok(Published::AlreadyExists),
-                    e => Err(classify(&self.describe, "publishing the entry", &e)),
-                }
-            }
-        }
-    }
-
-    fn delete_archive(&self) {
-        if let Ok(path) = object_path(&self.metadata.archive) {
-            let _ = self.runtime.block_on(self.client.delete(&path));
-        }
-    }
-}
-
-impl Write for Upload {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let take = buf.len().min(PART_SIZE - self.buffer.len());
-        self.buffer.extend_from_slice(&buf[..take]);
-        self.hasher.update(&buf[..take]);
-        self.size += take as u64;
-        if self.buffer.len() == PART_SIZE {
-            self.send_part().map_err(io::Error::other)?;
-        }
-        Ok(take)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl crate::store::Upload for Upload {
-    fn pace(&self) -> Pace {
-        Pace::Network(self.gauge.clone())
-    }
-
-    fn finish(mut self: Box<Self>) -> Result<Published> {
-        Ok(self.finish_inner()?)
-    }
-}
-
-impl Drop for Upload {
-    /// Aborts an upload that was not completed: parts in flight stop and the server drops the
-    /// parts it has, so nothing lingers and nothing becomes visible.
-    fn drop(&mut self) {
-        if self.done {
-            return;
-        }
-        self.sender = None;
-        if let Some(driver) = self.driver.take() {
-            driver.abort();
-            let _ = self.runtime.block_on(driver);
-        }
-        let upload = Arc::clone(&self.upload);
-        let _ = self
-            .runtime
-            .block_on(async { upload.lock().await.abort().await });
-    }
-}
-
-/// What the download driver hands the reader.
-enum Piece {
-    Data(Bytes),
-    End,
-    Failed(Error),
-}
-
-/// A restore's read side: a driver task fetches segments, this reader hands them out in order
-/// and checks size and sha256 at the end.
-struct Download {
-    receiver: tokio::sync::mpsc::Receiver<Piece>,
-    current: Bytes,
-    driver: JoinHandle<()>,
-    finished: bool,
-    hasher: Sha256,
-    read: u64,
-    metadata: Metadata,
-    describe: String,
-    _runtime: Arc<tokio::runtime::Runtime>,
-}
-
-impl Download {
-    fn start(
-        runtime: Arc<tokio::runtime::Runtime>,
-        client: Arc<AmazonS3>,
-        describe: String,
-        metadata: Metadata,
-    ) -> Result<Self> {
-        let path = object_path(&metadata.archive)?;
-        let (sender, receiver) = tokio::sync::mpsc::channel(2);
-        let size = metadata.size;
-        let store = describe.clone();
-        let driver = runtime.spawn(async move {
-            let outcome = fetch_segments(&client, &store, &path, size, &sender).await;
-            let _ = sender
-                .send(match outcome {
-                    Ok(()) => Piece::End,
-                    Err(e) => Piece::Failed(e),
-                })
-                .await;
-        });
-        Ok(Self {
-            receiver,
-            current: Bytes::new(),
-            driver,
-            finished: false,
-            hasher: Sha256::new(),
-            read: 0,
-            metadata,
-            describe,
-            _runtime: runtime,
-        })
-    }
-
-    fn check_end(&self) -> Result<(), Error> {
-        let corrupt = |problem: String| Error::Corrupt {
-            store: self.describe.clone(),
-            what: format!("the archive of `{}`", self.metadata.key),
-            problem,
-        };
-        if self.read != self.metadata.size {
-            return Err(corrupt(format!(
-                "{} bytes arrived, the metadata says {}",
-                self.read, self.metadata.size
-            )));
-        }
-        let actual = hex::encode(self.hasher.clone().finalize());
-        if actual != self.metadata.sha256 {
-            return Err(corrupt(format!(
-                "it does not match its recorded sha256 (expected {}, computed {actual})",
-                self.metadata.sha256
-            )));
-        }
-        Ok(())
-    }
-}
-
-impl Read for Download {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.current.is_empty() {
-            if self.finished {
-                return Ok(0);
-            }
-            match self.receiver.blocking_recv() {
-                Some(Piece::Data(data)) => self.current = data,
-                Some(Piece::End) => {
-                    self.check_end().map_err(io::Error::other)?;
-                    self.finished = true;
-                }
-                Some(Piece::Failed(e)) => return Err(io::Error::other(e)),
-                None => {
-                    return Err(io::Error::other(Error::Failed {
-                        store: self.describe.clone(),
-                        what: "downloading the archive".into(),
-                        detail: "the download stopped without saying why".into(),
-                    }));
-                }
-            }
-        }
-        let n = buf.len().min(self.current.len());
-        let chunk = self.current.split_to(n);
-        self.hasher.update(&chunk);
-        self.read += n as u64;
-        buf[..n].copy_from_slice(&chunk);
-        Ok(n)
-    }
-}
-
-impl Drop for Download {
-    fn drop(&mut self) {
-        self.driver.abort();
-    }
-}
-
-/// A segment in flight: the task fetching it and the blocks it fetched so far. Dropped, it stops
-/// the task, so a reader that goes away stops every request.
-struct Segment {
-    task: JoinHandle<Result<(), Error>>,
-    blocks: tokio::sync::mpsc::Receiver<Bytes>,
-}
-
-impl Drop for Segment {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// The segment size for an archive of `size` bytes: about [`SEGMENTS`] segments, within
-/// [`SEGMENT_SIZE`] and [`SEGMENT_SIZE_MAX`].
-fn segment_size(size: u64) -> u64 {
-    size.div_ceil(SEGMENTS)
-        .clamp(SEGMENT_SIZE, SEGMENT_SIZE_MAX)
-}
-
-/// Fetches `size` bytes of `path` into `sender`, in order: several segments in flight, each
-/// streaming into a queue of its own, the oldest handed on as its blocks arrive.
-async fn fetch_segments(
-    client: &Arc<AmazonS3>,
-    describe: &str,
-    path: &ObjectPath,
-    size: u64,
-    sender: &tokio::sync::mpsc::Sender<Piece>,
-) -> Result<(), Error> {
-    let segment = segment_size(size);
-    let mut next = 0u64;
-    let mut in_flight = std::collections::VecDeque::new();
-    loop {
-        while in_flight.len() < DOWNLOAD_CONCURRENCY && next < size {
-            let range = next..(next + segment).min(size);
-            next = range.end;
-            let (blocks, receiver) = tokio::sync::mpsc::channel(SEGMENT_BLOCKS);
-            let (client, path, describe) = (Arc::clone(client), path.clone(), describe.to_string());
-            in_flight.push_back(Segment {
-                task: tokio::spawn(async move {
-                    fetch_segment(&client, &describe, &path, range, &blocks).await
-                }),
-                blocks: receiver,
-            });
-        }
-        let Some(mut oldest) = in_flight.pop_front() else {
-            return Ok(());
-        };
-        while let Some(block) = oldest.blocks.recv().await {
-            if sender.send(Piece::Data(block)).await.is_err() {
-                return Ok(());
-            }
-        }
-        (&mut oldest.task).await.map_err(|_| Error::Failed {
-            store: describe.to_string(),
-            what: "downloading a segment".into(),
-            detail: "the segment task stopped".into(),
-        })??;
-    }
-}
-
-/// One segment into `blocks`, in blocks of [`BLOCK_SIZE`]: a body that breaks off or comes up
-/// short is asked for again from the first byte that did not arrive.
-async fn fetch_segment(
-    client: &AmazonS3,
-    describe: &str,
-    path: &ObjectPath,
-    range: std::ops::Range<u64>,
-    blocks: &tokio::sync::mpsc::Sender<Bytes>,
-) -> Result<(), Error> {
-    let mut block = bytes::BytesMut::with_capacity(BLOCK_SIZE);
-    // The first byte not yet in `block` or handed on.
-    let mut arrived = range.start;
-    let mut attempt = 1;
-    loop {
-        let rest = arrived..range.end;
-        let what = format!("GET bytes {}-{}", rest.start, rest.end - 1);
-        let options = GetOptions {
-            range: Some(GetRange::Bounded(rest.clone())),
-            ..Default::default()
-        };
-        let error = match client.get_opts(path, options).await {
-            Ok(body) => {
-                let mut body = body.into_stream();
-                loop {
-                    match body.next().await {
-                        Some(Ok(chunk)) if arrived + chunk.len() as u64 <= range.end => {
-                            arrived += chunk.len() as u64;
-                            let mut chunk = &chunk[..];
-                            while !chunk.is_empty() {
-                                // Filled to exactly its capacity, so a block never grows into
-                                // a larger allocation that outlives it.
-                                let take = chunk.len().min(BLOCK_SIZE - block.len());
-                                block.extend_from_slice(&chunk[..take]);
-                                chunk = &chunk[take..];
-                                if block.len() == BLOCK_SIZE {
-                                    let full = std::mem::replace(
-                                        &mut block,
-                                        bytes::BytesMut::with_capacity(BLOCK_SIZE),
-                                    );
-                                    if blocks.send(full.freeze()).await.is_err() {
-                                        return Ok(()); // The reader went away.
-                                    }
-                                }
-                            }
-                        }
-                        Some(Ok(_)) => {
-                            break Error::Corrupt {
-                                store: describe.to_string(),
-                                what: what.clone(),
-                                problem: "more bytes arrived than were asked for".into(),
-                            };
-                        }
-                        // The client resumes a broken body itself before it gives up; either
-                        // way the body is what failed.
-                        Some(Err(e)) => match classify(describe, &what, &e) {
-                            Error::Unreachable { .. } | Error::Failed { .. } => {
-                                break Error::Failed {
-                                    store: describe.to_string(),
-                                    what: what.clone(),
-                                    detail: "the response body broke off midway".into(),
-                                };
-                            }
-                            other => break other,
-                        },
-                        None if arrived == range.end => {
-                            if !block.is_empty() {
-                                let _ = blocks.send(block.freeze()).await;
-                            }
-                            return Ok(());
-                        }
-                        None => {
-                            break Error::Corrupt {
-                                store: describe.to_string(),
-                                what: what.clone(),
-                                problem: format!(
-                                    "{} of {} bytes arrived",
-                                    arrived - rest.start,
-                                    rest.end - rest.start
-                                ),
-                            };
-                        }
-                    }
-                }
-            }
-            Err(e) => classify(describe, &what, &e),
-        };
-        let retry = matches!(
-            error,
-            Error::Unreachable { .. } | Error::Failed { .. } | Error::Corrupt { .. }
-        );
-        if !retry || attempt >= SEGMENT_ATTEMPTS {
-            return Err(match error {
-                // Asking again after a body broke off failed too: the break is the news.
-                Error::Unreachable { store, .. } if arrived > range.start => Error::Failed {
-                    store,
-                    what: format!("GET bytes {}-{}", range.start, range.end - 1),
-                    detail: format!(
-                        "the response body broke off midway and {SEGMENT_ATTEMPTS} requests did not finish it"
-                    ),
-                },
-                error => error,
-            });
-        }
-        attempt += 1;
-        tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::object::classify;
     use super::*;
 
-    #[test]
-    fn keys_encode_into_one_readable_segment_and_back() {
-        for key in ["uv-Linux-X64-py3.12-9f3c2a1e", "a/b c%d", "ключ-ü/..", "."] {
-            let encoded = encode_segment(key);
-            assert!(!encoded.contains('/'), "{encoded}");
-            assert_eq!(decode_segment(&encoded).as_deref(), Some(key));
+    fn store() -> StoreName {
+        StoreName {
+            text: "s3://bucket".into(),
+            flavor: &FLAVOR,
         }
-        assert_eq!(
-            encode_segment("uv-Linux-X64-py3.12-9f3c2a1e"),
-            "uv-Linux-X64-py3.12-9f3c2a1e"
-        );
-        // Encoding keeps prefixes prefixes, which key-as-prefix matching relies on.
-        assert!(encode_segment("a/b c").starts_with(&encode_segment("a/b")));
-    }
-
-    #[test]
-    fn scopes_follow_github() {
-        let main = || "main".to_string();
-        let pr = Scopes::resolve(None, true, Some("refs/pull/7/merge"), Some("dev"), main).unwrap();
-        assert_eq!(pr.save, "refs/pull/7/merge");
-        assert_eq!(
-            pr.read,
-            ["refs/pull/7/merge", "refs/heads/dev", "refs/heads/main"]
-        );
-        let on_main = Scopes::resolve(None, true, Some("refs/heads/main"), None, main).unwrap();
-        assert_eq!(on_main.read, ["refs/heads/main"]);
-        let trunk = || "trunk".to_string();
-        let tag = Scopes::resolve(None, true, Some("refs/tags/v1"), None, trunk).unwrap();
-        assert_eq!(tag.read, ["refs/tags/v1", "refs/heads/trunk"]);
-        let laptop = Scopes::resolve(None, false, None, None, main).unwrap();
-        assert_eq!((laptop.save.as_str(), laptop.read.len()), ("local", 1));
-        let named = Scopes::resolve(Some("team-a"), false, None, None, main).unwrap();
-        assert_eq!((named.save.as_str(), named.read.len()), ("team-a", 1));
-        assert!(
-            Scopes::resolve(
-                Some("refs/heads/main"),
-                true,
-                Some("refs/pull/7/merge"),
-                None,
-                main
-            )
-            .is_err()
-        );
-        assert!(Scopes::resolve(Some("a/../b"), false, None, None, main).is_err());
     }
 
     #[test]
@@ -1438,7 +282,7 @@ mod tests {
             path: "p".into(),
             source,
         };
-        let ours = classify("s3://bucket", "listing", &error);
+        let ours = classify(&store(), "listing", &error);
         let shown = format!("{ours} {ours:?}");
         assert!(shown.contains("SignatureDoesNotMatch"), "{shown}");
         assert!(!shown.contains(secret), "{shown}");
@@ -1449,8 +293,8 @@ mod tests {
             source: missing,
         };
         assert!(matches!(
-            classify("s3://bucket", "listing", &error),
-            Error::NoBucket { .. }
+            classify(&store(), "listing", &error),
+            Error::NoContainer { .. }
         ));
     }
 }

@@ -1,5 +1,6 @@
 //! Prune a uv cache to what `uv cache prune --ci` keeps: wheels built from source, their
-//! metadata and the revision pointers; everything uv can download again goes.
+//! metadata and the revision pointers; everything uv can download again goes. Or, for `save`'s
+//! default ([`Keep::AllWheels`]), keep the pre-built wheels from the index as well.
 //!
 //! The rules are uv's (uv `prune` in `crates/uv-distribution/src/source/mod.rs` and
 //! `Cache::prune` in `crates/uv-cache/src/lib.rs`; docs/uv-cache.md §3), applied to the buckets
@@ -67,8 +68,27 @@ impl PrunePlan {
     }
 }
 
-/// Plans a `--ci` prune of the cache at `layout.root`. Nothing is changed.
-pub fn plan(layout: &Layout) -> Result<PrunePlan> {
+/// Which wheels a prune keeps. Sources, stale revisions, environments and build environments
+/// go either way.
+///
+/// `uv cache prune --ci` drops the pre-built wheels too, on the theory that the index serves
+/// them faster than a cache restores them. setup-uv turned its `prune-cache` off by default in
+/// July 2026 after measuring the opposite for most workloads (`docs/anchors.md` §1.2): a job
+/// whose wheels are restored makes no index requests for them at all. So `save` keeps them by
+/// default; `--prune ci` is uv's rule for caches of huge wheels (CUDA) that restore slower than
+/// they download.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Keep {
+    /// Every wheel: the pre-built ones unzipped from the index and the ones built from source.
+    #[default]
+    AllWheels,
+    /// Only wheels built from source, as `uv cache prune --ci`.
+    BuiltWheels,
+}
+
+/// Plans a prune of the cache at `layout.root` (`--ci`'s with [`Keep::BuiltWheels`]).
+/// Nothing is changed.
+pub fn plan(layout: &Layout, keep: Keep) -> Result<PrunePlan> {
     let mut plan = PrunePlan::default();
     for unknown in layout.unknown_buckets() {
         plan.warnings.push(format!(
@@ -97,7 +117,7 @@ pub fn plan(layout: &Layout) -> Result<PrunePlan> {
         .filter(|b| b.generations.contains(&current))
     {
         let reason = match bucket.kind {
-            BucketKind::Wheels => Reason::PrebuiltWheel,
+            BucketKind::Wheels if keep == Keep::BuiltWheels => Reason::PrebuiltWheel,
             BucketKind::Environments => Reason::Environment,
             BucketKind::Builds => Reason::BuildEnvironment,
             _ => continue,
@@ -127,11 +147,11 @@ pub fn execute(plan: &PrunePlan) -> Result<()> {
     Ok(())
 }
 
-/// Everything a `--ci` prune of the cache at `layout.root` removes, [`plan`] and the
-/// `files-v0` objects that executing it leaves unlinked, computed without changing anything.
-/// `save` leaves exactly these paths out of what it packs.
-pub fn plan_with_unlinked_files(layout: &Layout) -> Result<PrunePlan> {
-    let mut plan = plan(layout)?;
+/// Everything a prune of the cache at `layout.root` removes, [`plan`] and the `files-v0`
+/// objects that executing it leaves unlinked, computed without changing anything. `save`
+/// leaves exactly these paths out of what it packs.
+pub fn plan_with_unlinked_files(layout: &Layout, keep: Keep) -> Result<PrunePlan> {
+    let mut plan = plan(layout, keep)?;
     let unlinked = unlinked_files(layout, &plan.removals)?;
     plan.removals.extend(unlinked);
     Ok(plan)
@@ -460,7 +480,7 @@ mod tests {
     fn unlinked_files_are_planned_as_a_real_prune_finds_them() {
         let (dir, layout) = cache_with_content_addressed_files();
         let root = dir.path().join("cache");
-        let planned = plan_with_unlinked_files(&layout).unwrap();
+        let planned = plan_with_unlinked_files(&layout, Keep::BuiltWheels).unwrap();
         assert_eq!(
             paths(&planned.removals, Reason::UnusedArchive),
             [root.join("archive-v0/A")]
@@ -474,7 +494,7 @@ mod tests {
             "planning removed"
         );
 
-        execute(&plan(&layout).unwrap()).unwrap();
+        execute(&plan(&layout, Keep::BuiltWheels).unwrap()).unwrap();
         let removed = prune_unlinked_files(&layout, false).unwrap();
         assert_eq!(
             paths(&removed, Reason::UnusedFile),

@@ -1,5 +1,6 @@
-//! What `save` leaves out of a uv cache: exactly what `uv cache prune --ci` would remove,
-//! taken out of what is packed instead of off the disk.
+//! What `save` leaves out of a uv cache: what a prune would remove (by default `uv cache prune
+//! --ci`'s removals except the pre-built wheels, see [`prune::Keep`]), taken out of what is
+//! packed instead of off the disk.
 //!
 //! Pruning in place before a save cost users their cache whenever the save then failed or was
 //! skipped (issue 9, row 3), and it removed the sources heal had just added for the job that
@@ -40,32 +41,35 @@ pub struct CacheLeftOut {
     pub bytes: u64,
 }
 
-/// Whether a save leaves out what pruning removes (`--no-prune` archives everything).
+/// What a save leaves out of a uv cache (`--prune`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Pruning {
-    LeaveOut,
+    /// What a prune keeping these wheels removes.
+    LeaveOut(prune::Keep),
+    /// Nothing (`--prune none`).
     KeepAll,
 }
 
 /// For every saved root that is a uv cache: takes uv's lock shared (not with `force`; says so
-/// when it waits), and with [`Pruning::LeaveOut`] leaves out of `plan` what `uv cache prune
-/// --ci` removes, with one info line per cache and prune's warnings (what it leaves alone).
+/// when it waits), and with [`Pruning::LeaveOut`] leaves out of `plan` what that prune
+/// removes, with one info line per cache and prune's warnings (what it leaves alone).
 pub fn apply(plan: &mut SavePlan, pruning: Pruning, force: bool) -> Result<LeftOut> {
     let mut left_out = LeftOut::default();
     for root in uv_caches(plan) {
         if !force && let Some(guard) = lock::lock_cache_to_read(&root)? {
             left_out._locks.push(guard);
         }
-        if pruning == Pruning::KeepAll {
+        let Pruning::LeaveOut(keep) = pruning else {
             continue;
-        }
-        let pruned = prune_plan(&root)?;
+        };
+        let pruned = prune_plan(&root, keep)?;
         for warning in &pruned.warnings {
             output::warn(warning);
         }
         let cache = leave_out(plan, root, pruned);
         output::info(&format!(
-            "Left out what `uv cache prune --ci` removes: {} files ({}) of `{}`; the cache on disk is unchanged",
+            "Left out {}: {} files ({}) of `{}`; the cache on disk is unchanged",
+            what_is_left_out(keep),
             cache.files,
             human_bytes(cache.bytes),
             cache.root.display()
@@ -77,11 +81,20 @@ pub fn apply(plan: &mut SavePlan, pruning: Pruning, force: bool) -> Result<LeftO
     Ok(left_out)
 }
 
+fn what_is_left_out(keep: prune::Keep) -> &'static str {
+    match keep {
+        prune::Keep::AllWheels => {
+            "unpacked sources and stale entries (pre-built wheels kept; `--prune ci` drops them too)"
+        }
+        prune::Keep::BuiltWheels => "what `uv cache prune --ci` removes",
+    }
+}
+
 /// The same exclusions, quietly and without locks: for the fingerprint a restore records, so
 /// that the save step compares what it would pack with what was restored.
 pub fn apply_quietly(plan: &mut SavePlan) -> Result<()> {
     for root in uv_caches(plan) {
-        let pruned = prune_plan(&root)?;
+        let pruned = prune_plan(&root, prune::Keep::default())?;
         leave_out(plan, root, pruned);
     }
     Ok(())
@@ -96,12 +109,12 @@ fn uv_caches(plan: &SavePlan) -> Vec<PathBuf> {
         .collect()
 }
 
-fn prune_plan(root: &Path) -> Result<prune::PrunePlan> {
+fn prune_plan(root: &Path, keep: prune::Keep) -> Result<prune::PrunePlan> {
     Layout::discover(root)
-        .and_then(|layout| prune::plan_with_unlinked_files(&layout))
+        .and_then(|layout| prune::plan_with_unlinked_files(&layout, keep))
         .with_context(|| {
             format!(
-                "planning what `uv cache prune --ci` removes from `{}`",
+                "planning what to leave out of the uv cache at `{}`",
                 root.display()
             )
         })

@@ -84,9 +84,9 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-const ACCOUNT: &str = "devstoreaccount1";
+pub const ACCOUNT: &str = "devstoreaccount1";
 /// Azurite's published development key (not a secret).
-const ACCOUNT_KEY: &str =
+pub const ACCOUNT_KEY: &str =
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 const CONTAINER: &str = "caches";
 const SAS_VERSION: &str = "2020-12-06";

@@ -3,6 +3,7 @@
 //! target) to compare restored trees with saved ones.
 #![allow(dead_code)]
 
+pub mod azure;
 pub mod gha;
 pub mod s3;
 pub mod trees;

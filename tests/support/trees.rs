@@ -3,6 +3,8 @@
 //! nested files, an executable, a symlink and an empty directory.
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::Path;
 
 use super::{Node, Sandbox, snapshot};
 
@@ -42,4 +44,48 @@ pub fn snapshots(sandbox: &Sandbox) -> Trees {
 pub fn remove_trees(sandbox: &Sandbox) {
     let _ = std::fs::remove_dir_all(sandbox.ws().join("data"));
     let _ = std::fs::remove_dir_all(sandbox.home().join(".cache/uv"));
+}
+
+/// Symlinks (relative, absolute, dangling), empty directories, modes and unicode names.
+pub fn awkward_tree(root: &Path) {
+    let w = |rel: &str, data: &[u8]| {
+        let p = root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, data).unwrap();
+    };
+    w("archive-v0/abc/pkg/__init__.py", b"print('hi')\n");
+    w("archive-v0/abc/bin/tool", b"#!/bin/sh\necho tool\n");
+    std::fs::set_permissions(
+        root.join("archive-v0/abc/bin/tool"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    std::fs::create_dir_all(root.join("wheels-v5/pypi/pkg")).unwrap();
+    symlink(
+        "../../../archive-v0/abc",
+        root.join("wheels-v5/pypi/pkg/pkg-1.0-py3-none-any"),
+    )
+    .unwrap();
+    symlink("/usr/bin/python3", root.join("python")).unwrap();
+    symlink("does-not-exist", root.join("dangling")).unwrap();
+    std::fs::create_dir_all(root.join("empty/nested-empty")).unwrap();
+    w("unicodé/naïve-файл-名前.txt", "ünïcödé content".as_bytes());
+    w("zero-bytes", b"");
+    w("private", b"mode 600");
+    std::fs::set_permissions(root.join("private"), std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// Several MiB that do not compress, so the archive spans more than one multipart part.
+pub fn incompressible(root: &Path, mib: usize) {
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let data: Vec<u8> = (0..(mib << 20) / 8)
+        .flat_map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state.to_le_bytes()
+        })
+        .collect();
+    std::fs::create_dir_all(root).unwrap();
+    std::fs::write(root.join("blob.bin"), data).unwrap();
 }
