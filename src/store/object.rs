@@ -40,8 +40,8 @@
 //!
 //! # Restore
 //!
-//! Ranged GETs of [`SEGMENT_SIZE`] to [`SEGMENT_SIZE_MAX`] (about [`SEGMENTS`] per archive),
-//! [`DOWNLOAD_CONCURRENCY`] in flight, each streaming into a queue of [`SEGMENT_BLOCKS`] blocks
+//! Ranged GETs of [`SEGMENT_SIZE`] to [`SEGMENT_SIZE_MAX`] (about `SEGMENTS` per archive),
+//! [`DOWNLOAD_CONCURRENCY`] in flight, each streaming into a queue of `SEGMENT_BLOCKS` blocks
 //! of 1 MiB that the unpacker drains in order, so data reaches it as it arrives and memory stays
 //! bounded (~30 MiB of blocks) however large the segments. A body that breaks off or comes up
 //! short is asked for again from where it stopped. The archive's size and sha256 (recorded in
