@@ -144,7 +144,7 @@ fn cache_heal_save_restores_with_actions_cache() {
 }
 
 /// Both directions with archives over 128 MiB (where `@actions/cache` switches to blocks too):
-/// Put Block in 8 MiB blocks and a Put Block List, and a multi-segment download.
+/// Put Block in 4 MiB blocks and a Put Block List, and a multi-segment download.
 #[test]
 fn archives_over_128_mib_go_both_ways_in_blocks() {
     let service = CacheService::with_proxy();

@@ -166,7 +166,7 @@ fn entries_move_both_ways_with_actions_cache() {
     assert_trees(&sandbox, &expected);
 }
 
-/// An archive over 128 MiB goes up in 8 MiB blocks, which the server orders by their block
+/// An archive over 128 MiB goes up in 4 MiB blocks, which the server orders by their block
 /// ids, and comes back as one chunked GET; both ways with `@actions/cache`.
 #[test]
 fn archives_over_128_mib_go_both_ways() {

@@ -6,14 +6,17 @@
 //! UUID and a 12-digit index, the layout other servers parse), several in flight, then one Put
 //! Block List. The archive arrives through `Write` from the compressor, so its size is known
 //! only at the end: the first block is held in memory, and only when more arrives does the
-//! upload switch to blocks. Blocks are 8 MiB (azcopy's default; actions/cache sends 64 MiB
-//! ones), so memory stays bounded by (concurrency + 2) blocks, 48 MiB, at any archive size.
-//! Any block size gives the same blob, which every reader reads alike.
+//! upload switch to blocks. Blocks are 4 MiB (actions/cache sends 32 to 64 MiB ones), so
+//! memory stays bounded by (concurrency + 2) blocks, 24 MiB, at any archive size: with the
+//! compressor's own frames, a save stays under 100 MiB. Any block size gives the same blob,
+//! which every reader reads alike.
 //!
 //! Download: ranged GETs of fixed segments, several in flight, each handed to the reader chunk
 //! by chunk as its body arrives, in blob order: unpacking starts with the first bytes, and
 //! later segments are fetched meanwhile. A segment holds its slot until the reader is through
-//! with it, so at most (concurrency × segment size), 32 MiB, waits in memory. A server that
+//! with it, so at most (concurrency × segment size), 24 MiB, waits in memory. Small segments
+//! keep every connection busy: a larger segment with a cap on what it buffers would leave all
+//! but the segment being read stalled once their buffers fill. A server that
 //! ignores `Range` (answers 200, not 206) gets one plain streamed GET instead.
 //!
 //! Recovery comes in two kinds. A block or a segment that fails transiently (5xx, reset,
@@ -36,11 +39,12 @@ use crate::pace::{Pace, SinkGauge};
 use crate::store::Published;
 
 /// The Put Block size: what one block in flight costs in memory (see the module doc).
-pub const BLOCK_SIZE: usize = 8 << 20;
+pub const BLOCK_SIZE: usize = 4 << 20;
 /// The largest archive sent as one Put Blob: one block, so that holding it costs no more.
 pub const SINGLE_SHOT_MAX: usize = BLOCK_SIZE;
 /// Download segment size: what a segment in flight may hold in memory, and a request's share
-/// of the blob (a 5 GB archive takes ~1,200 requests, eight at a time).
+/// of the blob (a 5 GB archive takes ~1,200 requests, six at a time; actions/cache's own
+/// concurrent download asks for 4 MiB ranges too).
 const SEGMENT_SIZE: u64 = 4 << 20;
 /// The Blob service version sent with every request.
 const AZURE_VERSION: &str = "2024-11-04";

@@ -611,7 +611,8 @@ pub(crate) fn mask(secret: &str) {
     }
 }
 
-/// Tuning for transfers; the defaults match what the Azure SDK does for actions/cache.
+/// Tuning for transfers. Four uploads in flight as actions/cache; six downloads (it runs eight)
+/// so that the segments waiting for the unpacker stay within the memory bound (see `blob`).
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub retry: RetryPolicy,
@@ -642,7 +643,7 @@ impl Settings {
             retry: RetryPolicy::from_env()?,
             segment_timeout: Duration::from_secs_f64(segment_minutes * 60.0),
             upload_concurrency: 4,
-            download_concurrency: 8,
+            download_concurrency: 6,
         })
     }
 }
