@@ -611,8 +611,9 @@ pub(crate) fn mask(secret: &str) {
     }
 }
 
-/// Tuning for transfers. Four uploads in flight as actions/cache; six downloads (it runs eight)
-/// so that the segments waiting for the unpacker stay within the memory bound (see `blob`).
+/// Tuning for transfers. Four uploads in flight as actions/cache; three 8 MiB downloads (it
+/// runs eight of 4 MiB) so that the segments waiting for the unpacker stay within the memory
+/// bound with few requests (see `blob`).
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub retry: RetryPolicy,
@@ -643,7 +644,7 @@ impl Settings {
             retry: RetryPolicy::from_env()?,
             segment_timeout: Duration::from_secs_f64(segment_minutes * 60.0),
             upload_concurrency: 4,
-            download_concurrency: 6,
+            download_concurrency: 3,
         })
     }
 }
