@@ -6,6 +6,7 @@
 
 mod support;
 
+use cache_heal::store::github::blob::BLOCK_SIZE;
 use serde_json::json;
 
 use std::process::Output;
@@ -142,8 +143,8 @@ fn cache_heal_save_restores_with_actions_cache() {
     }
 }
 
-/// Both directions with archives over 128 MiB: Put Block in 64 MiB blocks and a Put Block List,
-/// and a multi-segment download.
+/// Both directions with archives over 128 MiB (where `@actions/cache` switches to blocks too):
+/// Put Block in 4 MiB blocks and a Put Block List, and a multi-segment download.
 #[test]
 fn archives_over_128_mib_go_both_ways_in_blocks() {
     let service = CacheService::with_proxy();
@@ -157,11 +158,12 @@ fn archives_over_128_mib_go_both_ways_in_blocks() {
     // cache-heal → @actions/cache
     let saved = ch_ok(&sandbox, &service, &token, &["save", "--key", "big-1"]);
     assert_eq!(saved["status"], "saved", "{saved}");
-    assert!(saved["bytes"].as_u64().unwrap() > 128 << 20);
+    let bytes = saved["bytes"].as_u64().unwrap();
+    assert!(bytes > 128 << 20);
     let log = service.log();
     assert_eq!(
-        log.iter().filter(|l| *l == "PUT blob block").count(),
-        3,
+        log.iter().filter(|l| *l == "PUT blob block").count() as u64,
+        bytes.div_ceil(BLOCK_SIZE as u64),
         "{log:?}"
     );
     assert_eq!(
@@ -505,6 +507,60 @@ fn truncated_bodies_are_retried_or_a_clean_miss() {
 
     service.faults().truncate.store(100, Ordering::SeqCst);
     assert_clean_miss(&sandbox, &service, "ktrunc", "GET bytes");
+}
+
+/// A segment whose body breaks midway is asked again for the rest only: the bytes the unpacker
+/// already has are not fetched twice, and the restore is exact.
+#[test]
+fn a_segment_cut_short_resumes_where_it_broke() {
+    let service = CacheService::with_proxy();
+    let sandbox = Sandbox::new();
+    fill(&sandbox, "kresume");
+    gha::write_incompressible(&sandbox.ws().join("data/mid.bin"), 12 << 20);
+    let expected = snapshots(&sandbox);
+    let saved = ch_ok(
+        &sandbox,
+        &service,
+        &main_token(),
+        &["save", "--key", "kresume"],
+    );
+    assert_eq!(saved["status"], "saved", "{saved}");
+    remove_trees(&sandbox);
+    service.faults().truncate.store(1, Ordering::SeqCst);
+    let restored = ch_ok(
+        &sandbox,
+        &service,
+        &main_token(),
+        &["restore", "--key", "kresume"],
+    );
+    assert_eq!(restored["status"], "exact", "{restored}");
+    assert_eq!(service.faults().truncate.load(Ordering::SeqCst), 0);
+    assert_restored(&sandbox, &expected);
+
+    // The first GET (`bytes=0-E`) was the one cut short; its retry asks for `S-E`, S > 0.
+    let ranges = service.blob_get_ranges();
+    let parse = |range: &str| -> (u64, u64) {
+        let (start, end) = range
+            .strip_prefix("bytes=")
+            .unwrap()
+            .split_once('-')
+            .unwrap();
+        (start.parse().unwrap(), end.parse().unwrap())
+    };
+    let (first_start, first_end) = parse(&ranges[0]);
+    assert_eq!(first_start, 0, "{ranges:?}");
+    assert!(
+        ranges
+            .iter()
+            .map(|r| parse(r))
+            .any(|(start, end)| start > 0 && end == first_end),
+        "no request for the rest of the broken segment: {ranges:?}"
+    );
+    assert_eq!(
+        ranges.iter().filter(|r| r.starts_with("bytes=0-")).count(),
+        1,
+        "the broken segment was fetched again from its start: {ranges:?}"
+    );
 }
 
 #[test]

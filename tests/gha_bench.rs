@@ -1,5 +1,9 @@
 //! The GitHub store benchmark: cache-heal against `@actions/cache` through the same stack
-//! (Azurite + the test cache service), on the same package-cache-like tree, in the same run.
+//! (Azurite + the test cache service), on the same package-cache-like tree, in the same run,
+//! with cache-heal's own local-directory store and GNU `tar -x` as the floors a restore through
+//! the network is held to. Every row reports wall time, CPU time and peak RSS (from
+//! `/usr/bin/time`, per process); the tools take turns, run after run, so that load from
+//! elsewhere falls on all of them alike.
 //!
 //! Not part of the test suite (`#[ignore]`, and it asserts nothing about time): run it through
 //! `bench/gha.sh`, which builds in release mode and prints the ratios.
@@ -9,8 +13,9 @@ mod support;
 
 use serde_json::json;
 use std::path::Path;
+use std::process::Command;
 use std::time::Instant;
-use support::gha::{CacheService, azurite, cache_heal, node, token};
+use support::gha::{CacheService, azurite, cache_heal, node_command, node_result, token};
 use support::{Sandbox, assert_same_tree, snapshot};
 
 /// A uv-like cache: ~40,000 files, median ~2 KiB, a long tail of large files (built wheels,
@@ -99,113 +104,326 @@ fn azurite_cpu() -> f64 {
     ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
 }
 
-/// Runs `f`, printing its wall time and the CPU time the client and Azurite spent meanwhile:
-/// both share this machine's cores, which a real runner and the real service do not.
-fn timed(what: &str, f: impl FnOnce()) -> f64 {
+/// One measured run of a row.
+#[derive(Clone, Copy)]
+struct Sample {
+    seconds: f64,
+    /// CPU seconds of the tool and everything it ran.
+    cpu: f64,
+    /// CPU seconds Azurite spent meanwhile.
+    azurite: f64,
+    /// The tool's peak resident set, MiB (for `@actions/cache`, its node process; tar and zstd
+    /// run beside it with a few MiB each).
+    rss_mib: f64,
+}
+
+/// Runs `cmd` under `/usr/bin/time`, failing with its stderr unless it exits 0; returns its
+/// output and what it cost.
+fn measured(cmd: &Command) -> (std::process::Output, Sample) {
+    let rss_file = std::env::temp_dir().join(format!("gha-bench-rss-{}", std::process::id()));
+    let mut timed = Command::new("/usr/bin/time");
+    timed
+        .args(["-f", "%M", "-o"])
+        .arg(&rss_file)
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    if let Some(dir) = cmd.get_current_dir() {
+        timed.current_dir(dir);
+    }
+    for (name, value) in cmd.get_envs() {
+        match value {
+            Some(value) => timed.env(name, value),
+            None => timed.env_remove(name),
+        };
+    }
     let (client, service) = (children_cpu(), azurite_cpu());
     let started = Instant::now();
-    f();
+    let out = succeeded(&mut timed);
     let seconds = started.elapsed().as_secs_f64();
-    eprintln!(
-        "  {what}: {seconds:.2}s (CPU: client {:.1}s, Azurite {:.1}s)",
-        children_cpu() - client,
-        azurite_cpu() - service
-    );
-    seconds
+    let kib: f64 = std::fs::read_to_string(&rss_file)
+        .unwrap()
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .expect("/usr/bin/time wrote the peak RSS");
+    std::fs::remove_file(&rss_file).unwrap();
+    let sample = Sample {
+        seconds,
+        cpu: children_cpu() - client,
+        azurite: azurite_cpu() - service,
+        rss_mib: kib / 1024.0,
+    };
+    (out, sample)
+}
+
+/// A row of the table: its samples, one per run.
+struct Row {
+    what: &'static str,
+    samples: Vec<Sample>,
+}
+
+impl Row {
+    fn new(what: &'static str) -> Self {
+        Self {
+            what,
+            samples: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, sample: Sample) {
+        eprintln!(
+            "  {}: {:.2}s (CPU: client {:.2}s, Azurite {:.2}s), peak RSS {:.0} MiB",
+            self.what, sample.seconds, sample.cpu, sample.azurite, sample.rss_mib
+        );
+        self.samples.push(sample);
+    }
+
+    fn median(&self, field: impl Fn(&Sample) -> f64) -> f64 {
+        let mut values: Vec<f64> = self.samples.iter().map(field).collect();
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    }
+
+    fn seconds(&self) -> f64 {
+        self.median(|s| s.seconds)
+    }
+
+    fn print(&self) {
+        let peak = self.samples.iter().map(|s| s.rss_mib).fold(0.0, f64::max);
+        println!(
+            "| {:<50} | {:>7.2} s | {:>7.2} s | {:>7.2} s | {:>6.0} MiB |",
+            self.what,
+            self.seconds(),
+            self.median(|s| s.cpu),
+            self.median(|s| s.azurite),
+            peak
+        );
+    }
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The archive file of the one entry of a local-directory store.
+fn local_archive(store: &Path) -> std::path::PathBuf {
+    std::fs::read_dir(store.join("entries"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "tzst"))
+        .expect("the local store holds the entry's archive")
 }
 
 #[test]
 #[ignore = "a benchmark: run bench/gha.sh"]
 fn bench_gha_save_and_restore() {
-    let files: usize = std::env::var("BENCH_FILES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(40_000);
-    let mib: u64 = std::env::var("BENCH_MIB")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1024);
+    let files: usize = env_or("BENCH_FILES", 20_000);
+    let mib: u64 = env_or("BENCH_MIB", 600);
+    let runs: usize = env_or("BENCH_RUNS", 3).max(1);
+    // The uncompressed tar of the floor row takes as much room as the tree again.
+    let floor = env_or("BENCH_FLOOR", mib <= 2048);
     let service = CacheService::start();
     let sandbox = Sandbox::new();
     let token = token(&[("refs/heads/main", 3)]);
     let cache = sandbox.home().join(".cache/uv");
     let bytes = generate_tree(&cache, files, mib);
     eprintln!(
-        "tree: {files} files, {:.0} MiB at `{}`",
+        "tree: {files} files, {:.0} MiB at `{}`; {runs} run(s), medians",
         bytes as f64 / 1048576.0,
         cache.display()
     );
     let expected = snapshot(&cache);
     let paths = ["~/.cache/uv"];
+    let ch_gha = || cache_heal(&sandbox, &service, &token);
+    let ch_local = |run: usize| {
+        let mut cmd = cache_heal(&sandbox, &service, &token);
+        let store = sandbox.root().join(format!("local-store-{run}"));
+        cmd.env("CACHE_HEAL_STORE", format!("dir:{}", store.display()));
+        (cmd, store)
+    };
 
-    let node_save = timed("@actions/cache saveCache", || {
-        let run = node(
+    let mut node_save = Row::new("@actions/cache saveCache");
+    let mut ch_save = Row::new("cache-heal save, GitHub store");
+    let mut local_save = Row::new("cache-heal save, local directory store");
+    let mut node_restore = Row::new("@actions/cache restoreCache");
+    let mut ch_restore = Row::new("cache-heal restore, GitHub store");
+    let mut local_restore = Row::new("cache-heal restore, local directory store");
+    let mut tar_floor = Row::new("GNU tar -x of the uncompressed tar (floor)");
+    let mut levels = Vec::new();
+    let mut local_size = 0;
+    let load_before = std::fs::read_to_string("/proc/loadavg").unwrap();
+    for run in 0..runs {
+        eprintln!("run {}:", run + 1);
+        let key = |tool: &str| format!("bench-{tool}-{run}");
+        let node_args = |tool: &str| json!({"key": key(tool), "paths": paths});
+
+        let (out, sample) = measured(&node_command(
             &sandbox,
             &service,
             &token,
             "save",
-            &json!({"key": "bench-node", "paths": paths}),
-        );
+            &node_args("node"),
+        ));
+        let saved = node_result("save", out);
         assert!(
-            run.result["cache_id"].as_i64().unwrap() > 0,
+            saved.result["cache_id"].as_i64().unwrap() > 0,
             "{}",
-            run.result
+            saved.result
         );
-    });
-    let ch_save = timed("cache-heal save", || {
-        let out = succeeded(
-            cache_heal(&sandbox, &service, &token)
-                .args(["save", "--key", "bench-ch", "--path", paths[0], "--json"]),
-        );
+        node_save.add(sample);
+
+        let (out, sample) =
+            measured(ch_gha().args(["save", "--key", &key("ch"), "--path", paths[0], "--json"]));
         let result = support::stdout_json(&out);
         assert_eq!(result["status"], "saved", "{result}");
-        eprintln!("  zstd levels: {}", result["compression_levels"]);
-    });
+        levels.push(result["compression_levels"].to_string());
+        ch_save.add(sample);
 
-    // For reference: the same save into a local-directory store, which separates packing time
-    // from transfer time.
-    let local = sandbox.root().join("local-store");
-    timed("cache-heal save, local store (reference)", || {
-        succeeded(
-            cache_heal(&sandbox, &service, &token)
-                .env("CACHE_HEAL_STORE", format!("dir:{}", local.display()))
-                .args(["save", "--key", "bench-local", "--path", paths[0]]),
-        );
-    });
+        let (mut local, store) = ch_local(run);
+        let (_, sample) =
+            measured(local.args(["save", "--key", &key("local"), "--path", paths[0]]));
+        local_save.add(sample);
+        local_size = std::fs::metadata(local_archive(&store)).unwrap().len();
 
-    std::fs::remove_dir_all(&cache).unwrap();
-    let node_restore = timed("@actions/cache restoreCache", || {
-        let run = node(
+        // The floor: the same entry's tar, decompressed beforehand, extracted where the tools
+        // restore to (member names are relative to the current directory, as in the tools'
+        // own runs).
+        let tar = sandbox.root().join("floor.tar");
+        if floor {
+            succeeded(
+                Command::new("sh")
+                    .arg("-c")
+                    .arg("zstd -dc \"$1\" > \"$2\"")
+                    .arg("sh")
+                    .arg(local_archive(&store))
+                    .arg(&tar),
+            );
+        }
+
+        std::fs::remove_dir_all(&cache).unwrap();
+        let (out, sample) = measured(&node_command(
             &sandbox,
             &service,
             &token,
             "restore",
-            &json!({"key": "bench-node", "paths": paths}),
+            &node_args("node"),
+        ));
+        assert_eq!(
+            node_result("restore", out).result["matched_key"],
+            key("node")
         );
-        assert_eq!(run.result["matched_key"], "bench-node");
-    });
-    assert_same_tree(&expected, &snapshot(&cache));
-    std::fs::remove_dir_all(&cache).unwrap();
-    let ch_restore = timed("cache-heal restore", || {
-        let out = succeeded(
-            cache_heal(&sandbox, &service, &token)
-                .args(["restore", "--key", "bench-ch", "--path", paths[0], "--json"]),
-        );
+        node_restore.add(sample);
+        assert_same_tree(&expected, &snapshot(&cache));
+
+        std::fs::remove_dir_all(&cache).unwrap();
+        let (out, sample) =
+            measured(ch_gha().args(["restore", "--key", &key("ch"), "--path", paths[0], "--json"]));
         assert_eq!(support::stdout_json(&out)["status"], "exact");
-    });
-    assert_same_tree(&expected, &snapshot(&cache));
-    let sizes: Vec<String> = service
+        ch_restore.add(sample);
+        assert_same_tree(&expected, &snapshot(&cache));
+
+        std::fs::remove_dir_all(&cache).unwrap();
+        let (mut local, store) = ch_local(run);
+        let (out, sample) = measured(local.args([
+            "restore",
+            "--key",
+            &key("local"),
+            "--path",
+            paths[0],
+            "--json",
+        ]));
+        assert_eq!(support::stdout_json(&out)["status"], "exact");
+        local_restore.add(sample);
+        assert_same_tree(&expected, &snapshot(&cache));
+        std::fs::remove_dir_all(&store).unwrap();
+
+        if floor {
+            std::fs::remove_dir_all(&cache).unwrap();
+            let mut tar_x = Command::new("tar");
+            tar_x.arg("-xPf").arg(&tar).current_dir(sandbox.ws());
+            let (_, sample) = measured(&tar_x);
+            tar_floor.add(sample);
+            assert_same_tree(&expected, &snapshot(&cache));
+            std::fs::remove_file(&tar).unwrap();
+        }
+    }
+
+    let mut sizes: Vec<String> = service
         .entries()
         .iter()
+        .filter(|e| e.key.ends_with("-0"))
         .map(|e| format!("{} {:.0} MiB", e.key, e.size as f64 / 1048576.0))
         .collect();
-    eprintln!("archives: {}", sizes.join(", "));
+    sizes.push(format!(
+        "the local store's (a save of the same tree) {:.0} MiB",
+        local_size as f64 / 1048576.0
+    ));
+    println!();
     println!(
-        "RATIO save    cache-heal {ch_save:.2}s / @actions/cache {node_save:.2}s = {:.2}x",
-        ch_save / node_save
+        "Corpus: a generated uv-like cache, {files} files, {:.0} MiB: source-like text files \
+         (log-normal sizes, median 2 KiB) and 40 large files, half text, half incompressible; \
+         archives {}; cache-heal's zstd levels per run: {}. Azurite and the cache service run \
+         on loopback; the tree lives under {}.",
+        bytes as f64 / 1048576.0,
+        sizes.join(", "),
+        levels.join(" "),
+        std::env::temp_dir().display()
     );
     println!(
-        "RATIO restore cache-heal {ch_restore:.2}s / @actions/cache {node_restore:.2}s = {:.2}x",
-        ch_restore / node_restore
+        "Requests: @actions/cache downloads with one plain GET here (it takes its 4 MiB x 8 \
+         ranged path only for hosts under blob.core.windows.net) and uploads 32 MiB blocks; \
+         cache-heal sends 8 MiB ranged GETs and 4 MiB blocks everywhere. Azurite spends CPU per \
+         request on the same cores as the tools (the Azurite column), which GitHub's service \
+         does not."
+    );
+    println!(
+        "Medians of {runs} run(s); peak RSS is the largest of the runs. Load average before: {}, \
+         after: {}.",
+        load_before.trim(),
+        std::fs::read_to_string("/proc/loadavg").unwrap().trim()
+    );
+    println!();
+    println!(
+        "| {:<50} | {:>9} | {:>9} | {:>9} | {:>10} |",
+        "what", "wall", "CPU", "Azurite", "peak RSS"
+    );
+    println!(
+        "|{}|{}|{}|{}|{}|",
+        "-".repeat(52),
+        "-".repeat(11),
+        "-".repeat(11),
+        "-".repeat(11),
+        "-".repeat(12)
+    );
+    for row in [&node_restore, &ch_restore, &local_restore] {
+        row.print();
+    }
+    if floor {
+        tar_floor.print();
+    }
+    for row in [&node_save, &ch_save, &local_save] {
+        row.print();
+    }
+    println!();
+    println!(
+        "RATIO restore cache-heal {:.2}s / @actions/cache {:.2}s = {:.2}x (bar 0.6x)",
+        ch_restore.seconds(),
+        node_restore.seconds(),
+        ch_restore.seconds() / node_restore.seconds()
+    );
+    println!(
+        "RATIO restore GitHub store {:.2}s / local directory store {:.2}s = {:.2}x (bar 1.2x)",
+        ch_restore.seconds(),
+        local_restore.seconds(),
+        ch_restore.seconds() / local_restore.seconds()
+    );
+    println!(
+        "RATIO save    cache-heal {:.2}s / @actions/cache {:.2}s = {:.2}x (bar 0.6x)",
+        ch_save.seconds(),
+        node_save.seconds(),
+        ch_save.seconds() / node_save.seconds()
     );
 }

@@ -217,7 +217,7 @@ fn sigterm_mid_restore_rolls_back() {
 }
 
 /// SIGTERM (what GitHub sends on cancel) while the download is stalled after its first
-/// segment: the stuck network read still notices, and the restore rolls back.
+/// 16 MiB: the stuck network read still notices, and the restore rolls back.
 #[test]
 fn sigterm_mid_restore_from_a_stalled_github_download_rolls_back() {
     let _heavy = one_at_a_time();

@@ -24,8 +24,9 @@
 //! - `expire_urls`: the next N signed URLs handed out expired an hour ago (Azurite answers 403);
 //! - `stall`: the next N blob GETs wait 5 s before answering (for segment timeouts);
 //! - `ignore_range` (a flag): blob GETs lose their `Range`, as on servers without range support;
-//! - `hold_later_gets` (a flag): while set, blob GETs of a range that does not start at byte 0
-//!   wait (a download that stalls after its first segment, for interrupt tests);
+//! - `hold_later_gets` (a flag): while set, blob GETs of a range that starts at or past 16 MiB
+//!   wait (a download that stalls once the unpacker has had a few frames, whatever the segment
+//!   size, for interrupt tests);
 //! - `hold_puts` (a flag): while set, blob PUTs wait after they are logged (an upload that
 //!   stalls, for interrupt tests).
 //!
@@ -317,6 +318,8 @@ struct Inner {
     /// Every request seen: `CreateCacheEntry`, `PUT blob`, `GET blob` (with a `block`/
     /// `blocklist` note), for tests that check how a transfer was made.
     log: Mutex<Vec<String>>,
+    /// The `Range` of every blob GET through the proxy (empty for none), in arrival order.
+    ranges: Mutex<Vec<String>>,
     /// Every `sig` handed out, for the test that no output shows one.
     sigs: Mutex<Vec<String>>,
     http: reqwest::Client,
@@ -363,6 +366,7 @@ impl CacheService {
             via_proxy: AtomicBool::new(false),
             faults: Faults::default(),
             log: Mutex::new(Vec::new()),
+            ranges: Mutex::new(Vec::new()),
             sigs: Mutex::new(Vec::new()),
             // No pooled connections: Azurite (node) closes idle ones after 5 s, and a request
             // sent on one it just closed fails in the proxy, not in the client under test.
@@ -431,6 +435,11 @@ impl CacheService {
 
     pub fn log(&self) -> Vec<String> {
         self.inner.log.lock().unwrap().clone()
+    }
+
+    /// The `Range` of every blob GET through the proxy (empty for none), in arrival order.
+    pub fn blob_get_ranges(&self) -> Vec<String> {
+        self.inner.ranges.lock().unwrap().clone()
     }
 
     pub fn sigs(&self) -> Vec<String> {
@@ -969,7 +978,8 @@ async fn proxy(
             .or_else(|| headers.get("range"))
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
-        if !range.is_empty() && !range.starts_with("bytes=0-") {
+        inner.ranges.lock().unwrap().push(range.to_string());
+        if range_start(range).is_some_and(|start| start >= HELD_AFTER) {
             hold_while(&faults.hold_later_gets).await;
         }
     }
@@ -1003,6 +1013,19 @@ async fn proxy(
         return cut_off(status, out_headers, bytes, half);
     }
     answer(status, out_headers, bytes)
+}
+
+/// Where `hold_later_gets` starts holding: past the first few frames of any archive.
+const HELD_AFTER: u64 = 16 << 20;
+
+/// The first byte a `Range` header asks for (`bytes=S-E`), if it is one.
+fn range_start(range: &str) -> Option<u64> {
+    range
+        .strip_prefix("bytes=")?
+        .split_once('-')?
+        .0
+        .parse()
+        .ok()
 }
 
 /// Sends a proxied request upstream and reads the whole answer: its status, its headers less
@@ -1338,6 +1361,20 @@ pub fn node(
     command: &str,
     args: &Value,
 ) -> NodeRun {
+    let output = node_command(sandbox, service, token, command, args)
+        .output()
+        .expect("run node");
+    node_result(command, output)
+}
+
+/// The command [`node`] runs, for a caller that runs it its own way (the benchmark measures it).
+pub fn node_command(
+    sandbox: &super::Sandbox,
+    service: &CacheService,
+    token: &str,
+    command: &str,
+    args: &Value,
+) -> Command {
     require_node_modules();
     let runner_temp = sandbox.root().join("runner-temp");
     std::fs::create_dir_all(&runner_temp).unwrap();
@@ -1350,7 +1387,11 @@ pub fn node(
         .env("GITHUB_WORKSPACE", sandbox.ws())
         .env("RUNNER_TEMP", &runner_temp);
     job_env(&mut cmd, service, token);
-    let output = cmd.output().expect("run node");
+    cmd
+}
+
+/// What the `@actions/cache` `command` returned, from its `output`.
+pub fn node_result(command: &str, output: std::process::Output) -> NodeRun {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let result = stdout
         .lines()

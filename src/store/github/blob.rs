@@ -1,26 +1,35 @@
 //! The signed Azure Blob URLs the cache service hands out: uploads and downloads of archive
 //! bytes.
 //!
-//! Upload (docs/gha-cache-protocol.md §4, what `@azure/storage-blob` does for actions/cache):
-//! an archive of at most 128 MiB goes up as one Put Blob; a larger one as 64 MiB Put Blocks
-//! with Azure-SDK-style block ids (base64 of a 36-character UUID and a 12-digit index, the
-//! layout other servers parse), several in flight, then one Put Block List. The archive arrives
-//! through `Write` from the compressor, so its size is known only at the end: the first 128 MiB
-//! are held in memory, and only when more arrives does the upload switch to blocks. Memory stays
-//! bounded by 128 MiB before the switch and by (concurrency + 2) blocks after it.
+//! Upload (docs/gha-cache-protocol.md §4): an archive of at most one block goes up as one Put
+//! Blob; a larger one as Put Blocks with Azure-SDK-style block ids (base64 of a 36-character
+//! UUID and a 12-digit index, the layout other servers parse), several in flight, then one Put
+//! Block List. The archive arrives through `Write` from the compressor, so its size is known
+//! only at the end: the first block is held in memory, and only when more arrives does the
+//! upload switch to blocks. Blocks are 4 MiB (actions/cache sends 32 to 64 MiB ones), so
+//! memory stays bounded by (concurrency + 2) blocks, 24 MiB, at any archive size: with the
+//! compressor's own frames, a save stays under 100 MiB. Any block size gives the same blob,
+//! which every reader reads alike.
 //!
-//! Download: ranged GETs of fixed segments, several in flight, handed to the reader in order.
-//! A server that ignores `Range` (answers 200, not 206) gets one plain streamed GET instead.
+//! Download: ranged GETs of fixed segments, several in flight, each handed to the reader chunk
+//! by chunk as its body arrives, in blob order: unpacking starts with the first bytes, and
+//! later segments are fetched meanwhile. A segment holds its slot until the reader is through
+//! with it, so at most (concurrency × segment size), 24 MiB, waits in memory. Whole segments
+//! keep every connection busy (a larger segment with a cap on what it buffers would leave all
+//! but the one being read stalled once their buffers fill); 8 MiB ones keep requests few, which
+//! matters where the blob service charges per request on the runner's own cores (Azurite in
+//! `bench/gha.sh` spends ~20 ms of CPU on each). A server that
+//! ignores `Range` (answers 200, not 206) gets one plain streamed GET instead.
 //!
 //! Recovery comes in two kinds. A block or a segment that fails transiently (5xx, reset,
-//! timeout, body cut short) is retried whole. A signed URL that expired (403) is renewed through
+//! timeout, body cut short) is retried: a block whole, a segment from its first byte not yet
+//! handed to the reader. A signed URL that expired (403) is renewed through
 //! the cache service for downloads; uploads cannot renew (there is no RPC for a fresh upload URL
 //! of a reserved key), so the save is abandoned and nothing is finalized.
 //!
 //! Signed URLs only ever travel as [`SignedUrl`], whose `Display` and `Debug` hide `sig`.
 
-use bytes::{Bytes, BytesMut};
-use std::collections::VecDeque;
+use bytes::Bytes;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::sync::Arc;
@@ -31,12 +40,13 @@ use super::{Error, SECRET_PARAMS, Settings};
 use crate::pace::{Pace, SinkGauge};
 use crate::store::Published;
 
-/// The largest archive sent as one Put Blob (the SDK's `maxSingleShotSize` in actions/cache).
-pub const SINGLE_SHOT_MAX: usize = 128 << 20;
-/// The Put Block size above that (the SDK's `blockSize` in actions/cache).
-pub const BLOCK_SIZE: usize = 64 << 20;
-/// Download segment size: large enough to keep requests few, small enough to retry cheaply.
-const SEGMENT_SIZE: u64 = 16 << 20;
+/// The Put Block size: what one block in flight costs in memory (see the module doc).
+pub const BLOCK_SIZE: usize = 4 << 20;
+/// The largest archive sent as one Put Blob: one block, so that holding it costs no more.
+pub const SINGLE_SHOT_MAX: usize = BLOCK_SIZE;
+/// Download segment size: what a segment in flight may hold in memory, and a request's share
+/// of the blob (a 5 GB archive takes ~600 requests, three at a time).
+const SEGMENT_SIZE: u64 = 8 << 20;
 /// The Blob service version sent with every request.
 const AZURE_VERSION: &str = "2024-11-04";
 
@@ -188,26 +198,28 @@ impl BlobClient {
             .await
     }
 
-    /// GETs `len` bytes at `start`, expecting 206, within the segment timeout.
-    async fn get_range(&self, url: &SignedUrl, start: u64, len: u64) -> Result<Bytes, Error> {
-        let what = format!("GET bytes {start}-{}", start + len - 1);
-        self.within_segment_timeout(&what, async {
-            let response = self.send_range(url, start, len, &what).await?;
-            if response.status() != reqwest::StatusCode::PARTIAL_CONTENT {
-                if response.status().is_success() {
-                    return Err(Error::InvalidResponse {
-                        what: what.clone(),
-                        problem: format!(
-                            "HTTP {} to a range request that earlier got 206",
-                            response.status()
-                        ),
-                    });
-                }
-                return Err(status_error(&what, response).await);
-            }
-            read_exact_body(&what, response, len).await
-        })
-        .await
+    /// GETs `len` bytes at `start`, expecting 206; the body is the caller's to read.
+    async fn get_range(
+        &self,
+        url: &SignedUrl,
+        start: u64,
+        len: u64,
+        what: &str,
+    ) -> Result<reqwest::Response, Error> {
+        let response = self.send_range(url, start, len, what).await?;
+        if response.status() == reqwest::StatusCode::PARTIAL_CONTENT {
+            return Ok(response);
+        }
+        if response.status().is_success() {
+            return Err(Error::InvalidResponse {
+                what: what.to_string(),
+                problem: format!(
+                    "HTTP {} to a range request that earlier got 206",
+                    response.status()
+                ),
+            });
+        }
+        Err(status_error(what, response).await)
     }
 
     /// Sends a ranged GET for `len` bytes at `start`; the caller judges the status.
@@ -290,31 +302,6 @@ async fn status_error(what: &str, response: reqwest::Response) -> Error {
             detail,
         },
     }
-}
-
-async fn read_exact_body(
-    what: &str,
-    mut response: reqwest::Response,
-    len: u64,
-) -> Result<Bytes, Error> {
-    let mut data = BytesMut::with_capacity(len as usize);
-    while let Some(chunk) = response.chunk().await.map_err(|e| connection(what, e))? {
-        data.extend_from_slice(&chunk);
-        if data.len() as u64 > len {
-            return Err(Error::InvalidResponse {
-                what: what.to_string(),
-                problem: format!("more than the {len} bytes asked for"),
-            });
-        }
-    }
-    if (data.len() as u64) < len {
-        return Err(Error::Truncated {
-            what: what.to_string(),
-            got: data.len() as u64,
-            expected: len,
-        });
-    }
-    Ok(data.freeze())
 }
 
 /// An Azure-SDK-style block id: base64 of a 36-character UUID and the zero-padded index.
@@ -643,27 +630,103 @@ impl Drop for Upload {
     }
 }
 
-/// What the download driver hands the reader.
+/// What a segment hands the reader: the body's chunks as they arrive, then how it ended.
 enum Piece {
     Data(Bytes),
     End,
     Failed(Error),
 }
 
-/// Aborts the tasks it holds when dropped, so a reader that goes away stops every request.
-struct Tasks<T>(VecDeque<JoinHandle<T>>);
+/// Where a segment's pieces come from. A ranged segment never waits for the reader (its
+/// channel holds at most the segment), so its timeout measures the network alone; the one GET
+/// of a server that ignores `Range` waits for the reader instead, or it would buffer the blob.
+enum Pieces {
+    Ranged(tokio::sync::mpsc::UnboundedReceiver<Piece>),
+    Whole(tokio::sync::mpsc::Receiver<Piece>),
+}
 
-impl<T> Drop for Tasks<T> {
-    fn drop(&mut self) {
-        for task in &self.0 {
-            task.abort();
+/// A channel the (synchronous) reader waits on.
+trait Channel<T> {
+    fn try_recv(&mut self) -> Result<T, tokio::sync::mpsc::error::TryRecvError>;
+    async fn recv(&mut self) -> Option<T>;
+}
+
+impl<T> Channel<T> for tokio::sync::mpsc::Receiver<T> {
+    fn try_recv(&mut self) -> Result<T, tokio::sync::mpsc::error::TryRecvError> {
+        tokio::sync::mpsc::Receiver::try_recv(self)
+    }
+    async fn recv(&mut self) -> Option<T> {
+        tokio::sync::mpsc::Receiver::recv(self).await
+    }
+}
+
+impl Channel<Piece> for Pieces {
+    fn try_recv(&mut self) -> Result<Piece, tokio::sync::mpsc::error::TryRecvError> {
+        match self {
+            Pieces::Ranged(receiver) => receiver.try_recv(),
+            Pieces::Whole(receiver) => receiver.try_recv(),
+        }
+    }
+
+    async fn recv(&mut self) -> Option<Piece> {
+        match self {
+            Pieces::Ranged(receiver) => receiver.recv().await,
+            Pieces::Whole(receiver) => receiver.recv().await,
         }
     }
 }
 
-/// A download: a driver task fetches segments, this reader hands them out in order.
+/// One segment on its way to the reader. It holds a slot among the segments in flight until
+/// the reader has taken all of it, which is what bounds the bytes buffered; dropping it stops
+/// its requests.
+struct Segment {
+    pieces: Pieces,
+    task: JoinHandle<()>,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// What the driver hands the reader: the segments in blob order, then how the download ended.
+enum Next {
+    Segment(Segment),
+    End,
+    Failed(Error),
+}
+
+/// Waits for the next value of `channel` from the reader's side: at once when it is there,
+/// else in short steps, so that a signal is noticed while the network is stalled. Trying first
+/// keeps the runtime out of the common case, a chunk that has already arrived.
+fn wait_for<T>(
+    runtime: &tokio::runtime::Runtime,
+    channel: &mut impl Channel<T>,
+) -> io::Result<Option<T>> {
+    use tokio::sync::mpsc::error::TryRecvError;
+    match channel.try_recv() {
+        Ok(value) => return Ok(Some(value)),
+        Err(TryRecvError::Disconnected) => return Ok(None),
+        Err(TryRecvError::Empty) => {}
+    }
+    loop {
+        crate::interrupt::check_io()?;
+        // The timer is made inside `block_on`: it needs the runtime's context.
+        let received = runtime
+            .block_on(async { tokio::time::timeout(crate::interrupt::POLL, channel.recv()).await });
+        if let Ok(received) = received {
+            return Ok(received);
+        }
+    }
+}
+
+/// A download: a driver task starts the segments in order, several in flight, and this reader
+/// hands out each segment's bytes as they arrive, the next segment once one is done.
 pub struct Download {
-    receiver: tokio::sync::mpsc::Receiver<Piece>,
+    segments: tokio::sync::mpsc::Receiver<Next>,
+    current_segment: Option<Segment>,
     current: Bytes,
     driver: JoinHandle<()>,
     finished: bool,
@@ -676,49 +739,67 @@ impl Download {
         blob: BlobClient,
         source: Arc<UrlRenewer>,
     ) -> Self {
-        let (sender, receiver) = tokio::sync::mpsc::channel(2);
+        let slots = blob.settings.download_concurrency.max(1);
+        let (sender, segments) = tokio::sync::mpsc::channel(slots);
         let driver = runtime.spawn(async move {
             let outcome = drive(&blob, &source, &sender).await;
             let _ = sender
                 .send(match outcome {
-                    Ok(()) => Piece::End,
-                    Err(e) => Piece::Failed(e),
+                    Ok(()) => Next::End,
+                    Err(e) => Next::Failed(e),
                 })
                 .await;
         });
         Self {
-            receiver,
+            segments,
+            current_segment: None,
             current: Bytes::new(),
             driver,
             finished: false,
             runtime,
         }
     }
+
+    /// Takes the next piece of the blob into `current`; false at its end.
+    fn next_piece(&mut self) -> io::Result<bool> {
+        loop {
+            if self.finished {
+                return Ok(false);
+            }
+            let Some(segment) = &mut self.current_segment else {
+                match wait_for(&self.runtime, &mut self.segments)? {
+                    Some(Next::Segment(segment)) => self.current_segment = Some(segment),
+                    Some(Next::End) => self.finished = true,
+                    Some(Next::Failed(e)) => return Err(io_error(e)),
+                    // The driver always sends `End` or `Failed` before it stops, unless it
+                    // panicked.
+                    None => return Err(panicked("downloading the archive")),
+                }
+                continue;
+            };
+            match wait_for(&self.runtime, &mut segment.pieces)? {
+                Some(Piece::Data(data)) => {
+                    self.current = data;
+                    return Ok(true);
+                }
+                // Dropping the segment frees its slot for the next one.
+                Some(Piece::End) => self.current_segment = None,
+                Some(Piece::Failed(e)) => return Err(io_error(e)),
+                None => return Err(panicked("downloading a segment")),
+            }
+        }
+    }
+}
+
+fn panicked(what: &str) -> io::Error {
+    io_error(Error::TaskPanicked { what: what.into() })
 }
 
 impl Read for Download {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         while self.current.is_empty() {
-            if self.finished {
+            if !self.next_piece()? {
                 return Ok(0);
-            }
-            // Wait in short steps, so that a signal is noticed while a segment is stalled.
-            crate::interrupt::check_io()?;
-            // The timer is made inside `block_on`: it needs the runtime's context.
-            let received = self.runtime.block_on(async {
-                tokio::time::timeout(crate::interrupt::POLL, self.receiver.recv()).await
-            });
-            let Ok(received) = received else { continue };
-            match received {
-                Some(Piece::Data(data)) => self.current = data,
-                Some(Piece::End) => self.finished = true,
-                Some(Piece::Failed(e)) => return Err(io_error(e)),
-                // The driver always sends `End` or `Failed` before it stops, unless it panicked.
-                None => {
-                    return Err(io_error(Error::TaskPanicked {
-                        what: "downloading the archive".into(),
-                    }));
-                }
             }
         }
         let n = buf.len().min(self.current.len());
@@ -733,11 +814,12 @@ impl Drop for Download {
     }
 }
 
-/// Fetches the whole blob into `sender`, in order.
+/// Starts the blob's segments in order into `sender`, at most `download_concurrency` of them
+/// not yet read through.
 async fn drive(
     blob: &BlobClient,
     source: &Arc<UrlRenewer>,
-    sender: &tokio::sync::mpsc::Sender<Piece>,
+    sender: &tokio::sync::mpsc::Sender<Next>,
 ) -> Result<(), Error> {
     let retry = &blob.settings.retry;
     let who = source.current().await.who();
@@ -768,60 +850,156 @@ async fn drive(
             },
             other => other,
         })?;
-    let (first, total) = match first {
-        First::Whole(response) => return stream_whole(response, sender).await,
-        First::Ranged { data, total } => (data, total),
+    let slots = Arc::new(tokio::sync::Semaphore::new(
+        blob.settings.download_concurrency.max(1),
+    ));
+    let slot = || async {
+        Arc::clone(&slots)
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed")
     };
-    let mut next = first.len() as u64;
-    if sender.send(Piece::Data(first)).await.is_err() {
-        return Ok(());
+    let (mut opened, total) = match first {
+        First::Whole(response) => {
+            let (pieces, receiver) = tokio::sync::mpsc::channel(WHOLE_CHUNKS_BUFFERED);
+            let segment = Segment {
+                pieces: Pieces::Whole(receiver),
+                task: tokio::spawn(stream_whole(response, pieces)),
+                _slot: slot().await,
+            };
+            let _ = sender.send(Next::Segment(segment)).await;
+            return Ok(());
+        }
+        First::Ranged { response, total } => (response, total),
+    };
+    let mut start = 0;
+    while start < total {
+        let slot = slot().await;
+        let len = SEGMENT_SIZE.min(total - start);
+        let (pieces, receiver) = tokio::sync::mpsc::unbounded_channel();
+        let range = SegmentRange {
+            blob: blob.clone(),
+            source: Arc::clone(source),
+            who: who.clone(),
+            start,
+            len,
+        };
+        let segment = Segment {
+            pieces: Pieces::Ranged(receiver),
+            task: tokio::spawn(range.fetch(opened.take(), pieces)),
+            _slot: slot,
+        };
+        if sender.send(Next::Segment(segment)).await.is_err() {
+            // The reader went away.
+            return Ok(());
+        }
+        start += len;
     }
-    let mut in_flight = Tasks(VecDeque::new());
-    let concurrency = blob.settings.download_concurrency.max(1);
-    loop {
-        while in_flight.0.len() < concurrency && next < total {
-            let (start, len) = (next, SEGMENT_SIZE.min(total - next));
-            next += len;
-            let blob = blob.clone();
-            let source = Arc::clone(source);
-            let who = who.clone();
-            in_flight.0.push_back(tokio::spawn(async move {
-                let what = format!("GET bytes {start}-{}", start + len - 1);
-                blob.settings
-                    .retry
-                    .run(&who, &what, true, || async {
-                        let url = source.current().await;
-                        let result = blob.get_range(&url, start, len).await;
-                        if let Err(e) = &result
-                            && e.is_url_expired()
-                        {
-                            source.renew(&url).await?;
-                        }
-                        result
-                    })
-                    .await
-            }));
-        }
-        let Some(task) = in_flight.0.pop_front() else {
-            return Ok(());
-        };
-        let data = match task.await {
-            Ok(result) => result?,
-            Err(_) => {
-                return Err(Error::TaskPanicked {
-                    what: "downloading a segment".into(),
-                });
-            }
-        };
-        if sender.send(Piece::Data(data)).await.is_err() {
-            return Ok(());
-        }
+    Ok(())
+}
+
+/// Chunks of the body of a server that ignores `Range` held for the reader: a few hundred KiB.
+const WHOLE_CHUNKS_BUFFERED: usize = 16;
+
+/// One segment of the blob and what it takes to fetch it.
+struct SegmentRange {
+    blob: BlobClient,
+    source: Arc<UrlRenewer>,
+    who: String,
+    start: u64,
+    len: u64,
+}
+
+impl SegmentRange {
+    /// Fetches the segment into `pieces`, starting from `opened` when the first request's body
+    /// is already on its way. An attempt that breaks midway is retried from the first byte not
+    /// yet handed out, so the reader gets every byte of the blob exactly once.
+    async fn fetch(
+        self,
+        mut opened: Option<reqwest::Response>,
+        pieces: tokio::sync::mpsc::UnboundedSender<Piece>,
+    ) {
+        let sent = std::sync::atomic::AtomicU64::new(0);
+        let what = format!("GET bytes {}-{}", self.start, self.start + self.len - 1);
+        let this = &self;
+        let outcome = self
+            .blob
+            .settings
+            .retry
+            .run(&self.who, &what, true, || {
+                let opened = opened.take();
+                let (sent, pieces) = (&sent, &pieces);
+                async move {
+                    let url = this.source.current().await;
+                    let result = this.attempt(&url, opened, sent, pieces).await;
+                    if let Err(e) = &result
+                        && e.is_url_expired()
+                    {
+                        this.source.renew(&url).await?;
+                    }
+                    result
+                }
+            })
+            .await;
+        let _ = pieces.send(match outcome {
+            Ok(()) => Piece::End,
+            Err(e) => Piece::Failed(e),
+        });
+    }
+
+    /// One request for the rest of the segment (past the `sent` bytes), and its body.
+    async fn attempt(
+        &self,
+        url: &SignedUrl,
+        opened: Option<reqwest::Response>,
+        sent: &std::sync::atomic::AtomicU64,
+        pieces: &tokio::sync::mpsc::UnboundedSender<Piece>,
+    ) -> Result<(), Error> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let from = self.start + sent.load(Relaxed);
+        let end = self.start + self.len;
+        let what = format!("GET bytes {from}-{}", end - 1);
+        self.blob
+            .within_segment_timeout(&what, async {
+                let mut response = match opened {
+                    Some(response) => response,
+                    None => self.blob.get_range(url, from, end - from, &what).await?,
+                };
+                while let Some(chunk) = response.chunk().await.map_err(|e| connection(&what, e))? {
+                    let held = self.start + sent.load(Relaxed);
+                    if held + chunk.len() as u64 > end {
+                        return Err(Error::InvalidResponse {
+                            what: what.clone(),
+                            problem: format!("more than the {} bytes asked for", end - from),
+                        });
+                    }
+                    sent.fetch_add(chunk.len() as u64, Relaxed);
+                    if pieces.send(Piece::Data(chunk)).is_err() {
+                        // The reader went away; nothing more is needed.
+                        return Ok(());
+                    }
+                }
+                let got = self.start + sent.load(Relaxed) - from;
+                if got < end - from {
+                    return Err(Error::Truncated {
+                        what: what.clone(),
+                        got,
+                        expected: end - from,
+                    });
+                }
+                Ok(())
+            })
+            .await
     }
 }
 
 enum First {
-    /// The server honoured `Range`: the first segment and the blob's total size.
-    Ranged { data: Bytes, total: u64 },
+    /// The server honoured `Range`: the first segment's response (its body not yet read) and
+    /// the blob's total size.
+    Ranged {
+        response: Option<reqwest::Response>,
+        total: u64,
+    },
     /// The server ignored `Range` and is sending everything.
     Whole(reqwest::Response),
 }
@@ -838,14 +1016,15 @@ async fn first_request(blob: &BlobClient, url: &SignedUrl) -> Result<First, Erro
                         problem: "206 without a `Content-Range` total".into(),
                     }
                 })?;
-                let len = SEGMENT_SIZE.min(total);
-                let data = read_exact_body(&what, response, len).await?;
-                Ok(First::Ranged { data, total })
+                Ok(First::Ranged {
+                    response: Some(response),
+                    total,
+                })
             }
             200 => Ok(First::Whole(response)),
             // An empty blob cannot satisfy any range.
             416 => Ok(First::Ranged {
-                data: Bytes::new(),
+                response: None,
                 total: 0,
             }),
             _ => Err(status_error(&what, response).await),
@@ -863,16 +1042,26 @@ fn content_range_total(headers: &reqwest::header::HeaderMap) -> Option<u64> {
 /// The fallback for servers that ignore `Range`: one streamed GET, checked against
 /// `Content-Length`. A failure midway cannot be retried (the reader already has bytes), so it
 /// fails the restore, which the command reports as a miss.
-async fn stream_whole(
+async fn stream_whole(response: reqwest::Response, pieces: tokio::sync::mpsc::Sender<Piece>) {
+    let outcome = stream_whole_body(response, &pieces).await;
+    let _ = pieces
+        .send(match outcome {
+            Ok(()) => Piece::End,
+            Err(e) => Piece::Failed(e),
+        })
+        .await;
+}
+
+async fn stream_whole_body(
     mut response: reqwest::Response,
-    sender: &tokio::sync::mpsc::Sender<Piece>,
+    pieces: &tokio::sync::mpsc::Sender<Piece>,
 ) -> Result<(), Error> {
     let what = "GET the whole archive (the server ignores `Range`)";
     let expected = response.content_length();
     let mut got = 0u64;
     while let Some(chunk) = response.chunk().await.map_err(|e| connection(what, e))? {
         got += chunk.len() as u64;
-        if sender.send(Piece::Data(chunk)).await.is_err() {
+        if pieces.send(Piece::Data(chunk)).await.is_err() {
             return Ok(());
         }
     }
