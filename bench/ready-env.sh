@@ -11,7 +11,7 @@
 # empty venv; the timed part is the restore plus `uv venv` and `uv pip sync` of the lock.
 # Strategies: no cache; setup-uv's exact key (whole cache, and with `prune-cache: true`);
 # actions/cache with restore keys; cache-heal with its defaults (and, for comparison only,
-# with `--prune ci`). The store is a local directory for all of them; each restore then waits
+# with `--prune wheels`). The store is a local directory for all of them; each restore then waits
 # as long as the cache service would take to send its entry (READY_ENV_CACHE_MBPS, 125 MB/s).
 # Scenarios: the same lock, a changed lock (requests bumped), a new Python (a 3.11 entry restored
 # by a 3.12 job). Prints a table of medians and PASS/FAIL for the bars; exits 1 if a bar fails.

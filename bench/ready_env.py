@@ -59,7 +59,7 @@ STRATEGIES = {
     "setup-uv-prune": "setup-uv, prune-cache: true",
     "actions-cache": "actions/cache + restore-keys",
     "cache-heal": "cache-heal (defaults)",
-    "cache-heal-prune-ci": "cache-heal --prune ci (not a default)",
+    "cache-heal-prune-wheels": "cache-heal --prune wheels (not a default)",
 }
 REFERENCE = ["none", "setup-uv", "setup-uv-prune", "actions-cache"]
 SCENARIOS = {
@@ -420,8 +420,8 @@ class Bench:
             key, _ = self.cache_heal_key(version, lock, logname)
             cmd = [self.args.cache_heal, "save", "--store", "dir:" + self.store(strategy),
                    "--path", self.cache, "--key", key]
-            if strategy == "cache-heal-prune-ci":
-                cmd += ["--prune", "ci"]
+            if strategy == "cache-heal-prune-wheels":
+                cmd += ["--prune", "wheels"]
             self.run(cmd, self.projects[lock], logname)
             return
         if strategy == "setup-uv-prune":

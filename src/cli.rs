@@ -35,12 +35,12 @@ Run `cache-heal <COMMAND> --help` for a command's flags and examples.";
 
 const SAVE_EXAMPLES: &str = "\
 Examples:
-  Save uv's cache as `demo` in the default local store, without its unpacked
-  sources (every wheel stays):
+  Save uv's cache as `demo` in the default local store, pruned to what
+  `uv cache prune --ci` keeps:
     $ cache-heal save --path ~/.cache/uv --key demo
 
-  Save only what `uv cache prune --ci` keeps (pre-built wheels left out too):
-    $ cache-heal save --path ~/.cache/uv --key demo --prune ci
+  Keep the pre-built wheels too (no unpacked sources), for a slow index:
+    $ cache-heal save --path ~/.cache/uv --key demo --prune wheels
 
   Save it at zstd level 19, smaller and slower:
     $ cache-heal save --path ~/.cache/uv --key demo --compression-level 19
@@ -120,8 +120,8 @@ Examples:
 /// cache-heal saves and restores directories in the archive format of actions/cache (entries
 /// are interchangeable both ways). Restores are checked member by member and swapped into place
 /// only when the whole archive was read, so a bad archive never leaves a half-written cache.
-/// A restored uv cache is healed for the interpreters about to use it, and a saved one leaves
-/// out its unpacked sources (heal fetches back what a later build needs).
+/// A restored uv cache is healed for the interpreters about to use it, and a saved one is
+/// pruned to what `uv cache prune --ci` keeps.
 #[derive(Debug, Parser)]
 #[command(
     name = "cache-heal",
@@ -258,11 +258,11 @@ pub struct StoreArgs {
 /// What `save --prune` leaves out of a uv cache.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum PruneMode {
-    /// Sources and stale entries; every wheel stays
-    #[value(alias = "true")]
-    Wheels,
     /// What `uv cache prune --ci` removes, pre-built wheels included
+    #[value(alias = "true")]
     Ci,
+    /// The same, but every wheel stays
+    Wheels,
     /// Nothing
     #[value(alias = "false")]
     None,
@@ -272,8 +272,8 @@ pub enum PruneMode {
 pub enum Command {
     /// Archive paths and store them under a key
     ///
-    /// Of every saved path that is a uv cache, the wheels are archived and the unpacked sources
-    /// left out (`--prune`); the cache on disk is not changed.
+    /// Of every saved path that is a uv cache, only what `uv cache prune --ci` keeps is archived
+    /// (`--prune`); the cache on disk is not changed.
     /// The archive is written in actions/cache's format and streamed to the store.
     #[command(after_help = SAVE_EXAMPLES)]
     Save(SaveArgs),
@@ -395,19 +395,18 @@ pub struct SaveArgs {
 
     /// What to leave out of every saved path that is a uv cache
     ///
-    /// `wheels` (the default): unpacked sources, stale revisions and build environments; every
-    /// wheel stays, the pre-built ones from the index and the ones built from source, so a job
-    /// that restores the entry asks the index for nothing it already had. `ci`: what `uv cache
-    /// prune --ci` removes, the pre-built wheels too (smallest entries; for caches of huge wheels
-    /// that download faster than they restore). `none`: the cache whole. The cache on disk is
-    /// never changed.
+    /// `ci` (the default): what `uv cache prune --ci` removes, that is unpacked sources, stale
+    /// revisions, build environments and the pre-built wheels, which an index serves about as
+    /// fast as a cache restores them. `wheels`: the same, but every wheel stays, so a job that
+    /// restores the entry asks the index for nothing it already had (for a slow or rationed
+    /// index). `none`: the cache whole. The cache on disk is never changed.
     #[arg(
         long,
         env = env::CACHE_HEAL_PRUNE,
         hide_env_values = true,
         value_name = "MODE",
         value_enum,
-        default_value = "wheels"
+        default_value = "ci"
     )]
     pub prune: PruneMode,
 

@@ -210,11 +210,11 @@ fn heal_lets_an_offline_312_sync_build_from_a_311_cache() {
     );
 }
 
-/// The same with `save`'s default prune, which keeps every wheel: heal fetches only cext's
+/// The same with `save --prune wheels`, which keeps every wheel: heal fetches only cext's
 /// source, nothing is missing for its build (setuptools' wheel was saved), and the offline
 /// 3.12 sync builds without warming anything first.
 #[test]
-fn with_the_default_prune_an_offline_312_sync_needs_only_the_healed_source() {
+fn with_prune_wheels_an_offline_312_sync_needs_only_the_healed_source() {
     let mut s = Scenario::new();
     s.populate();
     let restored = s.save_prune_wipe_restore("wheels", &[]);

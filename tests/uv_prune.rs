@@ -177,19 +177,21 @@ fn prune_matches_uv(uv_version: &str, also_fill_with: Option<&str>) {
     assert_same_tree(&snapshot(&by_uv), &snapshot(&cache));
     std::fs::remove_dir_all(&cache).unwrap();
     std::fs::rename(sandbox.root().join("cache-live"), &cache).unwrap();
-    save_keeps_prebuilt_wheels_by_default(&sandbox, &cache, &snapshot(&by_uv));
+    save_with_prune_wheels_keeps_prebuilt_wheels(&sandbox, &cache, &snapshot(&by_uv));
 }
 
-/// `save`'s default leaves out what `--ci` does except the pre-built wheels: the entry is uv's
-/// `--ci` tree plus the wheels bucket exactly as it was, and still no unpacked source.
-fn save_keeps_prebuilt_wheels_by_default(
+/// `save --prune wheels` leaves out what `--ci` does except the pre-built wheels: the entry is
+/// uv's `--ci` tree plus the wheels bucket exactly as it was, and still no unpacked source.
+fn save_with_prune_wheels_keeps_prebuilt_wheels(
     sandbox: &Sandbox,
     cache: &Path,
     by_uv: &std::collections::BTreeMap<String, support::Node>,
 ) {
     let live = snapshot(cache);
     let path = cache.to_str().unwrap();
-    let saved = sandbox.ok(&["save", "--path", path, "--key", "k-wheels", "--json"]);
+    let saved = sandbox.ok(&[
+        "save", "--path", path, "--key", "k-wheels", "--prune", "wheels", "--json",
+    ]);
     assert!(
         stderr(&saved).contains("pre-built wheels kept"),
         "{}",

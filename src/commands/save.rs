@@ -1,7 +1,7 @@
 //! `cache-heal save`: plan (key, version, paths, store; all checked before anything is read)
-//! → store writable? → what to archive (uv caches without their sources, by default; the
-//! cache on disk is never changed) → up to date? → reserve → pack into the upload → publish →
-//! report.
+//! → store writable? → what to archive (uv caches as `uv cache prune --ci` would leave them,
+//! by default; the cache on disk is never changed) → up to date? → reserve → pack into the
+//! upload → publish → report.
 
 use anyhow::Result;
 use std::io::Write;

@@ -1,6 +1,6 @@
 //! Prune a uv cache to what `uv cache prune --ci` keeps: wheels built from source, their
-//! metadata and the revision pointers; everything uv can download again goes. Or, for `save`'s
-//! default ([`Keep::AllWheels`]), keep the pre-built wheels from the index as well.
+//! metadata and the revision pointers; everything uv can download again goes. Or, with `save
+//! --prune wheels` ([`Keep::AllWheels`]), keep the pre-built wheels from the index as well.
 //!
 //! The rules are uv's (uv `prune` in `crates/uv-distribution/src/source/mod.rs` and
 //! `Cache::prune` in `crates/uv-cache/src/lib.rs`; docs/uv-cache.md §3), applied to the buckets
@@ -72,18 +72,18 @@ impl PrunePlan {
 /// go either way.
 ///
 /// `uv cache prune --ci` drops the pre-built wheels too, on the theory that the index serves
-/// them faster than a cache restores them. setup-uv turned its `prune-cache` off by default in
-/// July 2026 after measuring the opposite for most workloads (`docs/anchors.md` §1.2): a job
-/// whose wheels are restored makes no index requests for them at all. So `save` keeps them by
-/// default; `--prune ci` is uv's rule for caches of huge wheels (CUDA) that restore slower than
-/// they download.
+/// them about as fast as a cache restores them; `bench/ready-env.sh` agrees when the index is
+/// as fast as the cache service, so that is `save`'s default. setup-uv turned its
+/// `prune-cache` off in July 2026 after measuring the opposite on hosted runners for most
+/// workloads (`docs/anchors.md` §1.2), which is what `--prune wheels` is for: a job whose
+/// wheels are restored makes no index requests for them at all.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Keep {
-    /// Every wheel: the pre-built ones unzipped from the index and the ones built from source.
-    #[default]
-    AllWheels,
     /// Only wheels built from source, as `uv cache prune --ci`.
+    #[default]
     BuiltWheels,
+    /// Every wheel: the pre-built ones unzipped from the index and the ones built from source.
+    AllWheels,
 }
 
 /// Plans a prune of the cache at `layout.root` (`--ci`'s with [`Keep::BuiltWheels`]).

@@ -1,6 +1,6 @@
-//! What `save` leaves out of a uv cache: what a prune would remove (by default `uv cache prune
-//! --ci`'s removals except the pre-built wheels, see [`prune::Keep`]), taken out of what is
-//! packed instead of off the disk.
+//! What `save` leaves out of a uv cache: what a prune would remove (by default exactly `uv cache
+//! prune --ci`'s removals; see [`prune::Keep`]), taken out of what is packed instead of off the
+//! disk.
 //!
 //! Pruning in place before a save cost users their cache whenever the save then failed or was
 //! skipped (issue 9, row 3), and it removed the sources heal had just added for the job that
@@ -83,9 +83,7 @@ pub fn apply(plan: &mut SavePlan, pruning: Pruning, force: bool) -> Result<LeftO
 
 fn what_is_left_out(keep: prune::Keep) -> &'static str {
     match keep {
-        prune::Keep::AllWheels => {
-            "unpacked sources and stale entries (pre-built wheels kept; `--prune ci` drops them too)"
-        }
+        prune::Keep::AllWheels => "unpacked sources and stale entries (pre-built wheels kept)",
         prune::Keep::BuiltWheels => "what `uv cache prune --ci` removes",
     }
 }
