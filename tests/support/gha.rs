@@ -334,8 +334,7 @@ struct Inner {
 pub struct CacheService {
     inner: Arc<Inner>,
     pub url: String,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _served: super::served::Served,
 }
 
 impl CacheService {
@@ -354,8 +353,7 @@ impl CacheService {
             Profile::GitHub => azurite().port,
             Profile::SelfHosted => 0,
         };
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
+        let listener = super::served::Served::listener();
         let own_port = listener.local_addr().unwrap().port();
         let inner = Arc::new(Inner {
             entries: Mutex::new(Vec::new()),
@@ -378,43 +376,24 @@ impl CacheService {
             uploads: Mutex::new(Vec::new()),
             stored: Mutex::new(HashMap::new()),
         });
-        let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
-        let state = Arc::clone(&inner);
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let app = Router::new()
-                    .route(
-                        "/twirp/github.actions.results.api.v1.CacheService/{method}",
-                        post(rpc),
-                    )
-                    .route("/blob/{*path}", any(proxy))
-                    .route(
-                        "/devstoreaccount1/upload/{id}",
-                        axum::routing::put(self_hosted_put),
-                    )
-                    .route("/upload/{id}", axum::routing::put(self_hosted_put))
-                    .route("/download/{id}", axum::routing::get(self_hosted_download))
-                    .layer(axum::extract::DefaultBodyLimit::disable())
-                    .with_state(state);
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(async {
-                        let _ = stop.await;
-                    })
-                    .await
-                    .unwrap();
-            });
-        });
+        let app = Router::new()
+            .route(
+                "/twirp/github.actions.results.api.v1.CacheService/{method}",
+                post(rpc),
+            )
+            .route("/blob/{*path}", any(proxy))
+            .route(
+                "/devstoreaccount1/upload/{id}",
+                axum::routing::put(self_hosted_put),
+            )
+            .route("/upload/{id}", axum::routing::put(self_hosted_put))
+            .route("/download/{id}", axum::routing::get(self_hosted_download))
+            .layer(axum::extract::DefaultBodyLimit::disable())
+            .with_state(Arc::clone(&inner));
         Self {
             inner,
             url: format!("http://127.0.0.1:{own_port}/"),
-            shutdown: Some(shutdown),
-            thread: Some(thread),
+            _served: super::served::Served::start(listener, app),
         }
     }
 

@@ -6,6 +6,7 @@
 pub mod azure;
 pub mod gha;
 pub mod s3;
+pub mod served;
 pub mod trees;
 
 use sha2::{Digest, Sha256};

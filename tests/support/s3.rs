@@ -314,14 +314,12 @@ struct ProxyState {
 pub struct FaultProxy {
     pub port: u16,
     pub faults: Arc<S3Faults>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _served: super::served::Served,
 }
 
 impl FaultProxy {
     pub fn start(upstream: u16) -> Self {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
+        let listener = super::served::Served::listener();
         let port = listener.local_addr().unwrap().port();
         let faults = Arc::new(S3Faults::default());
         let state = Arc::new(ProxyState {
@@ -332,32 +330,14 @@ impl FaultProxy {
                 .build()
                 .unwrap(),
         });
-        let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let app = Router::new()
-                    .fallback(forward)
-                    .layer(axum::extract::DefaultBodyLimit::disable())
-                    .with_state(state);
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(async {
-                        let _ = stop.await;
-                    })
-                    .await
-                    .unwrap();
-            });
-        });
+        let app = Router::new()
+            .fallback(forward)
+            .layer(axum::extract::DefaultBodyLimit::disable())
+            .with_state(state);
         Self {
             port,
             faults,
-            shutdown: Some(shutdown),
-            thread: Some(thread),
+            _served: super::served::Served::start(listener, app),
         }
     }
 
@@ -367,17 +347,6 @@ impl FaultProxy {
 
     pub fn injected(&self) -> Vec<&'static str> {
         self.faults.injected.lock().unwrap().clone()
-    }
-}
-
-impl Drop for FaultProxy {
-    fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 
