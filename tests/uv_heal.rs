@@ -122,6 +122,27 @@ impl Scenario {
             .collect()
     }
 
+    /// With the index stopped, `uv pip sync --offline` on 3.12 succeeds and builds cext's
+    /// cp312 wheel into the same revision as the cp311 one.
+    fn assert_offline_312_sync_builds_cext(&self) {
+        let synced = self.offline_sync_312();
+        assert!(
+            synced.status.success(),
+            "offline sync on 3.12 failed after heal:\n{}",
+            String::from_utf8_lossy(&synced.stderr)
+        );
+        let mut wheels = self.cext_wheels();
+        wheels.sort();
+        assert_eq!(
+            wheels,
+            [
+                "cext-1.0-cp311-cp311-linux_x86_64.whl",
+                "cext-1.0-cp312-cp312-linux_x86_64.whl"
+            ],
+            "the cp312 wheel must be built into the same revision"
+        );
+    }
+
     /// Saves with `--prune <prune>`, wipes the cache, restores it for 3.12.
     fn save_prune_wipe_restore(&self, prune: &str, restore_flags: &[&str]) -> Output {
         let saved = self.cache_heal(&[
@@ -168,12 +189,7 @@ fn heal_lets_an_offline_312_sync_build_from_a_311_cache() {
     let restored = s.save_prune_wipe_restore("ci", &[]);
     let report = stdout_json(&restored);
     let heal = &report["heal"][0];
-    let healed: Vec<&str> = heal["healed"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h["package"].as_str().unwrap())
-        .collect();
+    let healed = healed_packages(heal);
     assert_eq!(
         healed,
         ["cext"],
@@ -192,22 +208,7 @@ fn heal_lets_an_offline_312_sync_build_from_a_311_cache() {
 
     s.warm_prebuilt_wheels();
     s.index.stop();
-    let synced = s.offline_sync_312();
-    assert!(
-        synced.status.success(),
-        "offline sync on 3.12 failed after heal:\n{}",
-        String::from_utf8_lossy(&synced.stderr)
-    );
-    let mut wheels = s.cext_wheels();
-    wheels.sort();
-    assert_eq!(
-        wheels,
-        [
-            "cext-1.0-cp311-cp311-linux_x86_64.whl",
-            "cext-1.0-cp312-cp312-linux_x86_64.whl"
-        ],
-        "the cp312 wheel must be built into the same revision"
-    );
+    s.assert_offline_312_sync_builds_cext();
 }
 
 /// The same with `save --prune wheels`, which keeps every wheel: heal fetches only cext's
@@ -220,12 +221,7 @@ fn with_prune_wheels_an_offline_312_sync_needs_only_the_healed_source() {
     let restored = s.save_prune_wipe_restore("wheels", &[]);
     let report = stdout_json(&restored);
     let heal = &report["heal"][0];
-    let healed: Vec<&str> = heal["healed"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h["package"].as_str().unwrap())
-        .collect();
+    let healed = healed_packages(heal);
     assert_eq!(healed, ["cext"], "{heal}");
     assert_eq!(
         heal["missing_build_requires"]
@@ -240,21 +236,17 @@ fn with_prune_wheels_an_offline_312_sync_needs_only_the_healed_source() {
         stderr(&restored)
     );
     s.index.stop();
-    let synced = s.offline_sync_312();
-    assert!(
-        synced.status.success(),
-        "offline sync on 3.12 failed after heal:\n{}",
-        String::from_utf8_lossy(&synced.stderr)
-    );
-    let mut wheels = s.cext_wheels();
-    wheels.sort();
-    assert_eq!(
-        wheels,
-        [
-            "cext-1.0-cp311-cp311-linux_x86_64.whl",
-            "cext-1.0-cp312-cp312-linux_x86_64.whl"
-        ]
-    );
+    s.assert_offline_312_sync_builds_cext();
+}
+
+/// The packages a heal report says it healed.
+fn healed_packages(heal: &serde_json::Value) -> Vec<&str> {
+    heal["healed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["package"].as_str().unwrap())
+        .collect()
 }
 
 /// The control: the same without heal fails with uv's offline error.
