@@ -116,6 +116,18 @@ fn round_trip_and_a_peer_reads_the_archive() {
         "{objects:?}"
     );
     assert_eq!(moto().open_uploads(&run.bucket), 0);
+    // Over plain HTTP every body carries its SHA-256, so the server records one for the object.
+    let attributes = moto().aws_ok(&[
+        "s3api",
+        "get-object-attributes",
+        "--bucket",
+        &run.bucket,
+        "--key",
+        archive[0],
+        "--object-attributes",
+        "Checksum",
+    ]);
+    assert!(attributes.contains("ChecksumSHA256"), "{attributes}");
 
     std::fs::remove_dir_all(&inside).unwrap();
     std::fs::remove_dir_all(&outside).unwrap();

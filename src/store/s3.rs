@@ -35,7 +35,7 @@
 
 use anyhow::{Result, anyhow};
 use object_store::ClientOptions;
-use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
+use object_store::aws::{AmazonS3Builder, Checksum, S3ConditionalPut};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -198,11 +198,7 @@ impl S3Store {
         if let Some(endpoint) = &endpoint {
             builder = builder.with_endpoint(endpoint.trim_end_matches('/'));
         }
-        // Over TLS, signing a sha256 of every body only costs CPU (about 7% of a save's): TLS
-        // keeps the bytes whole in transit, and every restore checks the archive's size and
-        // sha256 against the entry before the swap. Over plain HTTP the signature is the only
-        // thing that stops a body changed on the way, so it stays.
-        builder = builder.with_unsigned_payload(uses_tls(endpoint.as_deref()));
+        builder = with_body_integrity(builder, uses_tls(endpoint.as_deref()));
         builder = builder.with_virtual_hosted_style_request(on_aws && !spec.path_style);
         builder = with_credentials(builder, &describe)?;
         let client = builder
@@ -216,13 +212,32 @@ impl S3Store {
     }
 }
 
-/// Credentials from the environment only: keys (and a session token), or web identity. Never
-/// instance metadata, which would send requests to a link-local address on any machine.
+/// How the server knows a body arrived whole. Bodies are never signed: the signature's sha256
+/// of every byte is there to stop a changed body, and each restore checks the archive's size
+/// and sha256 against the entry before the swap anyway. Over TLS that is all: TLS keeps the
+/// bytes whole in transit. Over plain HTTP (a MinIO or Garage next to the runners) a body
+/// damaged on the way would become an entry that every restore then refuses and no save can
+/// replace (first save wins), so each body carries its SHA-256 as an S3 flexible checksum
+/// (`x-amz-checksum-sha256`, what AWS's own SDKs send since 2025 in CRC form): the server
+/// refuses a damaged part, the client sends it again, and the object records a composite
+/// checksum. That costs what signing cost in CPU, and on moto it makes the completing request
+/// cheaper (without an algorithm moto copies the whole archive twice to checksum it).
+fn with_body_integrity(builder: AmazonS3Builder, over_tls: bool) -> AmazonS3Builder {
+    let builder = builder.with_unsigned_payload(true);
+    if over_tls {
+        builder
+    } else {
+        builder.with_checksum_algorithm(Checksum::SHA256)
+    }
+}
+
 /// Whether requests go over TLS: AWS's own endpoints do, any other says so by its scheme.
 fn uses_tls(endpoint: Option<&str>) -> bool {
     endpoint.is_none_or(|e| e.trim_start().to_ascii_lowercase().starts_with("https://"))
 }
 
+/// Credentials from the environment only: keys (and a session token), or web identity. Never
+/// instance metadata, which would send requests to a link-local address on any machine.
 fn with_credentials(builder: AmazonS3Builder, describe: &str) -> Result<AmazonS3Builder> {
     let key_id = env_value(env_vars::AWS_ACCESS_KEY_ID);
     let secret = env_value(env_vars::AWS_SECRET_ACCESS_KEY);
@@ -268,7 +283,7 @@ mod tests {
     }
 
     #[test]
-    fn bodies_go_unsigned_only_over_tls() {
+    fn plain_http_bodies_carry_a_checksum_and_tls_ones_need_none() {
         assert!(uses_tls(None), "AWS's own endpoints are https");
         assert!(uses_tls(Some("https://minio.internal:9000")));
         assert!(uses_tls(Some("HTTPS://r2.example")));
