@@ -7,7 +7,7 @@ mod support;
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use support::s3::{Credentials, moto};
+use support::s3::{Credentials, InstanceMetadata, moto};
 use support::trees::{awkward_tree, incompressible};
 use support::uv::{self as uv, Index};
 use support::{Sandbox, assert_same_tree, snapshot, stderr, stdout_json};
@@ -954,4 +954,127 @@ fn a_real_uv_cache_round_trips() {
             .arg(offline.join("bin/python"))
             .args(["sdistonly==1.0", "cext==1.0"]),
     );
+}
+
+/// `cmd` with nothing in the environment that gives credentials, so only instance metadata at
+/// `endpoint` (if any) can.
+fn without_credentials(mut cmd: Command, endpoint: Option<&str>) -> Command {
+    for name in [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_ROLE_ARN",
+        "AWS_EC2_METADATA_DISABLED",
+    ] {
+        cmd.env_remove(name);
+    }
+    match endpoint {
+        Some(endpoint) => cmd.env("AWS_EC2_METADATA_SERVICE_ENDPOINT", endpoint),
+        None => cmd.env_remove("AWS_EC2_METADATA_SERVICE_ENDPOINT"),
+    };
+    cmd
+}
+
+/// An EC2 runner with an instance profile and no keys in its environment: the credentials
+/// come from instance metadata, IMDSv2 (every request for them carries the session token),
+/// and moto, which checks every signature, takes them. They are never printed.
+#[test]
+fn an_instance_profile_gives_credentials_through_instance_metadata() {
+    let run = S3Run::new("instance-profile");
+    let imds = InstanceMetadata::start(Some(moto().credentials.clone()));
+    let tree = run.sb.ws().join("cache");
+    awkward_tree(&tree);
+    let before = snapshot(&tree);
+    let args = ["--path", "cache", "--key", "from-imds"];
+    let mut outputs = Vec::new();
+    for (command, expected) in [("save", "saved"), ("restore", "exact")] {
+        if command == "restore" {
+            std::fs::remove_dir_all(&tree).unwrap();
+        }
+        let out = without_credentials(run.cmd(None, &moto().credentials), Some(&imds.endpoint()))
+            .args([&[command, "--json"][..], &args].concat())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{command}: {}", stderr(&out));
+        assert_eq!(stdout_json(&out)["status"], expected, "{}", stderr(&out));
+        outputs.push(out);
+    }
+    assert_same_tree(&before, &snapshot(&tree));
+    let asked = &imds.asked;
+    use std::sync::atomic::Ordering::SeqCst;
+    assert!(
+        asked.tokens.load(SeqCst) >= 2,
+        "a session token per process"
+    );
+    assert!(
+        asked.credentials.load(SeqCst) >= 2,
+        "credentials per process"
+    );
+    assert_eq!(asked.without_token.load(SeqCst), 0, "every ask was IMDSv2");
+    for out in &outputs {
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(out));
+        assert!(!text.contains(&moto().credentials.secret), "{text}");
+        assert!(!text.contains(&moto().credentials.token), "{text}");
+    }
+}
+
+/// No keys, no web identity and no instance metadata that answers: one line that says what
+/// was tried, at once, whether instance metadata is switched off, is some other cloud's
+/// (which refuses the token request) or does not answer at all.
+#[test]
+fn without_any_credentials_one_line_says_what_was_tried() {
+    let run = S3Run::new("no-credentials");
+    std::fs::create_dir_all(run.sb.ws().join("cache")).unwrap();
+    std::fs::write(run.sb.ws().join("cache/f"), "x").unwrap();
+    let not_ec2 = InstanceMetadata::start(None);
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port())
+    };
+    let cases = [
+        (
+            "off",
+            Some(not_ec2.endpoint()),
+            true,
+            "instance metadata is off".to_string(),
+        ),
+        (
+            "not EC2",
+            Some(not_ec2.endpoint()),
+            false,
+            format!("instance metadata at `{}` answered 400", not_ec2.endpoint()),
+        ),
+        (
+            "closed",
+            Some(closed.clone()),
+            false,
+            format!("instance metadata at `{closed}` did not answer"),
+        ),
+    ];
+    for (case, endpoint, disabled, expected) in cases {
+        let mut cmd = without_credentials(run.cmd(None, &moto().credentials), endpoint.as_deref());
+        if disabled {
+            cmd.env("AWS_EC2_METADATA_DISABLED", "true");
+        }
+        let out = cmd
+            .args(["save", "--path", "cache", "--key", "k"])
+            .output()
+            .unwrap();
+        let text = stderr(&out);
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("no credentials"))
+            .collect();
+        assert_eq!(lines.len(), 1, "{case}: {text}");
+        assert!(lines[0].contains(&expected), "{case}: {text}");
+        assert!(text.contains("configure-aws-credentials"), "{case}: {text}");
+    }
+    use std::sync::atomic::Ordering::SeqCst;
+    assert_eq!(
+        not_ec2.asked.tokens.load(SeqCst) + not_ec2.asked.credentials.load(SeqCst),
+        0,
+        "the stand-in that is not EC2 hands nothing out"
+    );
+    assert!(moto().objects(&run.bucket).is_empty(), "nothing saved");
 }

@@ -23,10 +23,11 @@
 //! requests on the reqwest + rustls stack the binary already has (`cargo tree`: one reqwest,
 //! one hyper, one rustls), and retries 5xx (S3's `SlowDown` is a 503), 429 and broken
 //! connections with exponential backoff. Credentials come from `AWS_ACCESS_KEY_ID`,
-//! `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`, or web identity (`AWS_WEB_IDENTITY_TOKEN_FILE`
-//! with `AWS_ROLE_ARN`, which is what GitHub OIDC sets up); shared config files, SSO and
-//! instance metadata are not read. The region is `AWS_REGION`, else `AWS_DEFAULT_REGION`, else
-//! `us-east-1`.
+//! `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`, else web identity
+//! (`AWS_WEB_IDENTITY_TOKEN_FILE` with `AWS_ROLE_ARN`, which is what GitHub OIDC sets up), else
+//! an EC2 instance profile through instance metadata (IMDSv2, probed first with a 1 s timeout);
+//! shared config files and SSO are not read. The region is `AWS_REGION`, else
+//! `AWS_DEFAULT_REGION`, else `us-east-1`.
 //!
 //! # Errors never carry a credential
 //!
@@ -155,7 +156,7 @@ static FLAVOR: Flavor = Flavor {
     // any other request's.
     token_failures: &[],
     check_container: "the bucket name in `--store` and the endpoint (`--s3-endpoint`, `AWS_ENDPOINT_URL`)",
-    check_credentials: "`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN` (an expired session needs new ones) and that they may use this bucket",
+    check_credentials: "`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN` (an expired session needs new ones), or the instance profile's role, and that they may use this bucket",
     summaries: Summaries {
         no_container: "the S3 bucket does not exist",
         denied: "the S3 server refused the credentials",
@@ -236,8 +237,9 @@ fn uses_tls(endpoint: Option<&str>) -> bool {
     endpoint.is_none_or(|e| e.trim_start().to_ascii_lowercase().starts_with("https://"))
 }
 
-/// Credentials from the environment only: keys (and a session token), or web identity. Never
-/// instance metadata, which would send requests to a link-local address on any machine.
+/// Credentials from the job's environment, in the AWS SDKs' order: keys (and a session token),
+/// then web identity, then the instance profile of an EC2 machine (autoscaled runners) through
+/// instance metadata. Shared config files and SSO are not read.
 fn with_credentials(builder: AmazonS3Builder, describe: &str) -> Result<AmazonS3Builder> {
     let key_id = env_value(env_vars::AWS_ACCESS_KEY_ID);
     let secret = env_value(env_vars::AWS_SECRET_ACCESS_KEY);
@@ -265,9 +267,83 @@ fn with_credentials(builder: AmazonS3Builder, describe: &str) -> Result<AmazonS3
         }
         return Ok(builder);
     }
-    Err(anyhow!(
-        "{describe}: no credentials: `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` are not both set, nor `AWS_WEB_IDENTITY_TOKEN_FILE` and `AWS_ROLE_ARN`\n\nhint: in GitHub Actions, `aws-actions/configure-aws-credentials` sets them; cache-heal does not read `~/.aws` or instance metadata"
-    ))
+    match instance_metadata() {
+        Ok(endpoint) => Ok(builder.with_metadata_endpoint(endpoint)),
+        Err(why) => Err(anyhow!(
+            "{describe}: no credentials: `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` are not both set, nor `AWS_WEB_IDENTITY_TOKEN_FILE` and `AWS_ROLE_ARN`, and {why}\n\nhint: in GitHub Actions, `aws-actions/configure-aws-credentials` sets them; on EC2, attach an instance profile; cache-heal does not read `~/.aws`"
+        )),
+    }
+}
+
+/// Where EC2 instance metadata answers, unless `AWS_EC2_METADATA_SERVICE_ENDPOINT` says.
+const INSTANCE_METADATA: &str = "http://169.254.169.254";
+/// How long instance metadata gets to connect and to answer the probe: on EC2 it answers in
+/// milliseconds, and elsewhere the link-local address usually does not answer at all.
+const INSTANCE_METADATA_PATIENCE: Duration = Duration::from_secs(1);
+
+/// The instance metadata endpoint to take credentials from, once it has answered an IMDSv2
+/// token request; else why not, in words that finish "no credentials: … and ".
+///
+/// Asked first here, with a short timeout, because the credential provider is only asked at
+/// the first request and retries with backoff: on a laptop, or on a GitHub-hosted runner (an
+/// Azure VM, whose own metadata service sits at the same address and refuses the request),
+/// the user gets this one line at once instead of a slow, vague failure later.
+fn instance_metadata() -> Result<String, String> {
+    if env_value(env_vars::AWS_EC2_METADATA_DISABLED)
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+    {
+        return Err("instance metadata is off (`AWS_EC2_METADATA_DISABLED=true`)".into());
+    }
+    let endpoint = env_value(env_vars::AWS_EC2_METADATA_SERVICE_ENDPOINT)
+        .unwrap_or_else(|| INSTANCE_METADATA.to_string());
+    let endpoint = endpoint.trim().trim_end_matches('/').to_string();
+    match ask_for_session_token(&endpoint) {
+        Ok(()) => Ok(endpoint),
+        Err(why) => Err(format!("instance metadata at `{endpoint}` {why}")),
+    }
+}
+
+/// Sends IMDSv2's `PUT /latest/api/token` over plain HTTP/1.1 (instance metadata is never
+/// TLS) and checks for a 200.
+fn ask_for_session_token(endpoint: &str) -> Result<(), String> {
+    use std::io::{Read, Write};
+    use std::net::{TcpStream, ToSocketAddrs};
+    let url = reqwest::Url::parse(endpoint).map_err(|_| "is not a URL".to_string())?;
+    let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
+        return Err("is not an http://HOST[:PORT] URL".into());
+    };
+    if url.scheme() != "http" {
+        return Err("is not an http:// URL (instance metadata is plain HTTP)".into());
+    }
+    let address = (host, port)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut all| all.next())
+        .ok_or_else(|| "does not resolve".to_string())?;
+    let mut stream = TcpStream::connect_timeout(&address, INSTANCE_METADATA_PATIENCE)
+        .map_err(|e| format!("did not answer ({e})"))?;
+    let _ = stream.set_read_timeout(Some(INSTANCE_METADATA_PATIENCE));
+    let _ = stream.set_write_timeout(Some(INSTANCE_METADATA_PATIENCE));
+    let authority = url.authority();
+    let request = format!(
+        "PUT /latest/api/token HTTP/1.1\r\nHost: {authority}\r\nX-aws-ec2-metadata-token-ttl-seconds: 60\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| format!("did not take a request ({e})"))?;
+    let mut head = [0u8; 32];
+    let n = stream
+        .read(&mut head)
+        .map_err(|e| format!("did not answer ({e})"))?;
+    let status_line = String::from_utf8_lossy(&head[..n]);
+    let status = status_line.split_whitespace().nth(1).unwrap_or("nothing");
+    if status == "200" {
+        Ok(())
+    } else {
+        Err(format!(
+            "answered {status} to an IMDSv2 token request, so it is not EC2's"
+        ))
+    }
 }
 
 #[cfg(test)]

@@ -473,3 +473,100 @@ async fn forward(
     }
     answer(status, out_headers, bytes)
 }
+
+/// The session token the [`InstanceMetadata`] stand-in hands out and then asks for.
+const IMDS_SESSION: &str = "imds-session-for-tests";
+/// The role name the stand-in reports, as an instance profile's.
+const IMDS_ROLE: &str = "runner-role";
+
+/// What an [`InstanceMetadata`] stand-in was asked.
+#[derive(Default)]
+pub struct ImdsAsked {
+    /// IMDSv2 session token requests (`PUT /latest/api/token`).
+    pub tokens: AtomicU32,
+    /// Credential requests that carried the session token.
+    pub credentials: AtomicU32,
+    /// Requests for the role or its credentials without the session token (IMDSv1).
+    pub without_token: AtomicU32,
+}
+
+/// A stand-in for EC2 instance metadata (IMDSv2) on 127.0.0.1, handing out `credentials` as an
+/// instance profile's. There is no EC2 here, and moto's own emulation answers only requests
+/// addressed to the host `169.254.169.254`. Without credentials it plays a metadata service
+/// that is not EC2's (an Azure VM's, as on GitHub-hosted runners): 400 to everything. Stops
+/// when dropped.
+pub struct InstanceMetadata {
+    pub port: u16,
+    pub asked: Arc<ImdsAsked>,
+    _served: super::served::Served,
+}
+
+struct ImdsState {
+    credentials: Option<Credentials>,
+    asked: Arc<ImdsAsked>,
+}
+
+impl InstanceMetadata {
+    pub fn start(credentials: Option<Credentials>) -> Self {
+        let listener = super::served::Served::listener();
+        let port = listener.local_addr().unwrap().port();
+        let asked = Arc::new(ImdsAsked::default());
+        let state = Arc::new(ImdsState {
+            credentials,
+            asked: Arc::clone(&asked),
+        });
+        let app = Router::new().fallback(imds_answer).with_state(state);
+        Self {
+            port,
+            asked,
+            _served: super::served::Served::start(listener, app),
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+async fn imds_answer(
+    State(state): State<Arc<ImdsState>>,
+    method: Method,
+    uri: axum::http::Uri,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let Some(credentials) = &state.credentials else {
+        return (StatusCode::BAD_REQUEST, "not EC2").into_response();
+    };
+    let path = uri.path();
+    if method == Method::PUT && path == "/latest/api/token" {
+        state.asked.tokens.fetch_add(1, Ordering::SeqCst);
+        return (StatusCode::OK, IMDS_SESSION).into_response();
+    }
+    let prefix = "/latest/meta-data/iam/security-credentials/";
+    let Some(role) = path.strip_prefix(prefix) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let session = headers
+        .get("x-aws-ec2-metadata-token")
+        .and_then(|v| v.to_str().ok());
+    if session != Some(IMDS_SESSION) {
+        state.asked.without_token.fetch_add(1, Ordering::SeqCst);
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    match role {
+        "" => (StatusCode::OK, IMDS_ROLE).into_response(),
+        IMDS_ROLE => {
+            state.asked.credentials.fetch_add(1, Ordering::SeqCst);
+            let body = serde_json::json!({
+                "Code": "Success",
+                "Type": "AWS-HMAC",
+                "AccessKeyId": credentials.key_id,
+                "SecretAccessKey": credentials.secret,
+                "Token": credentials.token,
+                "Expiration": "2099-01-01T00:00:00Z",
+            });
+            (StatusCode::OK, body.to_string()).into_response()
+        }
+        _ => StatusCode::NOT_FOUND.into_response(),
+    }
+}
