@@ -1,8 +1,8 @@
 //! Maintenance of the stores a fleet runs itself (issue 10, items 7 and 8): `delete`, `gc`
 //! (least recently restored first, `--max-age`, `--dry-run`, the grace window that keeps a
 //! restore in flight whole), the last use `inspect` shows, scopes on `dir:`, and a corrupted
-//! `dir:` entry that is a warned miss while the other keys restore, and what `gc` sweeps from
-//! `dir:` (leftovers of killed saves, entries put aside). `dir:` on temporary
+//! `dir:` entry that is a warned miss while the other keys restore, and what `gc` sweeps
+//! (leftovers of killed saves, entries put aside, markers of entries gone). `dir:` on temporary
 //! directories; `s3://` on the real moto server of `tests/support/s3.rs`; `az://` on Azurite
 //! (`tests/support/azure.rs`).
 #![allow(clippy::disallowed_methods)] // tests use std::fs directly; fs-err is for the binary
@@ -616,6 +616,99 @@ fn dir_gc_sweeps_what_no_entry_owns() {
     assert!(!orphan.exists() && !broken.exists());
     assert!(fresh.exists(), "a file younger than the grace window stays");
     fleet.assert_restores(None, "kept", "kept");
+}
+
+/// The object names in the fleet's bucket or container.
+fn objects(fleet: &Fleet) -> Vec<String> {
+    let mut names = match &fleet.store {
+        Store::S3(bucket) => moto().objects(bucket),
+        Store::Azure(container) => azure::blobs(container),
+        Store::Dir => unreachable!("a `dir:` store has files"),
+    };
+    names.sort();
+    names
+}
+
+/// Writes `body` as the object `name`, as another client would.
+fn plant(fleet: &Fleet, name: &str, body: &[u8]) {
+    let file = fleet.sb.outside().join("planted");
+    std::fs::write(&file, body).unwrap();
+    match &fleet.store {
+        Store::S3(bucket) => {
+            moto().aws_ok(&[
+                "s3",
+                "cp",
+                file.to_str().unwrap(),
+                &format!("s3://{bucket}/{name}"),
+            ]);
+        }
+        Store::Azure(container) => azure::upload(container, name, &file),
+        Store::Dir => unreachable!("a `dir:` store has files"),
+    }
+}
+
+/// What a save killed between completing its archive and publishing its metadata leaves (an
+/// archive no metadata names), and the marker of an entry that is gone: kept while younger
+/// than the grace window, counted by `--dry-run`, then swept; the entry next to them, its
+/// metadata, archive and marker, stays and restores.
+fn gc_sweeps_what_no_entry_owns(fleet: &Fleet) {
+    let main = Some(("refs/heads/main", None));
+    let key = "sweep/kept é";
+    fleet.save_as(main, key);
+    fleet.restore_as(main, key);
+    let entry = objects(fleet);
+    assert_eq!(entry.len(), 3, "metadata, archive, marker: {entry:?}");
+    let archive = entry.iter().find(|o| o.contains("/archives/")).unwrap();
+    let (dir, _) = archive.split_once("/archives/").unwrap();
+    let orphan = format!("{dir}/archives/sweep%2Forphan.00000000deadbeef.tzst");
+    let stale = format!("{dir}/used/sweep%2Fgone");
+    let body = b"the archive of a save killed before it published\n".repeat(100);
+    plant(fleet, &orphan, &body);
+    plant(fleet, &stale, b"");
+    let planted = objects(fleet);
+    assert_eq!(planted.len(), 5, "{planted:?}");
+    let swept = serde_json::json!({"files": 2, "bytes": body.len()});
+    // Written a moment ago: the default grace window (1h) keeps them, as a save publishing.
+    let gc = fleet.ok(&["gc", "--max-age", "1000d"]);
+    assert_eq!(
+        gc["swept"],
+        serde_json::json!({"files": 0, "bytes": 0}),
+        "{gc}"
+    );
+    assert_eq!(objects(fleet), planted);
+    // Times are kept to the second: once it is over they are older than a window of 0 s.
+    std::thread::sleep(Duration::from_millis(1500));
+    let limits = ["gc", "--max-age", "1000d", "--grace", "0s"];
+    let dry = fleet.ok(&[&limits[..], &["--dry-run"]].concat());
+    assert_eq!(dry["swept"], swept, "{dry}");
+    let human = fleet
+        .cmd(None)
+        .args(limits)
+        .arg("--dry-run")
+        .output()
+        .unwrap();
+    let err = stderr(&human);
+    assert!(human.status.success(), "{err}");
+    assert!(err.contains("Would remove 2 files no entry owned"), "{err}");
+    assert_eq!(objects(fleet), planted, "a dry run deletes nothing");
+    let gc = fleet.ok(&limits);
+    assert_eq!(gc["swept"], swept, "{gc}");
+    assert!(gc["removed"].as_array().unwrap().is_empty(), "{gc}");
+    assert_eq!(objects(fleet), entry, "the entry stays whole");
+    fleet.assert_restores(main, key, key);
+    let again = fleet.ok(&limits);
+    assert_eq!(again["swept"]["files"], 0, "{again}");
+    assert_eq!(objects(fleet), entry);
+}
+
+#[test]
+fn s3_gc_sweeps_what_no_entry_owns() {
+    gc_sweeps_what_no_entry_owns(&Fleet::s3("gc-sweep"));
+}
+
+#[test]
+fn azure_gc_sweeps_what_no_entry_owns() {
+    gc_sweeps_what_no_entry_owns(&Fleet::azure("gc-sweep"));
 }
 
 /// The second look: an entry `gc` planned to evict (unused when it listed) but that a restore

@@ -38,6 +38,19 @@
 //! (an error in the packer, a failed part) is aborted; a process killed outright leaves parts
 //! that are no entry (see each store's module doc for who cleans them up).
 //!
+//! # Sweeping
+//!
+//! A save killed between completing its archive and creating the metadata, or one that lost
+//! the race and could not delete its archive, leaves an archive that no metadata names; a
+//! removal cut short after the metadata went leaves its archive and marker, and a restore
+//! that rewrites the marker of an entry being removed leaves a marker of no entry. `gc` sweeps
+//! them from one listing of every scope once they are older than its grace window (in which a
+//! save may still be publishing), and looks again right before each delete. Metadata that
+//! cannot be parsed keeps the archives of its key while it is younger than the window. A server
+//! may date an object made by a multipart upload from when the upload started rather than
+//! when it completed, so the grace window should outlast the slowest save as well as the
+//! slowest restore.
+//!
 //! # Restore
 //!
 //! Ranged GETs of [`SEGMENT_SIZE`] to [`SEGMENT_SIZE_MAX`] (about `SEGMENTS` per archive),
@@ -72,7 +85,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::scope::{LOCAL_SCOPE, Scopes, decode_segment, encode_segment};
-use super::{EntryInfo, Hit, Lookup, NewEntry, Published, Query, Removal, Reservation, Store};
+use super::{
+    EntryInfo, Hit, Lookup, NewEntry, Published, Query, Removal, Reservation, Store, Swept,
+};
 use crate::env_vars;
 use crate::key::{self, Compression};
 use crate::pace::{Pace, SinkGauge};
@@ -416,15 +431,15 @@ impl ObjectStoreBacked {
         object_path(&name)
     }
 
-    /// Every marker under the prefix, by name, with its time (see [`marker_time_ns`]).
+    /// Every marker under the prefix, by name, with its time (see [`modified_ns`]).
     fn used_markers(listing: &[object_store::ObjectMeta]) -> HashMap<String, u128> {
         listing
             .iter()
-            .filter(|meta| meta.location.as_ref().contains("/used/"))
+            .filter(|meta| matches!(place(meta.location.as_ref()), Some((Part::Marker, _))))
             .map(|meta| {
                 (
                     meta.location.as_ref().to_string(),
-                    marker_time_ns(meta.last_modified.timestamp_nanos_opt()),
+                    modified_ns(meta.last_modified.timestamp_nanos_opt()),
                 )
             })
             .collect()
@@ -480,6 +495,73 @@ impl ObjectStoreBacked {
         match self.client.get(location).await {
             Ok(_) => Ok(true),
             Err(e) => match self.error(&format!("reading `{location}`"), &e) {
+                Error::NotFound { .. } => Ok(false),
+                other => Err(other),
+            },
+        }
+    }
+
+    /// Every object under the prefix, all scopes: one listing (the client pages it).
+    async fn listing(&self) -> Result<Vec<object_store::ObjectMeta>> {
+        let root = if self.prefix.is_empty() {
+            None
+        } else {
+            Some(object_path(&self.prefix)?)
+        };
+        let mut listing = Vec::new();
+        let mut stream = self.client.list(root.as_ref());
+        while let Some(item) = stream.next().await {
+            listing.push(item.map_err(|e| self.error("listing the entries", &e))?);
+        }
+        Ok(listing)
+    }
+
+    /// What the metadata objects among `objects` say, by entry. One deleted since the listing
+    /// is left out (what it named is no entry's now); one that cannot be parsed is
+    /// [`Known::Unreadable`], for the corruption handling of restores to deal with; any other
+    /// failure stops the sweep, so an archive is never taken for an orphan because its
+    /// metadata could not be fetched.
+    async fn read_entries(&self, objects: &[Object]) -> Result<HashMap<Owner, Known>, Error> {
+        let metas = objects.iter().filter(|o| o.part == Part::Metadata);
+        let read: Vec<(&Object, Result<Metadata, Error>)> = futures_util::stream::iter(metas)
+            .map(|object| async move { (object, self.read_metadata(&object.location).await) })
+            .buffer_unordered(8)
+            .collect()
+            .await;
+        let mut entries = HashMap::new();
+        for (object, meta) in read {
+            let known = match meta {
+                Ok(meta) => Known::Names(meta.archive),
+                Err(e) if e.is_not_found() => continue,
+                Err(Error::Corrupt { .. }) => Known::Unreadable {
+                    touched_ns: object.touched_ns,
+                },
+                Err(e) => return Err(e),
+            };
+            entries.insert(object.owner.clone(), known);
+        }
+        Ok(entries)
+    }
+
+    /// The second look, right before an orphan whose entry had no metadata in the listing is
+    /// deleted: a save may have published it since (a save completes its archive, then creates
+    /// its metadata). The archive is claimed if that metadata names it or cannot be parsed; the
+    /// marker if the entry exists at all.
+    async fn claimed_now(&self, orphan: &Object) -> Result<bool> {
+        let name = format!("{}/{}.json", orphan.owner.dir, orphan.owner.key);
+        match self.read_metadata(&object_path(&name)?).await {
+            Ok(meta) => Ok(orphan.part == Part::Marker || meta.archive == orphan.location.as_ref()),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(Error::Corrupt { .. }) => Ok(true),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Deletes one orphan; `false` if it was gone already.
+    async fn delete_orphan(&self, orphan: &Object) -> Result<bool, Error> {
+        match self.client.delete(&orphan.location).await {
+            Ok(()) => Ok(true),
+            Err(e) => match self.error(&format!("deleting `{}`", orphan.location), &e) {
                 Error::NotFound { .. } => Ok(false),
                 other => Err(other),
             },
@@ -590,9 +672,7 @@ impl Store for ObjectStoreBacked {
             }
             if let Some(cutoff) = unless_used_since {
                 match self.client.head(&marker).await {
-                    Ok(used)
-                        if marker_time_ns(used.last_modified.timestamp_nanos_opt()) >= cutoff =>
-                    {
+                    Ok(used) if modified_ns(used.last_modified.timestamp_nanos_opt()) >= cutoff => {
                         return Ok(Removal::InUse);
                     }
                     Ok(_) => {}
@@ -698,26 +778,12 @@ impl Store for ObjectStoreBacked {
 
     fn list(&self) -> Result<Vec<EntryInfo>> {
         self.runtime.block_on(async {
-            let root = if self.prefix.is_empty() {
-                None
-            } else {
-                Some(object_path(&self.prefix)?)
-            };
-            let mut listing = Vec::new();
-            let mut stream = self.client.list(root.as_ref());
-            while let Some(item) = stream.next().await {
-                listing.push(item.map_err(|e| self.error("listing the entries", &e))?);
-            }
+            let listing = self.listing().await?;
             let used = Self::used_markers(&listing);
             let names: Vec<ObjectPath> = listing
                 .into_iter()
                 .map(|meta| meta.location)
-                .filter(|name| {
-                    let name = name.as_ref();
-                    name.ends_with(".json")
-                        && !name.contains("/archives/")
-                        && !name.contains("/used/")
-                })
+                .filter(|name| matches!(place(name.as_ref()), Some((Part::Metadata, _))))
                 .collect();
             let metas: Vec<Result<Metadata, Error>> = futures_util::stream::iter(names)
                 .map(|location| async move { self.read_metadata(&location).await })
@@ -753,13 +819,160 @@ impl Store for ObjectStoreBacked {
             Ok::<_, anyhow::Error>(entries)
         })
     }
+
+    /// Sweeps, from one listing of every scope, the [`orphans`]: archives no entry names (a
+    /// save killed between completing its archive and publishing its metadata, or one that
+    /// lost the first-wins race and could not delete its archive) and the markers of entries
+    /// that are gone, once untouched since `older_than_ns`. Each gets a second look right
+    /// before it goes ([`Self::claimed_now`]), so a save that publishes after the listing
+    /// keeps its archive.
+    ///
+    /// Incomplete multipart uploads are not listed by `object_store` (they are no object): an
+    /// S3 bucket's `AbortIncompleteMultipartUpload` lifecycle rule removes them, and Azure drops
+    /// uncommitted blocks after seven days.
+    fn sweep(&self, older_than_ns: u128, dry_run: bool) -> Result<Swept> {
+        self.runtime.block_on(async {
+            let objects: Vec<Object> = self
+                .listing()
+                .await?
+                .into_iter()
+                .filter_map(Object::from_listing)
+                .collect();
+            let entries = self.read_entries(&objects).await?;
+            let mut swept = Swept::default();
+            for orphan in orphans(&objects, &entries, older_than_ns) {
+                if !entries.contains_key(&orphan.owner) && self.claimed_now(orphan).await? {
+                    continue;
+                }
+                if dry_run || self.delete_orphan(orphan).await? {
+                    swept.files += 1;
+                    swept.bytes += orphan.size;
+                }
+            }
+            Ok::<_, anyhow::Error>(swept)
+        })
+    }
 }
 
-/// A marker's LastModified (Unix nanoseconds, from the listing) as `gc` orders by it. S3 and
-/// Azure keep it to the second; a time with no fraction is taken as the end of its second, as
-/// late as the use could have been, so an entry restored just after others were saved never
-/// looks older than them to `gc`.
-fn marker_time_ns(unix_ns: Option<i64>) -> u128 {
+/// Which part of an entry an object is (see the layout in the module doc).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Part {
+    /// `<dir>/<key>.json`
+    Metadata,
+    /// `<dir>/archives/<key>.<upload-id>.<tzst|tgz>`
+    Archive,
+    /// `<dir>/used/<key>`
+    Marker,
+}
+
+/// The entry an object belongs to: its `PREFIX/<scope>/<version>` and its encoded key, the
+/// same for its metadata, its archives and its marker.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Owner {
+    dir: String,
+    key: String,
+}
+
+/// Where an object name sits in the layout, told by the folder it is in: `<version>` is a hex
+/// digest, never `archives` or `used`, whatever the segments of the scope are. An archive
+/// name must be one a save writes, so the sweep never takes another tool's object for one;
+/// `None` for what is no part of an entry.
+fn place(name: &str) -> Option<(Part, Owner)> {
+    let (parent, file) = name.rsplit_once('/')?;
+    let owner = |dir: &str, key: &str| Owner {
+        dir: dir.to_string(),
+        key: key.to_string(),
+    };
+    match parent.rsplit_once('/') {
+        Some((dir, "archives")) => {
+            let mut pieces = file.rsplitn(3, '.');
+            let (extension, upload, key) = (pieces.next()?, pieces.next()?, pieces.next()?);
+            let ours = [Compression::Zstd, Compression::Gzip]
+                .iter()
+                .any(|c| c.extension() == extension)
+                && upload.len() == 16
+                && upload.bytes().all(|b| b.is_ascii_hexdigit());
+            ours.then(|| (Part::Archive, owner(dir, key)))
+        }
+        Some((dir, "used")) => Some((Part::Marker, owner(dir, file))),
+        _ => {
+            let key = file.strip_suffix(".json")?;
+            Some((Part::Metadata, owner(parent, key)))
+        }
+    }
+}
+
+/// An object of the listing that is part of an entry, as the sweep sees it.
+#[derive(Debug)]
+struct Object {
+    location: ObjectPath,
+    part: Part,
+    owner: Owner,
+    /// Its LastModified, see [`modified_ns`].
+    touched_ns: u128,
+    size: u64,
+}
+
+impl Object {
+    fn from_listing(meta: object_store::ObjectMeta) -> Option<Self> {
+        let (part, owner) = place(meta.location.as_ref())?;
+        Some(Self {
+            touched_ns: modified_ns(meta.last_modified.timestamp_nanos_opt()),
+            size: meta.size,
+            location: meta.location,
+            part,
+            owner,
+        })
+    }
+}
+
+/// What the sweep learnt from an entry's metadata.
+#[derive(Debug)]
+enum Known {
+    /// The archive it names.
+    Names(String),
+    /// It could not be parsed; written at `touched_ns`.
+    Unreadable { touched_ns: u128 },
+}
+
+/// What no entry owns and nothing touched since `older_than_ns`: an archive that no metadata
+/// names, a marker whose entry has no metadata. While a metadata object that cannot be parsed
+/// is younger than the cutoff, the archives of its key stay: it may be naming one of them.
+fn orphans<'a>(
+    objects: &'a [Object],
+    entries: &HashMap<Owner, Known>,
+    older_than_ns: u128,
+) -> Vec<&'a Object> {
+    let named: std::collections::HashSet<&str> = entries
+        .values()
+        .filter_map(|known| match known {
+            Known::Names(archive) => Some(archive.as_str()),
+            Known::Unreadable { .. } => None,
+        })
+        .collect();
+    objects
+        .iter()
+        .filter(|object| object.touched_ns < older_than_ns)
+        .filter(|object| match object.part {
+            Part::Metadata => false,
+            Part::Marker => !entries.contains_key(&object.owner),
+            Part::Archive => {
+                !named.contains(object.location.as_ref())
+                    && !matches!(
+                        entries.get(&object.owner),
+                        Some(Known::Unreadable { touched_ns }) if *touched_ns >= older_than_ns
+                    )
+            }
+        })
+        .collect()
+}
+
+/// An object's LastModified (Unix nanoseconds, from a listing or a HEAD) as `gc` compares it.
+/// S3 and Azure keep it to the second; a time with no fraction is taken as the end of its
+/// second, as late as the write could have been: an entry restored just after others were
+/// saved never looks older than them, and the sweep never takes an object written within its
+/// cutoff's second for one written before it.
+fn modified_ns(unix_ns: Option<i64>) -> u128 {
     let ns = u128::try_from(unix_ns.unwrap_or_default()).unwrap_or_default();
     if ns % 1_000_000_000 == 0 {
         ns + 999_999_999
@@ -1246,5 +1459,123 @@ async fn fetch_segment(
         }
         attempt += 1;
         tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DIR: &str = "ci/refs/heads/main/0123abcd";
+    const OLD: u128 = 1_000;
+    const CUTOFF: u128 = 2_000;
+    const YOUNG: u128 = 3_000;
+
+    fn object(name: &str, touched_ns: u128) -> Object {
+        let (part, owner) = place(name).expect("a part of an entry");
+        Object {
+            location: ObjectPath::parse(name).unwrap(),
+            part,
+            owner,
+            touched_ns,
+            size: 7,
+        }
+    }
+
+    fn owner(key: &str) -> Owner {
+        Owner {
+            dir: DIR.into(),
+            key: key.into(),
+        }
+    }
+
+    fn swept(objects: &[Object], entries: &HashMap<Owner, Known>) -> Vec<String> {
+        orphans(objects, entries, CUTOFF)
+            .iter()
+            .map(|o| o.location.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn the_folder_tells_the_part_whatever_the_scope_is_named() {
+        let archive = format!("{DIR}/archives/a%2Fb.c.0123456789abcdef.tzst");
+        assert_eq!(place(&archive), Some((Part::Archive, owner("a%2Fb.c"))));
+        let gzip = format!("{DIR}/archives/k.fedcba9876543210.tgz");
+        assert_eq!(place(&gzip), Some((Part::Archive, owner("k"))));
+        assert_eq!(
+            place(&format!("{DIR}/used/k.json")),
+            Some((Part::Marker, owner("k.json")))
+        );
+        assert_eq!(
+            place(&format!("{DIR}/k.json")),
+            Some((Part::Metadata, owner("k")))
+        );
+        // A branch named `archives` or `used` is a scope like any other.
+        let branch = "ci/refs/heads/archives/used/0123abcd";
+        assert_eq!(
+            place(&format!("{branch}/k.json")).map(|(part, o)| (part, o.dir)),
+            Some((Part::Metadata, branch.to_string()))
+        );
+        // What a save never writes is no part of an entry.
+        for foreign in [
+            format!("{DIR}/archives/notes.txt"),
+            format!("{DIR}/archives/k.123.tzst"),
+            format!("{DIR}/archives/k.0123456789abcdeg.tzst"),
+            format!("{DIR}/k.txt"),
+            "top.json".to_string(),
+        ] {
+            assert_eq!(place(&foreign), None, "{foreign}");
+        }
+    }
+
+    #[test]
+    fn orphans_are_what_no_entry_owns_and_older_than_the_cutoff() {
+        let live = format!("{DIR}/archives/live.0000000000000001.tzst");
+        let objects = vec![
+            object(&format!("{DIR}/live.json"), OLD),
+            object(&live, OLD),
+            object(&format!("{DIR}/used/live"), OLD),
+            // Lost the first-wins race to the archive above.
+            object(&format!("{DIR}/archives/live.0000000000000002.tzst"), OLD),
+            // A save killed before it published; another still publishing.
+            object(&format!("{DIR}/archives/killed.0000000000000003.tzst"), OLD),
+            object(
+                &format!("{DIR}/archives/saving.0000000000000004.tzst"),
+                YOUNG,
+            ),
+            // Markers of removed entries, one rewritten by a restore just now.
+            object(&format!("{DIR}/used/removed"), OLD),
+            object(&format!("{DIR}/used/restored"), YOUNG),
+        ];
+        let entries = HashMap::from([(owner("live"), Known::Names(live))]);
+        assert_eq!(
+            swept(&objects, &entries),
+            [
+                format!("{DIR}/archives/live.0000000000000002.tzst"),
+                format!("{DIR}/archives/killed.0000000000000003.tzst"),
+                format!("{DIR}/used/removed"),
+            ]
+        );
+    }
+
+    #[test]
+    fn metadata_that_cannot_be_parsed_keeps_its_archives_while_young() {
+        let objects = vec![
+            object(&format!("{DIR}/young.json"), YOUNG),
+            object(&format!("{DIR}/archives/young.0000000000000001.tzst"), OLD),
+            object(&format!("{DIR}/used/young"), OLD),
+            object(&format!("{DIR}/old.json"), OLD),
+            object(&format!("{DIR}/archives/old.0000000000000002.tzst"), OLD),
+            object(&format!("{DIR}/used/old"), OLD),
+        ];
+        let entries = HashMap::from([
+            (owner("young"), Known::Unreadable { touched_ns: YOUNG }),
+            (owner("old"), Known::Unreadable { touched_ns: OLD }),
+        ]);
+        // Its marker stays too: the entry exists, broken or not.
+        assert_eq!(
+            swept(&objects, &entries),
+            [format!("{DIR}/archives/old.0000000000000002.tzst")]
+        );
     }
 }

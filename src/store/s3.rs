@@ -15,7 +15,9 @@
 //!
 //! moto 5.2.5 honours `If-None-Match: *` on the metadata object, as AWS does since 2024-08 and
 //! R2 does too. A process killed outright leaves an incomplete multipart upload for the
-//! bucket's `AbortIncompleteMultipartUpload` lifecycle rule, and never an entry.
+//! bucket's `AbortIncompleteMultipartUpload` lifecycle rule (it is no object, so `gc` cannot
+//! list it), and never an entry; killed after completing the upload, it leaves an archive that
+//! no entry names, which `gc` sweeps (see `object.rs`).
 //!
 //! # Client and credentials
 //!

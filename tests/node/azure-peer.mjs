@@ -4,6 +4,7 @@
 //   node azure-peer.mjs ENDPOINT list CONTAINER            committed blobs, one name a line
 //   node azure-peer.mjs ENDPOINT uncommitted CONTAINER     blobs with only uncommitted blocks
 //   node azure-peer.mjs ENDPOINT download CONTAINER BLOB FILE
+//   node azure-peer.mjs ENDPOINT upload CONTAINER BLOB FILE      FILE as a block blob BLOB
 //   node azure-peer.mjs ENDPOINT sas CONTAINER MINUTES     a container SAS (read, add, create,
 //                                                          write, delete, list) valid for
 //                                                          MINUTES (negative: expired already)
@@ -46,6 +47,9 @@ switch (command) {
   }
   case 'download':
     await client.getBlobClient(rest[0]).downloadToFile(rest[1]);
+    break;
+  case 'upload':
+    await client.getBlockBlobClient(rest[0]).uploadFile(rest[1]);
     break;
   case 'sas': {
     const minutes = Number(rest[0]);

@@ -66,6 +66,11 @@ pub fn download(container: &str, blob: &str, file: &Path) {
     peer(&["download", container, blob, file.to_str().unwrap()]);
 }
 
+/// Writes `file` as the block blob `blob`, as another client would.
+pub fn upload(container: &str, blob: &str, file: &Path) {
+    peer(&["upload", container, blob, file.to_str().unwrap()]);
+}
+
 /// A container SAS valid for `minutes` (negative: expired that long ago).
 pub fn sas(container: &str, minutes: i64) -> String {
     peer(&["sas", container, &minutes.to_string()])
