@@ -549,6 +549,142 @@ fn a_damaged_or_vanished_archive_is_a_clean_miss() {
         stderr(&out)
     );
     assert_eq!(std::fs::read_to_string(dir.join("f")).unwrap(), "previous");
+
+    // Both were put aside: the next save of each key writes a good entry, not "already
+    // exists", and it restores.
+    for key in ["a", "b"] {
+        let saved =
+            stdout_json(&run.ok_as(None, &["save", "--json", "--path", "cache", "--key", key]));
+        assert_eq!(saved["status"], "saved", "{key}: {saved}");
+        let restored = stdout_json(&run.ok_as(
+            None,
+            &["restore", "--json", "--path", "cache", "--key", key],
+        ));
+        assert_eq!(restored["status"], "exact", "{key}: {restored}");
+        assert_eq!(std::fs::read_to_string(dir.join("f")).unwrap(), "previous");
+    }
+}
+
+/// A metadata object that cannot be parsed never hides the other entries: `inspect` lists
+/// them with a warning, and a restore whose best match it is warns, puts it aside and falls
+/// back to the next match. The next save of its key then publishes a good entry; and `gc`
+/// removes one that no restore met once it is older than the grace window.
+#[test]
+fn damaged_metadata_is_put_aside_and_hides_nothing() {
+    let run = S3Run::new("damaged-metadata");
+    let dir = run.sb.ws().join("cache");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("f"), "good").unwrap();
+    run.ok_as(None, &["save", "--path", "cache", "--key", "deps-1"]);
+    let good = snapshot(&dir);
+    std::fs::write(dir.join("f"), "newer").unwrap();
+    for key in ["deps-2", "other"] {
+        run.ok_as(None, &["save", "--path", "cache", "--key", key]);
+    }
+    let metadata_of = |key: &str| {
+        moto()
+            .objects(&run.bucket)
+            .into_iter()
+            .find(|o| o.ends_with(&format!("/{key}.json")))
+            .unwrap_or_else(|| panic!("no metadata for {key}"))
+    };
+    let damage = |key: &str| {
+        let file = run.sb.root().join("broken.json");
+        std::fs::write(&file, "{broken").unwrap();
+        let target = format!("s3://{}/{}", run.bucket, metadata_of(key));
+        moto().aws_ok(&["s3", "cp", file.to_str().unwrap(), &target]);
+    };
+    damage("deps-2");
+    damage("other");
+
+    let out = run.ok_as(None, &["inspect", "--json"]);
+    let listed: Vec<String> = stdout_json(&out)["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["key"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(listed, ["deps-1"], "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out).matches("Skipped a damaged entry").count(),
+        2,
+        "{}",
+        stderr(&out)
+    );
+
+    // `deps-` matches deps-2 first (newest); it is damaged, so deps-1 is restored.
+    std::fs::remove_dir_all(&dir).unwrap();
+    let out = run.ok_as(
+        None,
+        &[
+            "restore",
+            "--json",
+            "--path",
+            "cache",
+            "--key",
+            "deps-3",
+            "--restore-key",
+            "deps-",
+        ],
+    );
+    let report = stdout_json(&out);
+    assert_eq!(
+        report["matched_key"],
+        "deps-1",
+        "{report}\n{}",
+        stderr(&out)
+    );
+    assert_same_tree(&good, &snapshot(&dir));
+    let text = stderr(&out);
+    assert!(text.contains("Skipped a damaged entry"), "{text}");
+    assert!(
+        text.contains("the next save of the key writes a good one"),
+        "{text}"
+    );
+    assert!(
+        !moto()
+            .objects(&run.bucket)
+            .iter()
+            .any(|o| o.ends_with("/deps-2.json")),
+        "the damaged metadata is gone"
+    );
+    let saved = stdout_json(&run.ok_as(
+        None,
+        &["save", "--json", "--path", "cache", "--key", "deps-2"],
+    ));
+    assert_eq!(saved["status"], "saved", "{saved}");
+
+    // `other` was met by no restore: gc keeps it within the grace window, then removes it.
+    let gc = |grace: &str| {
+        stdout_json(&run.ok_as(
+            None,
+            &["gc", "--json", "--max-age", "1000d", "--grace", grace],
+        ))
+    };
+    gc("1h");
+    assert!(
+        moto()
+            .objects(&run.bucket)
+            .iter()
+            .any(|o| o.ends_with("/other.json"))
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let report = gc("0s");
+    let objects = moto().objects(&run.bucket);
+    assert!(
+        !objects.iter().any(|o| o.ends_with("/other.json")),
+        "{report}\n{objects:?}"
+    );
+    assert!(
+        !objects.iter().any(|o| o.contains("/archives/other.")),
+        "{report}\n{objects:?}"
+    );
+    for key in ["deps-1", "deps-2"] {
+        assert!(
+            objects.iter().any(|o| o.ends_with(&format!("/{key}.json"))),
+            "{objects:?}"
+        );
+    }
 }
 
 /// S3's `SlowDown` on parts and on ranged GETs, and a range whose body breaks off midway,

@@ -546,26 +546,52 @@ impl ObjectStoreBacked {
     /// The second look, right before an orphan whose entry had no metadata in the listing is
     /// deleted: a save may have published it since (a save completes its archive, then creates
     /// its metadata). The archive is claimed if that metadata names it or cannot be parsed; the
-    /// marker if the entry exists at all.
+    /// marker if the entry exists at all. A damaged metadata object is claimed if it can be
+    /// parsed now.
     async fn claimed_now(&self, orphan: &Object) -> Result<bool> {
         let name = format!("{}/{}.json", orphan.owner.dir, orphan.owner.key);
         match self.read_metadata(&object_path(&name)?).await {
-            Ok(meta) => Ok(orphan.part == Part::Marker || meta.archive == orphan.location.as_ref()),
+            Ok(meta) => {
+                Ok(orphan.part != Part::Archive || meta.archive == orphan.location.as_ref())
+            }
             Err(e) if e.is_not_found() => Ok(false),
-            Err(Error::Corrupt { .. }) => Ok(true),
+            Err(Error::Corrupt { .. }) => Ok(orphan.part != Part::Metadata),
             Err(e) => Err(e.into()),
         }
     }
 
     /// Deletes one orphan; `false` if it was gone already.
     async fn delete_orphan(&self, orphan: &Object) -> Result<bool, Error> {
-        match self.client.delete(&orphan.location).await {
+        self.delete_if_there(&orphan.location).await
+    }
+
+    /// Deletes one object; `false` if it was gone already.
+    async fn delete_if_there(&self, location: &ObjectPath) -> Result<bool, Error> {
+        match self.client.delete(location).await {
             Ok(()) => Ok(true),
-            Err(e) => match self.error(&format!("deleting `{}`", orphan.location), &e) {
+            Err(e) => match self.error(&format!("deleting `{location}`"), &e) {
                 Error::NotFound { .. } => Ok(false),
                 other => Err(other),
             },
         }
+    }
+
+    /// Deletes a metadata object that cannot be parsed, after a second look that it still
+    /// cannot (while it exists no save of its key can publish, so what is there is what was
+    /// read), and says so. Best-effort: a store that refuses the delete keeps it, with a
+    /// warning, and the restore goes on either way.
+    async fn put_aside(&self, location: &ObjectPath, damage: &Error) {
+        if !matches!(
+            self.read_metadata(location).await,
+            Err(Error::Corrupt { .. })
+        ) {
+            return;
+        }
+        let consequence = match self.delete_if_there(location).await {
+            Ok(_) => "it was removed, so the next save of the key writes a good one".to_string(),
+            Err(e) => format!("it could not be removed ({e})"),
+        };
+        crate::output::warn(&format!("Skipped a damaged entry: {damage}; {consequence}"));
     }
 }
 
@@ -619,24 +645,55 @@ impl Store for ObjectStoreBacked {
         self.describe.text.clone()
     }
 
+    /// The best match, scope by scope. A match whose metadata cannot be parsed is put aside
+    /// with a warning and the lookup goes on without it, as `dir:` does: one damaged entry
+    /// never hides the others, and the next save of its key writes a good one.
     fn lookup(&self, query: &Query) -> Result<Lookup> {
         self.runtime.block_on(async {
             for scope in &self.scopes.read {
-                let listed = self.list_scope(scope, &query.version).await?;
-                let Some(found) =
+                let mut listed = self.list_scope(scope, &query.version).await?;
+                while let Some(found) =
                     key::find_match(&listed, &query.version, &query.key, &query.restore_keys)
-                else {
-                    continue;
-                };
-                let meta = self.read_metadata(&found.location).await?;
-                return Ok(Lookup::Found(Hit {
-                    matched_key: meta.key.clone(),
-                    size: Some(meta.size),
-                    compression: Some(meta.compression),
-                    locator: serde_json::to_string(&meta).map_err(anyhow::Error::from)?,
-                }));
+                {
+                    let location = found.location.clone();
+                    let meta = match self.read_metadata(&location).await {
+                        Ok(meta) => meta,
+                        Err(damage @ Error::Corrupt { .. }) => {
+                            self.put_aside(&location, &damage).await;
+                            listed.retain(|entry| entry.location != location);
+                            continue;
+                        }
+                        Err(e) => return Err(e.into()),
+                    };
+                    return Ok(Lookup::Found(Hit {
+                        matched_key: meta.key.clone(),
+                        size: Some(meta.size),
+                        compression: Some(meta.compression),
+                        locator: serde_json::to_string(&meta).map_err(anyhow::Error::from)?,
+                    }));
+                }
             }
             Ok::<_, anyhow::Error>(Lookup::Miss)
+        })
+    }
+
+    /// Deletes the entry whose archive turned out damaged (size or sha256), so the next save
+    /// of its key is not refused as "already exists": its metadata first (the entry is then
+    /// no longer found), then the archive and the marker. Only if the metadata still names
+    /// that archive: a second look, so a good entry published since is left alone.
+    fn discard(&self, hit: &Hit) -> Result<()> {
+        let meta: Metadata = serde_json::from_str(&hit.locator)?;
+        let meta_path = self.metadata_path(&meta.scope, &meta.version, &meta.key)?;
+        let marker = self.used_path(&meta.scope, &meta.version, &meta.key)?;
+        self.runtime.block_on(async {
+            match self.read_metadata(&meta_path).await {
+                Ok(now) if now.archive == meta.archive => {}
+                _ => return Ok(()),
+            }
+            for path in [&meta_path, &object_path(&meta.archive)?, &marker] {
+                self.delete_if_there(path).await?;
+            }
+            Ok::<_, anyhow::Error>(())
         })
     }
 
@@ -796,6 +853,12 @@ impl Store for ObjectStoreBacked {
                     Ok(meta) => meta,
                     // Deleted between the listing and the read.
                     Err(e) if e.is_not_found() => continue,
+                    // One damaged entry must not hide the others; a restore of its key puts it
+                    // aside, and so does `gc` once it is older than the grace window.
+                    Err(damage @ Error::Corrupt { .. }) => {
+                        crate::output::warn(&format!("Skipped a damaged entry: {damage}"));
+                        continue;
+                    }
                     Err(e) => return Err(e.into()),
                 };
                 let used_ns = self
@@ -841,7 +904,9 @@ impl Store for ObjectStoreBacked {
             let entries = self.read_entries(&objects).await?;
             let mut swept = Swept::default();
             for orphan in orphans(&objects, &entries, older_than_ns) {
-                if !entries.contains_key(&orphan.owner) && self.claimed_now(orphan).await? {
+                let second_look =
+                    orphan.part == Part::Metadata || !entries.contains_key(&orphan.owner);
+                if second_look && self.claimed_now(orphan).await? {
                     continue;
                 }
                 if dry_run || self.delete_orphan(orphan).await? {
@@ -936,8 +1001,9 @@ enum Known {
 }
 
 /// What no entry owns and nothing touched since `older_than_ns`: an archive that no metadata
-/// names, a marker whose entry has no metadata. While a metadata object that cannot be parsed
-/// is younger than the cutoff, the archives of its key stay: it may be naming one of them.
+/// names, a marker whose entry has no metadata, and a metadata object that cannot be parsed
+/// (which would refuse every save of its key). While such a metadata object is younger than
+/// the cutoff, it and the archives of its key stay: it may be naming one of them.
 fn orphans<'a>(
     objects: &'a [Object],
     entries: &HashMap<Owner, Known>,
@@ -954,7 +1020,7 @@ fn orphans<'a>(
         .iter()
         .filter(|object| object.touched_ns < older_than_ns)
         .filter(|object| match object.part {
-            Part::Metadata => false,
+            Part::Metadata => matches!(entries.get(&object.owner), Some(Known::Unreadable { .. })),
             Part::Marker => !entries.contains_key(&object.owner),
             Part::Archive => {
                 !named.contains(object.location.as_ref())
@@ -1559,7 +1625,7 @@ mod tests {
     }
 
     #[test]
-    fn metadata_that_cannot_be_parsed_keeps_its_archives_while_young() {
+    fn metadata_that_cannot_be_parsed_keeps_itself_and_its_archives_while_young() {
         let objects = vec![
             object(&format!("{DIR}/young.json"), YOUNG),
             object(&format!("{DIR}/archives/young.0000000000000001.tzst"), OLD),
@@ -1572,10 +1638,16 @@ mod tests {
             (owner("young"), Known::Unreadable { touched_ns: YOUNG }),
             (owner("old"), Known::Unreadable { touched_ns: OLD }),
         ]);
-        // Its marker stays too: the entry exists, broken or not.
+        // The old damaged metadata goes with its archive; the markers stay while the entry
+        // exists, broken or not (the next sweep takes an orphaned one).
+        let mut gone = swept(&objects, &entries);
+        gone.sort();
         assert_eq!(
-            swept(&objects, &entries),
-            [format!("{DIR}/archives/old.0000000000000002.tzst")]
+            gone,
+            [
+                format!("{DIR}/archives/old.0000000000000002.tzst"),
+                format!("{DIR}/old.json"),
+            ]
         );
     }
 }
