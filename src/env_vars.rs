@@ -175,3 +175,6 @@ pub const AZURE_TENANT_ID: &str = "AZURE_TENANT_ID";
 pub const AZURE_FEDERATED_TOKEN_FILE: &str = "AZURE_FEDERATED_TOKEN_FILE";
 /// Azure workload identity: the Entra ID authority, when not the public cloud's.
 pub const AZURE_AUTHORITY_HOST: &str = "AZURE_AUTHORITY_HOST";
+/// Managed identity: the token endpoint of instance metadata, instead of
+/// `http://169.254.169.254/metadata/identity/oauth2/token` (object_store's name for it).
+pub const AZURE_MSI_ENDPOINT: &str = "AZURE_MSI_ENDPOINT";

@@ -686,3 +686,170 @@ fn a_create_that_loses_the_race_is_already_exists() {
     assert!(text.contains("the entry is damaged"), "{text}");
     assert!(text.contains("the object is gone"), "{text}");
 }
+
+/// `cache-heal` on `container` of the HTTPS + OAuth Azurite, with nothing in the environment
+/// that gives a key, a SAS or workload identity, trusting the test CA, managed identity asked
+/// at `msi_endpoint`, and `path` as all of `PATH`.
+fn token_cmd(sb: &Sandbox, container: &str, msi_endpoint: &str, path: &std::ffi::OsStr) -> Command {
+    let azurite = azure::azurite_oauth();
+    let mut cmd = sb.cmd();
+    for name in [
+        "GITHUB_REF",
+        "GITHUB_BASE_REF",
+        "GITHUB_EVENT_PATH",
+        "GITHUB_EVENT_NAME",
+        "CACHE_HEAL_SCOPE",
+        "AZURE_STORAGE_KEY",
+        "AZURE_STORAGE_ACCESS_KEY",
+        "AZURE_STORAGE_SAS_TOKEN",
+        "AZURE_STORAGE_CONNECTION_STRING",
+        "AZURE_CLIENT_ID",
+        "AZURE_TENANT_ID",
+        "AZURE_FEDERATED_TOKEN_FILE",
+        "SSL_CERT_DIR",
+    ] {
+        cmd.env_remove(name);
+    }
+    cmd.env("CACHE_HEAL_STORE", format!("az://{container}/ci"))
+        .env("CACHE_HEAL_AZ_ENDPOINT", azurite.endpoint())
+        .env("AZURE_STORAGE_ACCOUNT", "devstoreaccount1")
+        .env("SSL_CERT_FILE", &azurite.ca)
+        .env("AZURE_MSI_ENDPOINT", msi_endpoint)
+        .env("PATH", path)
+        .env("CACHE_HEAL_HTTP_RETRIES", "2")
+        .env("CACHE_HEAL_HTTP_RETRY_DELAY_MS", "10");
+    cmd
+}
+
+/// Saves `cache` under `key` with `cmd()`, deletes it, restores it: the same tree; returns
+/// both outputs.
+fn token_round_trip(sb: &Sandbox, key: &str, cmd: impl Fn() -> Command) -> Vec<Output> {
+    let tree = sb.ws().join("cache");
+    awkward_tree(&tree);
+    let before = snapshot(&tree);
+    let mut outputs = Vec::new();
+    for (command, expected) in [("save", "saved"), ("restore", "exact")] {
+        if command == "restore" {
+            std::fs::remove_dir_all(&tree).unwrap();
+        }
+        let out = cmd()
+            .args([command, "--json", "--path", "cache", "--key", key])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{command}: {}", stderr(&out));
+        assert_eq!(stdout_json(&out)["status"], expected, "{}", stderr(&out));
+        outputs.push(out);
+    }
+    assert_same_tree(&before, &snapshot(&tree));
+    outputs
+}
+
+/// A fake `az` in `dir` that logs its arguments to `dir/az.log` and prints `token` as
+/// `az account get-access-token --output json` does, valid for an hour.
+fn fake_az(dir: &std::path::Path, token: &str) {
+    let script = dir.join("az");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho \"$@\" >> '{}'\nprintf '{{\"accessToken\":\"%s\",\"expiresOn\":\"%s\",\"tokenType\":\"Bearer\"}}\\n' '{token}' \"$(date -d '+1 hour' '+%Y-%m-%d %H:%M:%S.000000')\"\n",
+            dir.join("az.log").display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// With no key or SAS, on a machine without a managed identity (instance metadata answers
+/// 400), the Azure CLI's login (what `azure/login` leaves) gives the token, over HTTPS to an
+/// Azurite that checks bearer tokens; a token for another audience is refused, in one line.
+#[test]
+fn an_azure_cli_login_gives_a_token() {
+    let container = azure::azurite_oauth().container("az-cli");
+    let sb = Sandbox::new();
+    let no_identity = azure::ManagedIdentity::start(None);
+    let bin = tempfile::tempdir().unwrap();
+    fake_az(
+        bin.path(),
+        &azure::storage_token("https://storage.azure.com"),
+    );
+    let path = std::env::join_paths([
+        bin.path(),
+        std::path::Path::new("/usr/bin"),
+        std::path::Path::new("/bin"),
+    ])
+    .unwrap();
+    token_round_trip(&sb, "from-az", || {
+        token_cmd(&sb, &container, &no_identity.endpoint(), &path)
+    });
+    let log = std::fs::read_to_string(bin.path().join("az.log")).unwrap();
+    assert!(log.contains("account get-access-token"), "{log}");
+    assert!(log.contains("https://storage.azure.com"), "{log}");
+
+    fake_az(
+        bin.path(),
+        &azure::storage_token("https://management.azure.com"),
+    );
+    let out = token_cmd(&sb, &container, &no_identity.endpoint(), &path)
+        .args(["restore", "--json", "--path", "cache", "--key", "from-az"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout_json(&out)["status"], "miss");
+    let text = stderr(&out);
+    let store = format!("az://{container}/ci");
+    let lines = lines_saying(&text, &store, "refused the credentials");
+    assert_eq!(lines.len(), 1, "{text}");
+}
+
+/// A VM or scale set with a managed identity: with no key, SAS or `az`, the token comes from
+/// instance metadata (a stand-in, asked with `Metadata: true` for Azure Storage), and Azurite
+/// takes it. Without an identity (400) one line says what was tried.
+#[test]
+fn a_managed_identity_gives_a_token_through_instance_metadata() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let container = azure::azurite_oauth().container("managed-identity");
+    let sb = Sandbox::new();
+    let token = azure::storage_token("https://storage.azure.com");
+    let identity = azure::ManagedIdentity::start(Some(token.clone()));
+    let no_az = tempfile::tempdir().unwrap();
+    let outputs = token_round_trip(&sb, "from-msi", || {
+        token_cmd(
+            &sb,
+            &container,
+            &identity.endpoint(),
+            no_az.path().as_os_str(),
+        )
+    });
+    assert!(identity.asked.tokens.load(SeqCst) >= 2, "asked per process");
+    assert_eq!(identity.asked.malformed.load(SeqCst), 0);
+    for out in &outputs {
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(out));
+        assert!(!text.contains(&token), "{text}");
+    }
+
+    let no_identity = azure::ManagedIdentity::start(None);
+    let out = token_cmd(
+        &sb,
+        &container,
+        &no_identity.endpoint(),
+        no_az.path().as_os_str(),
+    )
+    .args(["save", "--path", "cache", "--key", "k"])
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = stderr(&out);
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("no credentials"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    assert!(
+        lines[0].contains(&format!(
+            "managed identity at `{}` answered 400",
+            no_identity.endpoint()
+        )),
+        "{text}"
+    );
+}

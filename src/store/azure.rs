@@ -23,11 +23,15 @@
 //! - else workload identity: `AZURE_CLIENT_ID`, `AZURE_TENANT_ID` and
 //!   `AZURE_FEDERATED_TOKEN_FILE` (what AKS workload identity injects), with
 //!   `AZURE_AUTHORITY_HOST` when set;
+//! - else managed identity, from instance metadata (a VM or scale set with an identity:
+//!   autoscaled self-hosted runners), once it has handed out a token for Azure Storage to a
+//!   first request with 1 s to answer (`super::instance_metadata`); `AZURE_CLIENT_ID` picks a
+//!   user-assigned identity, `AZURE_MSI_ENDPOINT` moves the endpoint;
 //! - else the Azure CLI's login (`az account get-access-token`), when `az` is on `PATH`: what
 //!   `azure/login` with OIDC leaves behind in GitHub Actions.
 //!
-//! Managed identity (instance metadata) is never asked, so a machine without credentials gets
-//! one clear error instead of requests to a link-local address. The endpoint is
+//! Managed identity comes before the CLI, as in Azure's own SDKs, because runner images ship
+//! `az` whether or not anyone logged in. The endpoint is
 //! `--az-endpoint`, else the connection string's, else `https://ACCOUNT.blob.core.windows.net`;
 //! an endpoint names the account's blob service, path included for Azurite
 //! (`http://127.0.0.1:10000/devstoreaccount1`). Keys and SAS tokens are masked in Actions logs
@@ -329,7 +333,8 @@ impl AzureStore {
     }
 }
 
-/// A key, a SAS, workload identity or the Azure CLI, in that order (see the module doc).
+/// A key, a SAS, workload identity, managed identity or the Azure CLI, in that order (see the
+/// module doc).
 fn with_credentials(
     builder: MicrosoftAzureBuilder,
     account: &Account,
@@ -357,12 +362,48 @@ fn with_credentials(
         }
         return Ok(builder);
     }
+    let client_id = env_value(env_vars::AZURE_CLIENT_ID);
+    let no_identity = match managed_identity(client_id.as_deref()) {
+        Ok(endpoint) => {
+            let builder = builder.with_msi_endpoint(endpoint);
+            return Ok(match client_id {
+                Some(id) => builder.with_client_id(id),
+                None => builder,
+            });
+        }
+        Err(why) => why,
+    };
     if azure_cli_on_path() {
         return Ok(builder.with_use_azure_cli(true));
     }
     Err(anyhow!(
-        "{describe}: no credentials: none of `AZURE_STORAGE_KEY`, `AZURE_STORAGE_SAS_TOKEN` or `AZURE_STORAGE_CONNECTION_STRING` is set, nor `AZURE_CLIENT_ID`, `AZURE_TENANT_ID` and `AZURE_FEDERATED_TOKEN_FILE`, and there is no `az` for an Azure CLI login\n\nhint: in GitHub Actions, `azure/login` with OIDC logs in the Azure CLI; cache-heal never asks instance metadata (managed identity)"
+        "{describe}: no credentials: none of `AZURE_STORAGE_KEY`, `AZURE_STORAGE_SAS_TOKEN` or `AZURE_STORAGE_CONNECTION_STRING` is set, nor `AZURE_CLIENT_ID`, `AZURE_TENANT_ID` and `AZURE_FEDERATED_TOKEN_FILE`; {no_identity}; and there is no `az` for an Azure CLI login\n\nhint: in GitHub Actions, `azure/login` with OIDC logs in the Azure CLI; on an Azure VM, give it a managed identity with `Storage Blob Data Contributor` on the container"
     ))
+}
+
+/// The managed identity token endpoint, once instance metadata handed out a token for Azure
+/// Storage (for the identity `client_id` names, else the VM's own); else why not, in words.
+/// A VM without an identity answers 400, another cloud's service 403 or 404.
+fn managed_identity(client_id: Option<&str>) -> Result<String, String> {
+    let endpoint = env_value(env_vars::AZURE_MSI_ENDPOINT).unwrap_or_else(|| {
+        format!(
+            "{}/metadata/identity/oauth2/token",
+            super::instance_metadata::ADDRESS
+        )
+    });
+    let mut url =
+        format!("{endpoint}?api-version=2019-08-01&resource=https%3A%2F%2Fstorage.azure.com");
+    if let Some(id) = client_id {
+        url.push_str("&client_id=");
+        url.push_str(&id.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', ""));
+    }
+    match super::instance_metadata::status("GET", &url, &[("Metadata", "true")]) {
+        Ok(200) => Ok(endpoint),
+        Ok(status) => Err(format!(
+            "managed identity at `{endpoint}` answered {status} (no identity for this machine)"
+        )),
+        Err(why) => Err(format!("managed identity at `{endpoint}` {why}")),
+    }
 }
 
 /// Whether an `az` executable is on `PATH`, for the Azure CLI login `azure/login` leaves.

@@ -8,6 +8,7 @@
 
 pub mod azure;
 pub mod github;
+mod instance_metadata;
 pub mod local;
 pub mod object;
 pub mod s3;

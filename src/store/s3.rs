@@ -277,19 +277,9 @@ fn with_credentials(builder: AmazonS3Builder, describe: &str) -> Result<AmazonS3
     }
 }
 
-/// Where EC2 instance metadata answers, unless `AWS_EC2_METADATA_SERVICE_ENDPOINT` says.
-const INSTANCE_METADATA: &str = "http://169.254.169.254";
-/// How long instance metadata gets to connect and to answer the probe: on EC2 it answers in
-/// milliseconds, and elsewhere the link-local address usually does not answer at all.
-const INSTANCE_METADATA_PATIENCE: Duration = Duration::from_secs(1);
-
 /// The instance metadata endpoint to take credentials from, once it has answered an IMDSv2
-/// token request; else why not, in words that finish "no credentials: … and ".
-///
-/// Asked first here, with a short timeout, because the credential provider is only asked at
-/// the first request and retries with backoff: on a laptop, or on a GitHub-hosted runner (an
-/// Azure VM, whose own metadata service sits at the same address and refuses the request),
-/// the user gets this one line at once instead of a slow, vague failure later.
+/// token request; else why not, in words that finish "no credentials: … and ". Asked up front
+/// for the reasons in [`super::instance_metadata`].
 fn instance_metadata() -> Result<String, String> {
     if env_value(env_vars::AWS_EC2_METADATA_DISABLED)
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
@@ -297,54 +287,19 @@ fn instance_metadata() -> Result<String, String> {
         return Err("instance metadata is off (`AWS_EC2_METADATA_DISABLED=true`)".into());
     }
     let endpoint = env_value(env_vars::AWS_EC2_METADATA_SERVICE_ENDPOINT)
-        .unwrap_or_else(|| INSTANCE_METADATA.to_string());
+        .unwrap_or_else(|| super::instance_metadata::ADDRESS.to_string());
     let endpoint = endpoint.trim().trim_end_matches('/').to_string();
-    match ask_for_session_token(&endpoint) {
-        Ok(()) => Ok(endpoint),
-        Err(why) => Err(format!("instance metadata at `{endpoint}` {why}")),
-    }
-}
-
-/// Sends IMDSv2's `PUT /latest/api/token` over plain HTTP/1.1 (instance metadata is never
-/// TLS) and checks for a 200.
-fn ask_for_session_token(endpoint: &str) -> Result<(), String> {
-    use std::io::{Read, Write};
-    use std::net::{TcpStream, ToSocketAddrs};
-    let url = reqwest::Url::parse(endpoint).map_err(|_| "is not a URL".to_string())?;
-    let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
-        return Err("is not an http://HOST[:PORT] URL".into());
-    };
-    if url.scheme() != "http" {
-        return Err("is not an http:// URL (instance metadata is plain HTTP)".into());
-    }
-    let address = (host, port)
-        .to_socket_addrs()
-        .ok()
-        .and_then(|mut all| all.next())
-        .ok_or_else(|| "does not resolve".to_string())?;
-    let mut stream = TcpStream::connect_timeout(&address, INSTANCE_METADATA_PATIENCE)
-        .map_err(|e| format!("did not answer ({e})"))?;
-    let _ = stream.set_read_timeout(Some(INSTANCE_METADATA_PATIENCE));
-    let _ = stream.set_write_timeout(Some(INSTANCE_METADATA_PATIENCE));
-    let authority = url.authority();
-    let request = format!(
-        "PUT /latest/api/token HTTP/1.1\r\nHost: {authority}\r\nX-aws-ec2-metadata-token-ttl-seconds: 60\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    let answer = super::instance_metadata::status(
+        "PUT",
+        &format!("{endpoint}/latest/api/token"),
+        &[("X-aws-ec2-metadata-token-ttl-seconds", "60")],
     );
-    stream
-        .write_all(request.as_bytes())
-        .map_err(|e| format!("did not take a request ({e})"))?;
-    let mut head = [0u8; 32];
-    let n = stream
-        .read(&mut head)
-        .map_err(|e| format!("did not answer ({e})"))?;
-    let status_line = String::from_utf8_lossy(&head[..n]);
-    let status = status_line.split_whitespace().nth(1).unwrap_or("nothing");
-    if status == "200" {
-        Ok(())
-    } else {
-        Err(format!(
-            "answered {status} to an IMDSv2 token request, so it is not EC2's"
-        ))
+    match answer {
+        Ok(200) => Ok(endpoint),
+        Ok(status) => Err(format!(
+            "instance metadata at `{endpoint}` answered {status} to an IMDSv2 token request, so it is not EC2's"
+        )),
+        Err(why) => Err(format!("instance metadata at `{endpoint}` {why}")),
     }
 }
 

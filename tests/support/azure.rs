@@ -3,7 +3,7 @@
 //! as the other client, both from `tests/node/node_modules` (`scripts/install-test-deps.sh`);
 //! [`FaultProxy`] between them injects Azure's faults: throttling, 500s, broken ranges.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -230,4 +230,247 @@ async fn forward(
         return cut_off(status, out_headers, bytes, half);
     }
     answer(status, out_headers, bytes)
+}
+
+/// An Azurite that serves HTTPS and takes OAuth bearer tokens (`--oauth basic`: it checks a
+/// token's audience, issuer and lifetime, not its signature), for the credentials that are
+/// tokens: managed identity and the Azure CLI's login. Its certificate comes from a CA made
+/// for this test process with `openssl`; `cache-heal` trusts the CA through `SSL_CERT_FILE`.
+pub struct OauthAzurite {
+    pub port: u16,
+    /// The CA's certificate (PEM).
+    pub ca: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl OauthAzurite {
+    /// The account's blob endpoint, over HTTPS.
+    pub fn endpoint(&self) -> String {
+        format!("https://127.0.0.1:{}/{ACCOUNT}", self.port)
+    }
+
+    /// Creates a container (with the account key) and returns its name.
+    pub fn container(&self, name: &str) -> String {
+        let out = Command::new("node")
+            .arg(node_dir().join("azure-peer.mjs"))
+            .arg(self.endpoint())
+            .args(["create", name])
+            .env("NODE_EXTRA_CA_CERTS", &self.ca)
+            .current_dir(node_dir())
+            .output()
+            .expect("run node azure-peer.mjs");
+        assert!(
+            out.status.success(),
+            "creating `{name}` failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        name.to_string()
+    }
+}
+
+/// The HTTPS + OAuth Azurite of this test process, started on first use.
+pub fn azurite_oauth() -> &'static OauthAzurite {
+    static AZURITE: std::sync::OnceLock<OauthAzurite> = std::sync::OnceLock::new();
+    AZURITE.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let (ca, cert, key) = test_certificates(dir.path());
+        let extra = [
+            "--oauth".to_string(),
+            "basic".to_string(),
+            "--cert".to_string(),
+            cert.display().to_string(),
+            "--key".to_string(),
+            key.display().to_string(),
+        ];
+        let port = gha::start_azurite(&extra, Some(&ca)).port;
+        OauthAzurite {
+            port,
+            ca,
+            _dir: dir,
+        }
+    })
+}
+
+/// A CA and a certificate for `127.0.0.1` signed by it, made with `openssl` in `dir`:
+/// (the CA's certificate, the server's certificate, the server's key).
+fn test_certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let path = |name: &str| dir.join(name).display().to_string();
+    std::fs::write(
+        path("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    let (ca_key, ca, csr) = (path("ca.key"), path("ca.pem"), path("server.csr"));
+    let (key, cert, ext) = (path("server.key"), path("server.pem"), path("server.ext"));
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=cache-heal test CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+        "-keyout",
+        &ca_key,
+        "-out",
+        &ca,
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        &key,
+        "-out",
+        &csr,
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-days",
+        "2",
+        "-in",
+        &csr,
+        "-CA",
+        &ca,
+        "-CAkey",
+        &ca_key,
+        "-CAcreateserial",
+        "-extfile",
+        &ext,
+        "-out",
+        &cert,
+    ]);
+    (ca.into(), cert.into(), key.into())
+}
+
+/// Runs `openssl ARGS`, failing the test loudly if it is missing or fails.
+fn openssl(args: &[&str]) {
+    let out = Command::new("openssl").args(args).output().unwrap_or_else(|e| {
+        panic!("running `openssl` failed ({e}): the HTTPS Azurite needs it\n\nhint: install the Debian package `openssl`")
+    });
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A bearer token for Azure Storage as Entra ID shapes one (a JWT: audience, issuer, lifetime),
+/// which `--oauth basic` Azurite accepts; `audience` another than `https://storage.azure.com`
+/// makes one it refuses. Unsigned: Azurite does not check signatures.
+pub fn storage_token(audience: &str) -> String {
+    use base64::Engine;
+    let encode = |value: serde_json::Value| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(value.to_string())
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let tenant = "ab1f708d-50f6-404c-a006-d71b2ac7a606";
+    let claims = serde_json::json!({
+        "aud": audience,
+        "iss": format!("https://sts.windows.net/{tenant}/"),
+        "iat": now - 60,
+        "nbf": now - 60,
+        "exp": now + 3600,
+        "oid": "00000000-0000-0000-0000-000000000001",
+        "tid": tenant,
+    });
+    format!(
+        "{}.{}.unsigned",
+        encode(serde_json::json!({"alg": "none", "typ": "JWT"})),
+        encode(claims)
+    )
+}
+
+/// What a [`ManagedIdentity`] stand-in was asked.
+#[derive(Default)]
+pub struct MsiAsked {
+    /// Token requests with `Metadata: true` for Azure Storage.
+    pub tokens: AtomicU32,
+    /// Requests without `Metadata: true` or for another resource.
+    pub malformed: AtomicU32,
+}
+
+/// A stand-in for Azure instance metadata's managed identity token endpoint on 127.0.0.1,
+/// handing out `token` (there is no Azure VM here). Without a token it plays a VM that has no
+/// identity: 400, as Azure answers. Stops when dropped.
+pub struct ManagedIdentity {
+    pub asked: Arc<MsiAsked>,
+    port: u16,
+    _served: super::served::Served,
+}
+
+struct MsiState {
+    token: Option<String>,
+    asked: Arc<MsiAsked>,
+}
+
+impl ManagedIdentity {
+    pub fn start(token: Option<String>) -> Self {
+        let listener = super::served::Served::listener();
+        let port = listener.local_addr().unwrap().port();
+        let asked = Arc::new(MsiAsked::default());
+        let state = Arc::new(MsiState {
+            token,
+            asked: Arc::clone(&asked),
+        });
+        let app = Router::new().fallback(msi_answer).with_state(state);
+        Self {
+            asked,
+            port,
+            _served: super::served::Served::start(listener, app),
+        }
+    }
+
+    /// The token endpoint, as `AZURE_MSI_ENDPOINT` names it.
+    pub fn endpoint(&self) -> String {
+        format!(
+            "http://127.0.0.1:{}/metadata/identity/oauth2/token",
+            self.port
+        )
+    }
+}
+
+async fn msi_answer(State(state): State<Arc<MsiState>>, headers: HeaderMap, uri: Uri) -> Response {
+    use std::sync::atomic::Ordering::SeqCst;
+    let query = uri.query().unwrap_or_default();
+    let for_storage = query.contains("resource=https%3A%2F%2Fstorage.azure.com")
+        || query.contains("resource=https://storage.azure.com");
+    let metadata = headers.get("metadata").and_then(|v| v.to_str().ok()) == Some("true");
+    if uri.path() != "/metadata/identity/oauth2/token" || !for_storage || !metadata {
+        state.asked.malformed.fetch_add(1, SeqCst);
+        return (StatusCode::BAD_REQUEST, "bad request").into_response();
+    }
+    let Some(token) = &state.token else {
+        return (
+            StatusCode::BAD_REQUEST,
+            r#"{"error":"invalid_request","error_description":"Identity not found"}"#,
+        )
+            .into_response();
+    };
+    state.asked.tokens.fetch_add(1, SeqCst);
+    let expires_on = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    let body = serde_json::json!({
+        "access_token": token,
+        "expires_on": expires_on.to_string(),
+        "resource": "https://storage.azure.com",
+        "token_type": "Bearer",
+    });
+    (StatusCode::OK, body.to_string()).into_response()
 }

@@ -118,11 +118,15 @@ pub struct Azurite {
 /// The Azurite of this test process, started on first use.
 pub fn azurite() -> &'static Azurite {
     static AZURITE: OnceLock<Azurite> = OnceLock::new();
-    AZURITE.get_or_init(start_azurite)
+    AZURITE.get_or_init(|| start_azurite(&[], None))
 }
 
-fn start_azurite() -> Azurite {
+/// Starts an Azurite blob service with `extra` arguments and creates the cache service's
+/// container in it; over HTTPS when `ca` is given (the CA of the certificate `extra` names, see
+/// `azure::azurite_oauth`).
+pub fn start_azurite(extra: &[String], ca: Option<&Path>) -> Azurite {
     require_node_modules();
+    let extra = extra.to_vec();
     let port = free_port();
     // With in-memory persistence Azurite writes no files; its working directory is only where
     // it would.
@@ -141,6 +145,7 @@ fn start_azurite() -> Azurite {
                 "--skipApiVersionCheck",
                 "--loose",
             ])
+            .args(&extra)
             .current_dir(&workdir)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
@@ -174,9 +179,14 @@ fn start_azurite() -> Azurite {
         Ok(Err(e)) => panic!("{e}"),
         Err(_) => panic!("Azurite did not start listening on 127.0.0.1:{port} within 60 s"),
     };
-    let status = Command::new("node")
+    let scheme = if ca.is_some() { "https" } else { "http" };
+    let mut create = Command::new("node");
+    if let Some(ca) = ca {
+        create.env("NODE_EXTRA_CA_CERTS", ca);
+    }
+    let status = create
         .arg(node_dir().join("create-container.mjs"))
-        .arg(format!("http://127.0.0.1:{port}/{ACCOUNT}"))
+        .arg(format!("{scheme}://127.0.0.1:{port}/{ACCOUNT}"))
         .arg(CONTAINER)
         .current_dir(node_dir())
         .output()
