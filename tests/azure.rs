@@ -853,3 +853,51 @@ fn a_managed_identity_gives_a_token_through_instance_metadata() {
         "{text}"
     );
 }
+
+/// Workload identity (AKS, or GitHub OIDC set up by hand): the federated token in
+/// `AZURE_FEDERATED_TOKEN_FILE` is traded at Entra ID (a stand-in at `AZURE_AUTHORITY_HOST`)
+/// for a token Azurite takes, over HTTPS; neither token is printed.
+#[test]
+fn workload_identity_trades_the_federated_token_at_entra_id() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let container = azure::azurite_oauth().container("workload-identity");
+    let sb = Sandbox::new();
+    let (tenant, client) = (
+        "ab1f708d-50f6-404c-a006-d71b2ac7a606",
+        "11111111-2222-3333-4444-555555555555",
+    );
+    let assertion = "federated.oidc.token-for-tests";
+    let token_file = sb.root().join("federated-token");
+    std::fs::write(&token_file, assertion).unwrap();
+    let token = azure::storage_token("https://storage.azure.com");
+    let entra = azure::EntraId::start(tenant, client, assertion, &token);
+    let no_identity = azure::ManagedIdentity::start(None);
+    let no_az = tempfile::tempdir().unwrap();
+    let outputs = token_round_trip(&sb, "from-workload-identity", || {
+        let mut cmd = token_cmd(
+            &sb,
+            &container,
+            &no_identity.endpoint(),
+            no_az.path().as_os_str(),
+        );
+        cmd.env("AZURE_CLIENT_ID", client)
+            .env("AZURE_TENANT_ID", tenant)
+            .env("AZURE_FEDERATED_TOKEN_FILE", &token_file)
+            .env("AZURE_AUTHORITY_HOST", entra.authority_host());
+        cmd
+    });
+    assert!(entra.asked.tokens.load(SeqCst) >= 2, "a token per process");
+    assert_eq!(entra.asked.malformed.load(SeqCst), 0);
+    assert_eq!(
+        no_identity.asked.requests.load(SeqCst),
+        0,
+        "managed identity not asked"
+    );
+    for out in &outputs {
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(out));
+        assert!(
+            !text.contains(&token) && !text.contains(assertion),
+            "{text}"
+        );
+    }
+}

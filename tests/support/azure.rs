@@ -397,6 +397,8 @@ pub fn storage_token(audience: &str) -> String {
 /// What a [`ManagedIdentity`] stand-in was asked.
 #[derive(Default)]
 pub struct MsiAsked {
+    /// Every request.
+    pub requests: AtomicU32,
     /// Token requests with `Metadata: true` for Azure Storage.
     pub tokens: AtomicU32,
     /// Requests without `Metadata: true` or for another resource.
@@ -445,6 +447,7 @@ impl ManagedIdentity {
 
 async fn msi_answer(State(state): State<Arc<MsiState>>, headers: HeaderMap, uri: Uri) -> Response {
     use std::sync::atomic::Ordering::SeqCst;
+    state.asked.requests.fetch_add(1, SeqCst);
     let query = uri.query().unwrap_or_default();
     let for_storage = query.contains("resource=https%3A%2F%2Fstorage.azure.com")
         || query.contains("resource=https://storage.azure.com");
@@ -470,6 +473,92 @@ async fn msi_answer(State(state): State<Arc<MsiState>>, headers: HeaderMap, uri:
         "access_token": token,
         "expires_on": expires_on.to_string(),
         "resource": "https://storage.azure.com",
+        "token_type": "Bearer",
+    });
+    (StatusCode::OK, body.to_string()).into_response()
+}
+
+/// What an [`EntraId`] stand-in was asked.
+#[derive(Default)]
+pub struct EntraAsked {
+    /// Client-credential token requests with the expected client, assertion and scope.
+    pub tokens: AtomicU32,
+    /// Any other request.
+    pub malformed: AtomicU32,
+}
+
+/// A stand-in for Entra ID's token endpoint (`AZURE_AUTHORITY_HOST`) on 127.0.0.1, for
+/// workload identity: it trades the federated token `assertion` of client `client_id` in
+/// tenant `tenant` for `token`, as Entra ID does for an identity that trusts the issuer.
+/// Stops when dropped.
+pub struct EntraId {
+    pub asked: Arc<EntraAsked>,
+    port: u16,
+    _served: super::served::Served,
+}
+
+struct EntraState {
+    expected_path: String,
+    client_id: String,
+    assertion: String,
+    token: String,
+    asked: Arc<EntraAsked>,
+}
+
+impl EntraId {
+    pub fn start(tenant: &str, client_id: &str, assertion: &str, token: &str) -> Self {
+        let listener = super::served::Served::listener();
+        let port = listener.local_addr().unwrap().port();
+        let asked = Arc::new(EntraAsked::default());
+        let state = Arc::new(EntraState {
+            expected_path: format!("/{tenant}/oauth2/v2.0/token"),
+            client_id: client_id.to_string(),
+            assertion: assertion.to_string(),
+            token: token.to_string(),
+            asked: Arc::clone(&asked),
+        });
+        let app = Router::new().fallback(entra_answer).with_state(state);
+        Self {
+            asked,
+            port,
+            _served: super::served::Served::start(listener, app),
+        }
+    }
+
+    /// The authority host, as `AZURE_AUTHORITY_HOST` names it.
+    pub fn authority_host(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+async fn entra_answer(
+    State(state): State<Arc<EntraState>>,
+    method: Method,
+    uri: Uri,
+    body: String,
+) -> Response {
+    use std::sync::atomic::Ordering::SeqCst;
+    let form: std::collections::HashMap<String, String> =
+        reqwest::Url::parse(&format!("http://form/?{body}"))
+            .map(|url| url.query_pairs().into_owned().collect())
+            .unwrap_or_default();
+    let field = |name: &str| form.get(name).map(String::as_str);
+    let good = method == Method::POST
+        && uri.path() == state.expected_path
+        && field("client_id") == Some(state.client_id.as_str())
+        && field("client_assertion") == Some(state.assertion.as_str())
+        && field("client_assertion_type")
+            == Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+        && field("scope") == Some("https://storage.azure.com/.default")
+        && field("grant_type") == Some("client_credentials");
+    if !good {
+        state.asked.malformed.fetch_add(1, SeqCst);
+        return (StatusCode::BAD_REQUEST, r#"{"error":"invalid_request"}"#).into_response();
+    }
+    state.asked.tokens.fetch_add(1, SeqCst);
+    let body = serde_json::json!({
+        "access_token": state.token,
+        "expires_in": 3600,
         "token_type": "Bearer",
     });
     (StatusCode::OK, body.to_string()).into_response()
