@@ -1214,3 +1214,80 @@ fn without_any_credentials_one_line_says_what_was_tried() {
     );
     assert!(moto().objects(&run.bucket).is_empty(), "nothing saved");
 }
+
+/// SIGINT while `gc` removes entries from a slow store: it stops between two removals, says
+/// how many went, exits 130, and leaves every other entry whole (metadata and archive), so each
+/// still restores.
+#[test]
+fn gc_interrupted_stops_between_removals_and_leaves_the_rest_whole() {
+    use std::sync::atomic::Ordering;
+    let run = S3Run::new("gc-interrupted");
+    let dir = run.sb.ws().join("cache");
+    std::fs::create_dir_all(&dir).unwrap();
+    let keys: Vec<String> = (0..6).map(|i| format!("entry-{i}")).collect();
+    for key in &keys {
+        std::fs::write(dir.join("f"), key).unwrap();
+        run.ok_as(None, &["save", "--path", "cache", "--key", key]);
+    }
+    let proxy = support::s3::FaultProxy::start(moto().port);
+    // Each removal is three deletes: about 1.2 s per entry.
+    proxy.faults.delete_delay_ms.store(400, Ordering::SeqCst);
+    let child = run
+        .cmd(None, &moto().credentials)
+        .env("AWS_ENDPOINT_URL", proxy.endpoint())
+        .args(["gc", "--max-size", "0", "--grace", "0s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The signal comes once the first entry is gone, so it falls between two removals.
+    let metadata_left = || {
+        moto()
+            .objects(&run.bucket)
+            .iter()
+            .filter(|o| o.ends_with(".json"))
+            .count()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while metadata_left() == keys.len() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "gc removed nothing in 60 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    let text = stderr(&out);
+    let said = text
+        .lines()
+        .find_map(|l| {
+            let rest = l.split("removed ").nth(1)?;
+            rest.split_whitespace().next()?.parse::<usize>().ok()
+        })
+        .unwrap_or_else(|| panic!("no count of removed entries: {text}"));
+    assert!((1..keys.len()).contains(&said), "{text}");
+    assert!(text.contains("the others stay"), "{text}");
+
+    let objects = moto().objects(&run.bucket);
+    let left: Vec<&String> = keys
+        .iter()
+        .filter(|k| objects.iter().any(|o| o.ends_with(&format!("/{k}.json"))))
+        .collect();
+    assert_eq!(left.len(), keys.len() - said, "{objects:?}");
+    for key in left {
+        std::fs::remove_dir_all(&dir).unwrap();
+        let out = run.ok_as(
+            None,
+            &["restore", "--json", "--path", "cache", "--key", key],
+        );
+        assert_eq!(
+            stdout_json(&out)["status"],
+            "exact",
+            "{key}: {}",
+            stderr(&out)
+        );
+        assert_eq!(&std::fs::read_to_string(dir.join("f")).unwrap(), key);
+    }
+}

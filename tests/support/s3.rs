@@ -18,7 +18,9 @@
 //! - `short_ranges`: ranged GETs answer with half their body, as a complete response (its
 //!   `Content-Length` says half), so only counting the bytes tells;
 //! - `fail_parts`: part uploads answer 500 `InternalError`;
-//! - `reset_parts`: part uploads are read halfway, then the connection drops with no answer.
+//! - `reset_parts`: part uploads are read halfway, then the connection drops with no answer;
+//! - `delete_delay_ms`: every delete (a DELETE, or DeleteObjects) waits that long first: a
+//!   slow store, for `gc`.
 //!
 //! And it can play a server that is gone: while `down` is set every request loses its
 //! connection with no answer (moto never sees it); `down_after_parts` and `down_after_ranges`
@@ -291,6 +293,8 @@ fn start_moto() -> Moto {
 #[derive(Default)]
 pub struct S3Faults {
     pub slow_down_parts: AtomicU32,
+    /// Milliseconds every DELETE waits before it goes through: a slow store for `gc`.
+    pub delete_delay_ms: AtomicU32,
     pub slow_down_ranges: AtomicU32,
     pub cut_ranges: AtomicU32,
     pub fail_parts: AtomicU32,
@@ -439,6 +443,12 @@ async fn forward(
     if is_range && take(&faults.slow_down_ranges) {
         note("SlowDown range");
         return slow_down();
+    }
+    let delay = faults.delete_delay_ms.load(Ordering::SeqCst);
+    // object_store deletes with DeleteObjects (`POST /BUCKET?delete`), even one object.
+    let is_delete = method == Method::DELETE || (method == Method::POST && query == "delete");
+    if is_delete && delay > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(delay.into())).await;
     }
     let target = match uri.query() {
         Some(query) => format!("http://127.0.0.1:{}{}?{query}", state.upstream, uri.path()),
