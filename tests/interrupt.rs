@@ -128,22 +128,33 @@ fn wait_until(child: &mut Child, what: &str, mut ready: impl FnMut() -> bool) {
 
 /// Sends `signal`, waits for the exit (failing after the deadline), and prints the latency.
 fn signal_and_wait(child: Child, signal: i32, test: &str) -> Output {
+    signal_then(child, signal, test, Child::wait_with_output)
+}
+
+/// Sends `signal` to `child`, then `wait`s for it on another thread; fails (killing it) if it
+/// has not exited within the deadline, and prints the latency from signal to exit.
+fn signal_then<T: Send + 'static>(
+    child: Child,
+    signal: i32,
+    test: &str,
+    wait: impl FnOnce(Child) -> std::io::Result<T> + Send + 'static,
+) -> T {
     let pid = child.id() as i32;
     let (done, finished) = std::sync::mpsc::channel();
     let sent = Instant::now();
     // SAFETY: `kill` on the pid of a child this test started and has not reaped.
     assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "kill {pid}");
     std::thread::spawn(move || {
-        let _ = done.send(child.wait_with_output());
+        let _ = done.send(wait(child));
     });
     match finished.recv_timeout(DEADLINE) {
-        Ok(output) => {
+        Ok(result) => {
             let latency = sent.elapsed();
             eprintln!(
                 "exit latency: {test}: signal {signal} -> exit in {:.0} ms",
                 latency.as_secs_f64() * 1000.0
             );
-            output.expect("wait for cache-heal")
+            result.expect("wait for cache-heal")
         }
         Err(_) => {
             // SAFETY: as above; the process hangs, end it so the test run does not.
@@ -578,21 +589,11 @@ fn sigint_while_restore_waits_for_uvs_cache_lock_rolls_back() {
     cmd.args(["restore", "--path", "uvcache", "--key", "k", "--no-heal"]);
     let mut child = spawn(cmd);
     let (_, reader) = waiting_line(&mut child);
-    let pid = child.id() as i32;
-    let (done, finished) = std::sync::mpsc::channel();
-    let sent = Instant::now();
-    // SAFETY: `kill` on the pid of a child this test started and has not reaped.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
-    std::thread::spawn(move || {
-        let _ = done.send(child.wait());
-    });
-    let status = finished
-        .recv_timeout(DEADLINE)
-        .expect("restore did not exit after SIGINT while waiting for the lock")
-        .unwrap();
-    eprintln!(
-        "exit latency: sigint_while_restore_waits_for_uvs_cache_lock_rolls_back: signal 2 -> exit in {:.0} ms",
-        sent.elapsed().as_secs_f64() * 1000.0
+    let status = signal_then(
+        child,
+        libc::SIGINT,
+        "sigint_while_restore_waits_for_uvs_cache_lock_rolls_back",
+        |mut child| child.wait(),
     );
     let err = reader.join().unwrap();
     assert_eq!(status.code(), Some(130), "{err}");
@@ -615,21 +616,11 @@ fn sigterm_while_prune_waits_for_uvs_cache_lock_removes_nothing() {
     cmd.args(["prune", "--path"]).arg(&target);
     let mut child = spawn(cmd);
     let (_, reader) = waiting_line(&mut child);
-    let pid = child.id() as i32;
-    let (done, finished) = std::sync::mpsc::channel();
-    let sent = Instant::now();
-    // SAFETY: `kill` on the pid of a child this test started and has not reaped.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-    std::thread::spawn(move || {
-        let _ = done.send(child.wait());
-    });
-    let status = finished
-        .recv_timeout(DEADLINE)
-        .expect("prune did not exit after SIGTERM while waiting for the lock")
-        .unwrap();
-    eprintln!(
-        "exit latency: sigterm_while_prune_waits_for_uvs_cache_lock_removes_nothing: signal 15 -> exit in {:.0} ms",
-        sent.elapsed().as_secs_f64() * 1000.0
+    let status = signal_then(
+        child,
+        libc::SIGTERM,
+        "sigterm_while_prune_waits_for_uvs_cache_lock_removes_nothing",
+        |mut child| child.wait(),
     );
     let err = reader.join().unwrap();
     assert_eq!(status.code(), Some(143), "{err}");
