@@ -721,29 +721,6 @@ fn token_cmd(sb: &Sandbox, container: &str, msi_endpoint: &str, path: &std::ffi:
     cmd
 }
 
-/// Saves `cache` under `key` with `cmd()`, deletes it, restores it: the same tree; returns
-/// both outputs.
-fn token_round_trip(sb: &Sandbox, key: &str, cmd: impl Fn() -> Command) -> Vec<Output> {
-    let tree = sb.ws().join("cache");
-    awkward_tree(&tree);
-    let before = snapshot(&tree);
-    let mut outputs = Vec::new();
-    for (command, expected) in [("save", "saved"), ("restore", "exact")] {
-        if command == "restore" {
-            std::fs::remove_dir_all(&tree).unwrap();
-        }
-        let out = cmd()
-            .args([command, "--json", "--path", "cache", "--key", key])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{command}: {}", stderr(&out));
-        assert_eq!(stdout_json(&out)["status"], expected, "{}", stderr(&out));
-        outputs.push(out);
-    }
-    assert_same_tree(&before, &snapshot(&tree));
-    outputs
-}
-
 /// A fake `az` in `dir` that logs its arguments to `dir/az.log` and prints `token` as
 /// `az account get-access-token --output json` does, valid for an hour.
 fn fake_az(dir: &std::path::Path, token: &str) {
@@ -779,7 +756,7 @@ fn an_azure_cli_login_gives_a_token() {
         std::path::Path::new("/bin"),
     ])
     .unwrap();
-    token_round_trip(&sb, "from-az", || {
+    support::trees::save_and_restore(&sb, "from-az", || {
         token_cmd(&sb, &container, &no_identity.endpoint(), &path)
     });
     let log = std::fs::read_to_string(bin.path().join("az.log")).unwrap();
@@ -813,7 +790,7 @@ fn a_managed_identity_gives_a_token_through_instance_metadata() {
     let token = azure::storage_token("https://storage.azure.com");
     let identity = azure::ManagedIdentity::start(Some(token.clone()));
     let no_az = tempfile::tempdir().unwrap();
-    let outputs = token_round_trip(&sb, "from-msi", || {
+    let outputs = support::trees::save_and_restore(&sb, "from-msi", || {
         token_cmd(
             &sb,
             &container,
@@ -873,7 +850,7 @@ fn workload_identity_trades_the_federated_token_at_entra_id() {
     let entra = azure::EntraId::start(tenant, client, assertion, &token);
     let no_identity = azure::ManagedIdentity::start(None);
     let no_az = tempfile::tempdir().unwrap();
-    let outputs = token_round_trip(&sb, "from-workload-identity", || {
+    let outputs = support::trees::save_and_restore(&sb, "from-workload-identity", || {
         let mut cmd = token_cmd(
             &sb,
             &container,

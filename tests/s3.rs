@@ -1119,24 +1119,9 @@ fn without_credentials(mut cmd: Command, endpoint: Option<&str>) -> Command {
 fn an_instance_profile_gives_credentials_through_instance_metadata() {
     let run = S3Run::new("instance-profile");
     let imds = InstanceMetadata::start(Some(moto().credentials.clone()));
-    let tree = run.sb.ws().join("cache");
-    awkward_tree(&tree);
-    let before = snapshot(&tree);
-    let args = ["--path", "cache", "--key", "from-imds"];
-    let mut outputs = Vec::new();
-    for (command, expected) in [("save", "saved"), ("restore", "exact")] {
-        if command == "restore" {
-            std::fs::remove_dir_all(&tree).unwrap();
-        }
-        let out = without_credentials(run.cmd(None, &moto().credentials), Some(&imds.endpoint()))
-            .args([&[command, "--json"][..], &args].concat())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{command}: {}", stderr(&out));
-        assert_eq!(stdout_json(&out)["status"], expected, "{}", stderr(&out));
-        outputs.push(out);
-    }
-    assert_same_tree(&before, &snapshot(&tree));
+    let outputs = support::trees::save_and_restore(&run.sb, "from-imds", || {
+        without_credentials(run.cmd(None, &moto().credentials), Some(&imds.endpoint()))
+    });
     let asked = &imds.asked;
     use std::sync::atomic::Ordering::SeqCst;
     assert!(

@@ -89,3 +89,32 @@ pub fn incompressible(root: &Path, mib: usize) {
     std::fs::create_dir_all(root).unwrap();
     std::fs::write(root.join("blob.bin"), data).unwrap();
 }
+
+/// Fills `ws/cache` with [`awkward_tree`], saves it under `key` with `cmd()`, deletes it and
+/// restores it, checking each command's JSON status ("saved", then "exact") and that the tree
+/// came back the same; returns both outputs (to search them for what must not be printed).
+pub fn save_and_restore(
+    sb: &super::Sandbox,
+    key: &str,
+    cmd: impl Fn() -> std::process::Command,
+) -> Vec<std::process::Output> {
+    let tree = sb.ws().join("cache");
+    awkward_tree(&tree);
+    let before = super::snapshot(&tree);
+    let mut outputs = Vec::new();
+    for (command, expected) in [("save", "saved"), ("restore", "exact")] {
+        if command == "restore" {
+            std::fs::remove_dir_all(&tree).unwrap();
+        }
+        let out = cmd()
+            .args([command, "--json", "--path", "cache", "--key", key])
+            .output()
+            .unwrap();
+        let err = super::stderr(&out);
+        assert!(out.status.success(), "{command}: {err}");
+        assert_eq!(super::stdout_json(&out)["status"], expected, "{err}");
+        outputs.push(out);
+    }
+    super::assert_same_tree(&before, &super::snapshot(&tree));
+    outputs
+}
