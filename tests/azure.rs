@@ -33,6 +33,25 @@ fn wrong_key() -> String {
     azure::key().replace('E', "F")
 }
 
+/// What a run must not inherit from the environment the tests run in: GitHub's run context,
+/// and every variable that names an Azure account or gives a credential.
+const INHERITED: [&str; 14] = [
+    "GITHUB_REF",
+    "GITHUB_BASE_REF",
+    "GITHUB_EVENT_PATH",
+    "GITHUB_EVENT_NAME",
+    "CACHE_HEAL_SCOPE",
+    "CACHE_HEAL_AZ_ENDPOINT",
+    "AZURE_STORAGE_ACCOUNT",
+    "AZURE_STORAGE_KEY",
+    "AZURE_STORAGE_ACCESS_KEY",
+    "AZURE_STORAGE_SAS_TOKEN",
+    "AZURE_STORAGE_CONNECTION_STRING",
+    "AZURE_CLIENT_ID",
+    "AZURE_TENANT_ID",
+    "AZURE_FEDERATED_TOKEN_FILE",
+];
+
 /// A test's view of the service: a sandbox whose `cache-heal` talks to one container.
 struct AzRun {
     sb: Sandbox,
@@ -57,22 +76,7 @@ impl AzRun {
         cmd.env("CACHE_HEAL_STORE", self.store())
             .env("CACHE_HEAL_HTTP_RETRIES", "2")
             .env("CACHE_HEAL_HTTP_RETRY_DELAY_MS", "10");
-        for name in [
-            "GITHUB_REF",
-            "GITHUB_BASE_REF",
-            "GITHUB_EVENT_PATH",
-            "GITHUB_EVENT_NAME",
-            "CACHE_HEAL_SCOPE",
-            "CACHE_HEAL_AZ_ENDPOINT",
-            "AZURE_STORAGE_ACCOUNT",
-            "AZURE_STORAGE_KEY",
-            "AZURE_STORAGE_ACCESS_KEY",
-            "AZURE_STORAGE_SAS_TOKEN",
-            "AZURE_STORAGE_CONNECTION_STRING",
-            "AZURE_CLIENT_ID",
-            "AZURE_TENANT_ID",
-            "AZURE_FEDERATED_TOKEN_FILE",
-        ] {
+        for name in INHERITED {
             cmd.env_remove(name);
         }
         match credential {
@@ -693,21 +697,7 @@ fn a_create_that_loses_the_race_is_already_exists() {
 fn token_cmd(sb: &Sandbox, container: &str, msi_endpoint: &str, path: &std::ffi::OsStr) -> Command {
     let azurite = azure::azurite_oauth();
     let mut cmd = sb.cmd();
-    for name in [
-        "GITHUB_REF",
-        "GITHUB_BASE_REF",
-        "GITHUB_EVENT_PATH",
-        "GITHUB_EVENT_NAME",
-        "CACHE_HEAL_SCOPE",
-        "AZURE_STORAGE_KEY",
-        "AZURE_STORAGE_ACCESS_KEY",
-        "AZURE_STORAGE_SAS_TOKEN",
-        "AZURE_STORAGE_CONNECTION_STRING",
-        "AZURE_CLIENT_ID",
-        "AZURE_TENANT_ID",
-        "AZURE_FEDERATED_TOKEN_FILE",
-        "SSL_CERT_DIR",
-    ] {
+    for name in INHERITED.iter().chain(&["SSL_CERT_DIR"]) {
         cmd.env_remove(name);
     }
     cmd.env("CACHE_HEAL_STORE", format!("az://{container}/ci"))
