@@ -523,11 +523,7 @@ impl ObjectStoreBacked {
     /// metadata could not be fetched.
     async fn read_entries(&self, objects: &[Object]) -> Result<HashMap<Owner, Known>, Error> {
         let metas = objects.iter().filter(|o| o.part == Part::Metadata);
-        let read: Vec<(&Object, Result<Metadata, Error>)> = futures_util::stream::iter(metas)
-            .map(|object| async move { (object, self.read_metadata(&object.location).await) })
-            .buffer_unordered(8)
-            .collect()
-            .await;
+        let read = self.read_each(metas.map(|o| (o, &o.location))).await;
         let mut entries = HashMap::new();
         for (object, meta) in read {
             let known = match meta {
@@ -560,20 +556,48 @@ impl ObjectStoreBacked {
         }
     }
 
-    /// Deletes one orphan; `false` if it was gone already.
-    async fn delete_orphan(&self, orphan: &Object) -> Result<bool, Error> {
-        self.delete_if_there(&orphan.location).await
-    }
-
-    /// Deletes one object; `false` if it was gone already.
-    async fn delete_if_there(&self, location: &ObjectPath) -> Result<bool, Error> {
+    /// Deletes one object (`what` names it in an error); `false` if it was gone already.
+    async fn delete_if_there(&self, what: &str, location: &ObjectPath) -> Result<bool, Error> {
         match self.client.delete(location).await {
             Ok(()) => Ok(true),
-            Err(e) => match self.error(&format!("deleting `{location}`"), &e) {
+            Err(e) => match self.error(what, &e) {
                 Error::NotFound { .. } => Ok(false),
                 other => Err(other),
             },
         }
+    }
+
+    /// Deletes an entry: its metadata first (the entry is then no longer found), then its
+    /// archive and its last-use marker. One already gone is no failure.
+    async fn delete_entry(&self, meta: &Metadata) -> Result<()> {
+        let objects = [
+            (
+                "deleting the entry's metadata",
+                self.metadata_path(&meta.scope, &meta.version, &meta.key)?,
+            ),
+            ("deleting the entry's archive", object_path(&meta.archive)?),
+            (
+                "deleting the entry's last-use marker",
+                self.used_path(&meta.scope, &meta.version, &meta.key)?,
+            ),
+        ];
+        for (what, path) in &objects {
+            self.delete_if_there(what, path).await?;
+        }
+        Ok(())
+    }
+
+    /// Reads the metadata objects at the `locations`, 8 at a time, each with what it was
+    /// paired with; in the order they finish.
+    async fn read_each<'a, T: 'a>(
+        &self,
+        locations: impl IntoIterator<Item = (T, &'a ObjectPath)>,
+    ) -> Vec<(T, Result<Metadata, Error>)> {
+        futures_util::stream::iter(locations)
+            .map(|(item, location)| async move { (item, self.read_metadata(location).await) })
+            .buffer_unordered(8)
+            .collect()
+            .await
     }
 
     /// Deletes a metadata object that cannot be parsed, after a second look that it still
@@ -587,7 +611,10 @@ impl ObjectStoreBacked {
         ) {
             return;
         }
-        let consequence = match self.delete_if_there(location).await {
+        let consequence = match self
+            .delete_if_there("deleting the damaged metadata", location)
+            .await
+        {
             Ok(_) => "it was removed, so the next save of the key writes a good one".to_string(),
             Err(e) => format!("it could not be removed ({e})"),
         };
@@ -684,16 +711,11 @@ impl Store for ObjectStoreBacked {
     fn discard(&self, hit: &Hit) -> Result<()> {
         let meta: Metadata = serde_json::from_str(&hit.locator)?;
         let meta_path = self.metadata_path(&meta.scope, &meta.version, &meta.key)?;
-        let marker = self.used_path(&meta.scope, &meta.version, &meta.key)?;
         self.runtime.block_on(async {
             match self.read_metadata(&meta_path).await {
-                Ok(now) if now.archive == meta.archive => {}
-                _ => return Ok(()),
+                Ok(now) if now.archive == meta.archive => self.delete_entry(&meta).await,
+                _ => Ok(()),
             }
-            for path in [&meta_path, &object_path(&meta.archive)?, &marker] {
-                self.delete_if_there(path).await?;
-            }
-            Ok::<_, anyhow::Error>(())
         })
     }
 
@@ -739,20 +761,7 @@ impl Store for ObjectStoreBacked {
                     },
                 }
             }
-            let archive = object_path(&meta.archive)?;
-            for (what, path) in [
-                ("deleting the entry's metadata", &meta_path),
-                ("deleting the entry's archive", &archive),
-                ("deleting the entry's last-use marker", &marker),
-            ] {
-                match self.client.delete(path).await {
-                    Ok(()) => {}
-                    Err(e) => match self.error(what, &e) {
-                        Error::NotFound { .. } => {}
-                        other => return Err(other.into()),
-                    },
-                }
-            }
+            self.delete_entry(&meta).await?;
             Ok::<_, anyhow::Error>(Removal::Removed)
         })
     }
@@ -842,13 +851,9 @@ impl Store for ObjectStoreBacked {
                 .map(|meta| meta.location)
                 .filter(|name| matches!(place(name.as_ref()), Some((Part::Metadata, _))))
                 .collect();
-            let metas: Vec<Result<Metadata, Error>> = futures_util::stream::iter(names)
-                .map(|location| async move { self.read_metadata(&location).await })
-                .buffer_unordered(8)
-                .collect()
-                .await;
+            let metas = self.read_each(names.iter().map(|name| ((), name))).await;
             let mut entries = Vec::new();
-            for meta in metas {
+            for ((), meta) in metas {
                 let meta = match meta {
                     Ok(meta) => meta,
                     // Deleted between the listing and the read.
@@ -909,7 +914,8 @@ impl Store for ObjectStoreBacked {
                 if second_look && self.claimed_now(orphan).await? {
                     continue;
                 }
-                if dry_run || self.delete_orphan(orphan).await? {
+                let what = format!("deleting `{}`", orphan.location);
+                if dry_run || self.delete_if_there(&what, &orphan.location).await? {
                     swept.files += 1;
                     swept.bytes += orphan.size;
                 }
