@@ -106,9 +106,8 @@ pub struct AzureFaults {
 /// A proxy in front of Azurite that injects what Azure throws in production (see
 /// [`AzureFaults`]). Stops when dropped.
 pub struct FaultProxy {
-    pub port: u16,
     pub faults: Arc<AzureFaults>,
-    _served: super::served::Served,
+    served: super::served::Served,
 }
 
 struct ProxyState {
@@ -120,7 +119,6 @@ struct ProxyState {
 impl FaultProxy {
     pub fn start() -> Self {
         let listener = super::served::Served::listener();
-        let port = listener.local_addr().unwrap().port();
         let faults = Arc::new(AzureFaults::default());
         let state = Arc::new(ProxyState {
             faults: Arc::clone(&faults),
@@ -135,15 +133,14 @@ impl FaultProxy {
             .layer(axum::extract::DefaultBodyLimit::disable())
             .with_state(state);
         Self {
-            port,
             faults,
-            _served: super::served::Served::start(listener, app),
+            served: super::served::Served::start(listener, app),
         }
     }
 
     /// The account's blob endpoint through this proxy.
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}/{ACCOUNT}", self.port)
+        format!("http://127.0.0.1:{}/{ACCOUNT}", self.served.port)
     }
 
     pub fn injected(&self) -> Vec<&'static str> {
@@ -410,8 +407,7 @@ pub struct MsiAsked {
 /// identity: 400, as Azure answers. Stops when dropped.
 pub struct ManagedIdentity {
     pub asked: Arc<MsiAsked>,
-    port: u16,
-    _served: super::served::Served,
+    served: super::served::Served,
 }
 
 struct MsiState {
@@ -422,7 +418,6 @@ struct MsiState {
 impl ManagedIdentity {
     pub fn start(token: Option<String>) -> Self {
         let listener = super::served::Served::listener();
-        let port = listener.local_addr().unwrap().port();
         let asked = Arc::new(MsiAsked::default());
         let state = Arc::new(MsiState {
             token,
@@ -431,8 +426,7 @@ impl ManagedIdentity {
         let app = Router::new().fallback(msi_answer).with_state(state);
         Self {
             asked,
-            port,
-            _served: super::served::Served::start(listener, app),
+            served: super::served::Served::start(listener, app),
         }
     }
 
@@ -440,7 +434,7 @@ impl ManagedIdentity {
     pub fn endpoint(&self) -> String {
         format!(
             "http://127.0.0.1:{}/metadata/identity/oauth2/token",
-            self.port
+            self.served.port
         )
     }
 }
@@ -493,8 +487,7 @@ pub struct EntraAsked {
 /// Stops when dropped.
 pub struct EntraId {
     pub asked: Arc<EntraAsked>,
-    port: u16,
-    _served: super::served::Served,
+    served: super::served::Served,
 }
 
 struct EntraState {
@@ -508,7 +501,6 @@ struct EntraState {
 impl EntraId {
     pub fn start(tenant: &str, client_id: &str, assertion: &str, token: &str) -> Self {
         let listener = super::served::Served::listener();
-        let port = listener.local_addr().unwrap().port();
         let asked = Arc::new(EntraAsked::default());
         let state = Arc::new(EntraState {
             expected_path: format!("/{tenant}/oauth2/v2.0/token"),
@@ -520,14 +512,13 @@ impl EntraId {
         let app = Router::new().fallback(entra_answer).with_state(state);
         Self {
             asked,
-            port,
-            _served: super::served::Served::start(listener, app),
+            served: super::served::Served::start(listener, app),
         }
     }
 
     /// The authority host, as `AZURE_AUTHORITY_HOST` names it.
     pub fn authority_host(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://127.0.0.1:{}", self.served.port)
     }
 }
 

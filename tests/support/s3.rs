@@ -316,15 +316,13 @@ struct ProxyState {
 
 /// A proxy in front of moto that injects faults. Stops when dropped.
 pub struct FaultProxy {
-    pub port: u16,
     pub faults: Arc<S3Faults>,
-    _served: super::served::Served,
+    served: super::served::Served,
 }
 
 impl FaultProxy {
     pub fn start(upstream: u16) -> Self {
         let listener = super::served::Served::listener();
-        let port = listener.local_addr().unwrap().port();
         let faults = Arc::new(S3Faults::default());
         let state = Arc::new(ProxyState {
             faults: Arc::clone(&faults),
@@ -339,14 +337,13 @@ impl FaultProxy {
             .layer(axum::extract::DefaultBodyLimit::disable())
             .with_state(state);
         Self {
-            port,
             faults,
-            _served: super::served::Served::start(listener, app),
+            served: super::served::Served::start(listener, app),
         }
     }
 
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://127.0.0.1:{}", self.served.port)
     }
 
     pub fn injected(&self) -> Vec<&'static str> {
@@ -506,9 +503,8 @@ pub struct ImdsAsked {
 /// that is not EC2's (an Azure VM's, as on GitHub-hosted runners): 400 to everything. Stops
 /// when dropped.
 pub struct InstanceMetadata {
-    pub port: u16,
     pub asked: Arc<ImdsAsked>,
-    _served: super::served::Served,
+    served: super::served::Served,
 }
 
 struct ImdsState {
@@ -519,7 +515,6 @@ struct ImdsState {
 impl InstanceMetadata {
     pub fn start(credentials: Option<Credentials>) -> Self {
         let listener = super::served::Served::listener();
-        let port = listener.local_addr().unwrap().port();
         let asked = Arc::new(ImdsAsked::default());
         let state = Arc::new(ImdsState {
             credentials,
@@ -527,14 +522,13 @@ impl InstanceMetadata {
         });
         let app = Router::new().fallback(imds_answer).with_state(state);
         Self {
-            port,
             asked,
-            _served: super::served::Served::start(listener, app),
+            served: super::served::Served::start(listener, app),
         }
     }
 
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://127.0.0.1:{}", self.served.port)
     }
 }
 
