@@ -563,6 +563,59 @@ fn a_segment_cut_short_resumes_where_it_broke() {
     );
 }
 
+/// A large archive arrives in ranged GETs that cover it exactly once: whatever sizes the
+/// segments take as the network and the unpacker race (8 MiB at first, up to 32 MiB while the
+/// network keeps ahead), no byte is asked for twice and none is skipped.
+#[test]
+fn ranged_segments_cover_a_large_archive_exactly_once() {
+    let service = CacheService::with_proxy();
+    let sandbox = Sandbox::new();
+    fill(&sandbox, "ktile");
+    gha::write_incompressible(&sandbox.ws().join("data/big.bin"), 90 << 20);
+    let expected = snapshots(&sandbox);
+    let saved = ch_ok(
+        &sandbox,
+        &service,
+        &main_token(),
+        &["save", "--key", "ktile"],
+    );
+    assert_eq!(saved["status"], "saved", "{saved}");
+    let size = saved["bytes"].as_u64().expect("the archive size");
+    remove_trees(&sandbox);
+    let restored = ch_ok(
+        &sandbox,
+        &service,
+        &main_token(),
+        &["restore", "--key", "ktile"],
+    );
+    assert_eq!(restored["status"], "exact", "{restored}");
+    assert_restored(&sandbox, &expected);
+
+    let mut ranges: Vec<(u64, u64)> = service
+        .blob_get_ranges()
+        .iter()
+        .map(|range| {
+            let (start, end) = range
+                .strip_prefix("bytes=")
+                .and_then(|r| r.split_once('-'))
+                .unwrap_or_else(|| panic!("not a range: {range:?}"));
+            (start.parse().unwrap(), end.parse().unwrap())
+        })
+        .collect();
+    ranges.sort();
+    assert_eq!(ranges[0], (0, (8 << 20) - 1), "{ranges:?}");
+    let mut next = 0;
+    for &(start, end) in &ranges {
+        assert_eq!(start, next, "a gap or an overlap at {start}: {ranges:?}");
+        assert!(end - start < 32 << 20, "a segment over 32 MiB: {ranges:?}");
+        next = end + 1;
+    }
+    assert_eq!(
+        next, size,
+        "the segments end short of the archive: {ranges:?}"
+    );
+}
+
 #[test]
 fn servers_that_ignore_range_get_one_plain_get() {
     let service = CacheService::with_proxy();

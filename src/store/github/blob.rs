@@ -11,15 +11,18 @@
 //! compressor's own frames, a save stays under 100 MiB. Any block size gives the same blob,
 //! which every reader reads alike.
 //!
-//! Download: ranged GETs of fixed segments, several in flight, each handed to the reader chunk
-//! by chunk as its body arrives, in blob order: unpacking starts with the first bytes, and
-//! later segments are fetched meanwhile. A segment holds its slot until the reader is through
-//! with it, so at most (concurrency × segment size), 24 MiB, waits in memory. Whole segments
-//! keep every connection busy (a larger segment with a cap on what it buffers would leave all
-//! but the one being read stalled once their buffers fill); 8 MiB ones keep requests few, which
-//! matters where the blob service charges per request on the runner's own cores (Azurite in
-//! `bench/gha.sh` spends ~20 ms of CPU on each). A server that
-//! ignores `Range` (answers 200, not 206) gets one plain streamed GET instead.
+//! Download: ranged GETs, several in flight, each handed to the reader chunk by chunk as its
+//! body arrives, in blob order: unpacking starts with the first bytes, and later segments are
+//! fetched meanwhile. Each segment may hold [`SEGMENT_BUFFER`] bytes the reader has not taken;
+//! past that its connection waits for the reader, so at most (concurrency × 8 MiB), 24 MiB,
+//! waits in memory whatever the segment size. Segments start at 8 MiB, which a segment's
+//! buffer holds whole, so every connection keeps busy while the reader waits on the network.
+//! While the network keeps ahead of the reader (the next segment had arrived whole, or waited
+//! for room), each new segment is twice the last, up to 32 MiB: a connection waiting for the
+//! reader then costs nothing, and requests are few, which matters where the blob service
+//! charges per request (Azurite in `bench/gha.sh` spends its CPU per request on the runner's
+//! own cores). Once the reader finds a segment still arriving, segments are 8 MiB again. A
+//! server that ignores `Range` (answers 200, not 206) gets one plain streamed GET instead.
 //!
 //! Recovery comes in two kinds. A block or a segment that fails transiently (5xx, reset,
 //! timeout, body cut short) is retried: a block whole, a segment from its first byte not yet
@@ -44,9 +47,15 @@ use crate::store::Published;
 pub const BLOCK_SIZE: usize = 4 << 20;
 /// The largest archive sent as one Put Blob: one block, so that holding it costs no more.
 pub const SINGLE_SHOT_MAX: usize = BLOCK_SIZE;
-/// Download segment size: what a segment in flight may hold in memory, and a request's share
-/// of the blob (a 5 GB archive takes ~600 requests, three at a time).
+/// The first download segments' size, and every segment's while the reader waits on the
+/// network (see the module doc).
 const SEGMENT_SIZE: u64 = 8 << 20;
+/// The largest download segment, asked for while the network keeps ahead of the reader: a 5 GB
+/// archive then takes ~160 requests.
+const SEGMENT_SIZE_MAX: u64 = 32 << 20;
+/// Bytes a download segment may hold that the reader has not taken, before its connection
+/// waits: with the segments in flight, what bounds a restore's memory.
+const SEGMENT_BUFFER: u32 = 8 << 20;
 /// The Blob service version sent with every request.
 const AZURE_VERSION: &str = "2024-11-04";
 
@@ -630,16 +639,18 @@ impl Drop for Upload {
     }
 }
 
-/// What a segment hands the reader: the body's chunks as they arrive, then how it ended.
+/// What a segment hands the reader: the body's chunks as they arrive, each with its share of
+/// the segment's buffer (released once the reader is through with the chunk), then how it
+/// ended.
 enum Piece {
-    Data(Bytes),
+    Data(Bytes, Option<tokio::sync::OwnedSemaphorePermit>),
     End,
     Failed(Error),
 }
 
-/// Where a segment's pieces come from. A ranged segment never waits for the reader (its
-/// channel holds at most the segment), so its timeout measures the network alone; the one GET
-/// of a server that ignores `Range` waits for the reader instead, or it would buffer the blob.
+/// Where a segment's pieces come from. A ranged segment's channel is bounded by the bytes it
+/// holds ([`SEGMENT_BUFFER`], counted by a semaphore, as chunks vary in size); the one GET of a
+/// server that ignores `Range` by the number of chunks.
 enum Pieces {
     Ranged(tokio::sync::mpsc::UnboundedReceiver<Piece>),
     Whole(tokio::sync::mpsc::Receiver<Piece>),
@@ -677,8 +688,8 @@ impl Channel<Piece> for Pieces {
 }
 
 /// One segment on its way to the reader. It holds a slot among the segments in flight until
-/// the reader has taken all of it, which is what bounds the bytes buffered; dropping it stops
-/// its requests.
+/// the reader has taken all of it, which with each segment's buffer bounds the bytes held;
+/// dropping it stops its requests.
 struct Segment {
     pieces: Pieces,
     task: JoinHandle<()>,
@@ -728,6 +739,8 @@ pub struct Download {
     segments: tokio::sync::mpsc::Receiver<Next>,
     current_segment: Option<Segment>,
     current: Bytes,
+    /// `current`'s share of its segment's buffer.
+    current_share: Option<tokio::sync::OwnedSemaphorePermit>,
     driver: JoinHandle<()>,
     finished: bool,
     runtime: Arc<tokio::runtime::Runtime>,
@@ -754,6 +767,7 @@ impl Download {
             segments,
             current_segment: None,
             current: Bytes::new(),
+            current_share: None,
             driver,
             finished: false,
             runtime,
@@ -778,8 +792,9 @@ impl Download {
                 continue;
             };
             match wait_for(&self.runtime, &mut segment.pieces)? {
-                Some(Piece::Data(data)) => {
+                Some(Piece::Data(data, share)) => {
                     self.current = data;
+                    self.current_share = share;
                     return Ok(true);
                 }
                 // Dropping the segment frees its slot for the next one.
@@ -850,9 +865,8 @@ async fn drive(
             },
             other => other,
         })?;
-    let slots = Arc::new(tokio::sync::Semaphore::new(
-        blob.settings.download_concurrency.max(1),
-    ));
+    let concurrency = blob.settings.download_concurrency.max(1);
+    let slots = Arc::new(tokio::sync::Semaphore::new(concurrency));
     let slot = || async {
         Arc::clone(&slots)
             .acquire_owned()
@@ -873,9 +887,19 @@ async fn drive(
         First::Ranged { response, total } => (response, total),
     };
     let mut start = 0;
+    let mut size = SEGMENT_SIZE;
+    // The segments not yet read through, oldest first: a slot comes free only when the reader
+    // is through with the oldest.
+    let mut unread: std::collections::VecDeque<Arc<Progress>> = Default::default();
     while start < total {
         let slot = slot().await;
-        let len = SEGMENT_SIZE.min(total - start);
+        if unread.len() == concurrency {
+            unread.pop_front();
+            size = next_segment_size(size, unread.front().map(|p| &**p));
+        }
+        let len = size.min(total - start);
+        let progress = Arc::new(Progress::default());
+        unread.push_back(Arc::clone(&progress));
         let (pieces, receiver) = tokio::sync::mpsc::unbounded_channel();
         let range = SegmentRange {
             blob: blob.clone(),
@@ -883,6 +907,8 @@ async fn drive(
             who: who.clone(),
             start,
             len,
+            buffer: Arc::new(tokio::sync::Semaphore::new(SEGMENT_BUFFER as usize)),
+            progress,
         };
         let segment = Segment {
             pieces: Pieces::Ranged(receiver),
@@ -898,6 +924,33 @@ async fn drive(
     Ok(())
 }
 
+/// The size of the segment after one of `last` bytes: twice that while the network keeps ahead
+/// of the reader, that is while the segment it reads next (`next`) has arrived whole or has
+/// waited for room; the smallest once the reader is about to find it still arriving, so that
+/// several connections carry the blob.
+fn next_segment_size(last: u64, next: Option<&Progress>) -> u64 {
+    match next {
+        Some(next) if next.ahead_of_reader() => (last * 2).min(SEGMENT_SIZE_MAX),
+        _ => SEGMENT_SIZE,
+    }
+}
+
+/// What the driver learns of a segment in flight, to size the ones after it.
+#[derive(Default)]
+struct Progress {
+    /// Every byte has arrived.
+    arrived: std::sync::atomic::AtomicBool,
+    /// Its buffer has been full: the connection waited for the reader at least once.
+    waited_for_reader: std::sync::atomic::AtomicBool,
+}
+
+impl Progress {
+    fn ahead_of_reader(&self) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.arrived.load(Relaxed) || self.waited_for_reader.load(Relaxed)
+    }
+}
+
 /// Chunks of the body of a server that ignores `Range` held for the reader: a few hundred KiB.
 const WHOLE_CHUNKS_BUFFERED: usize = 16;
 
@@ -908,6 +961,9 @@ struct SegmentRange {
     who: String,
     start: u64,
     len: u64,
+    /// Permits for the bytes handed to the reader and not yet taken by it.
+    buffer: Arc<tokio::sync::Semaphore>,
+    progress: Arc<Progress>,
 }
 
 impl SegmentRange {
@@ -941,13 +997,18 @@ impl SegmentRange {
                 }
             })
             .await;
+        if outcome.is_ok() {
+            (self.progress.arrived).store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         let _ = pieces.send(match outcome {
             Ok(()) => Piece::End,
             Err(e) => Piece::Failed(e),
         });
     }
 
-    /// One request for the rest of the segment (past the `sent` bytes), and its body.
+    /// One request for the rest of the segment (past the `sent` bytes), and its body. The
+    /// attempt's time limit counts the network only: waiting for the reader to make room in
+    /// the segment's buffer does not use it up.
     async fn attempt(
         &self,
         url: &SignedUrl,
@@ -959,37 +1020,100 @@ impl SegmentRange {
         let from = self.start + sent.load(Relaxed);
         let end = self.start + self.len;
         let what = format!("GET bytes {from}-{}", end - 1);
-        self.blob
-            .within_segment_timeout(&what, async {
-                let mut response = match opened {
-                    Some(response) => response,
-                    None => self.blob.get_range(url, from, end - from, &what).await?,
-                };
-                while let Some(chunk) = response.chunk().await.map_err(|e| connection(&what, e))? {
-                    let held = self.start + sent.load(Relaxed);
-                    if held + chunk.len() as u64 > end {
-                        return Err(Error::InvalidResponse {
-                            what: what.clone(),
-                            problem: format!("more than the {} bytes asked for", end - from),
-                        });
-                    }
-                    sent.fetch_add(chunk.len() as u64, Relaxed);
-                    if pieces.send(Piece::Data(chunk)).is_err() {
-                        // The reader went away; nothing more is needed.
-                        return Ok(());
-                    }
-                }
-                let got = self.start + sent.load(Relaxed) - from;
-                if got < end - from {
-                    return Err(Error::Truncated {
-                        what: what.clone(),
-                        got,
-                        expected: end - from,
-                    });
-                }
-                Ok(())
-            })
+        let mut clock = NetworkClock::start(self.blob.settings.segment_timeout);
+        let mut response = match opened {
+            Some(response) => response,
+            None => {
+                let request = self.blob.get_range(url, from, end - from, &what);
+                clock.bound(&what, request).await?
+            }
+        };
+        loop {
+            let next = async { response.chunk().await.map_err(|e| connection(&what, e)) };
+            let Some(chunk) = clock.bound(&what, next).await? else {
+                break;
+            };
+            let held = self.start + sent.load(Relaxed);
+            if held + chunk.len() as u64 > end {
+                return Err(Error::InvalidResponse {
+                    what: what.clone(),
+                    problem: format!("more than the {} bytes asked for", end - from),
+                });
+            }
+            let share = self.room_for(chunk.len(), &mut clock).await;
+            sent.fetch_add(chunk.len() as u64, Relaxed);
+            if pieces.send(Piece::Data(chunk, Some(share))).is_err() {
+                // The reader went away; nothing more is needed.
+                return Ok(());
+            }
+        }
+        let got = self.start + sent.load(Relaxed) - from;
+        if got < end - from {
+            return Err(Error::Truncated {
+                what: what.clone(),
+                got,
+                expected: end - from,
+            });
+        }
+        Ok(())
+    }
+
+    /// Waits until the segment's buffer has room for `len` more bytes and takes it, leaving
+    /// the time spent waiting off `clock`.
+    async fn room_for(
+        &self,
+        len: usize,
+        clock: &mut NetworkClock,
+    ) -> tokio::sync::OwnedSemaphorePermit {
+        // A chunk is far smaller than the buffer; were one larger, it takes the whole buffer.
+        let permits = u32::try_from(len).unwrap_or(u32::MAX).min(SEGMENT_BUFFER);
+        if let Ok(share) = Arc::clone(&self.buffer).try_acquire_many_owned(permits) {
+            return share;
+        }
+        (self.progress.waited_for_reader).store(true, std::sync::atomic::Ordering::Relaxed);
+        let waiting = tokio::time::Instant::now();
+        let share = Arc::clone(&self.buffer)
+            .acquire_many_owned(permits)
             .await
+            .expect("a segment's buffer is never closed");
+        clock.leave_out(waiting.elapsed());
+        share
+    }
+}
+
+/// The time limit of one attempt at a segment (`SEGMENT_DOWNLOAD_TIMEOUT_MINS`), counting only
+/// the time spent waiting on the network.
+struct NetworkClock {
+    deadline: tokio::time::Instant,
+    limit: std::time::Duration,
+}
+
+impl NetworkClock {
+    fn start(limit: std::time::Duration) -> Self {
+        Self {
+            deadline: tokio::time::Instant::now() + limit,
+            limit,
+        }
+    }
+
+    /// Runs `step` (a request, or the next chunk of a body) within what is left of the limit.
+    async fn bound<T>(
+        &self,
+        what: &str,
+        step: impl std::future::Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        match tokio::time::timeout_at(self.deadline, step).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::TimedOut {
+                what: what.to_string(),
+                after: self.limit,
+            }),
+        }
+    }
+
+    /// Gives back time spent waiting on something other than the network.
+    fn leave_out(&mut self, waited: std::time::Duration) {
+        self.deadline += waited;
     }
 }
 
@@ -1061,7 +1185,7 @@ async fn stream_whole_body(
     let mut got = 0u64;
     while let Some(chunk) = response.chunk().await.map_err(|e| connection(what, e))? {
         got += chunk.len() as u64;
-        if pieces.send(Piece::Data(chunk)).await.is_err() {
+        if pieces.send(Piece::Data(chunk, None)).await.is_err() {
             return Ok(());
         }
     }
@@ -1078,6 +1202,54 @@ async fn stream_whole_body(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn segments_grow_while_the_network_keeps_ahead_and_shrink_once_it_does_not() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let still_arriving = Progress::default();
+        let arrived = Progress::default();
+        arrived.arrived.store(true, Relaxed);
+        let waiting = Progress::default();
+        waiting.waited_for_reader.store(true, Relaxed);
+
+        let mib = |n: u64| n << 20;
+        assert_eq!(next_segment_size(mib(8), Some(&arrived)), mib(16));
+        assert_eq!(next_segment_size(mib(16), Some(&waiting)), mib(32));
+        assert_eq!(next_segment_size(mib(32), Some(&arrived)), SEGMENT_SIZE_MAX);
+        assert_eq!(
+            next_segment_size(mib(32), Some(&still_arriving)),
+            SEGMENT_SIZE
+        );
+        // Nothing else in flight: the reader is about to wait for the next segment.
+        assert_eq!(next_segment_size(mib(32), None), SEGMENT_SIZE);
+        // The first segments fit their buffer whole, so they never wait for the reader: a
+        // connection is stalled only once the network is ahead.
+        assert!(SEGMENT_SIZE <= u64::from(SEGMENT_BUFFER));
+    }
+
+    #[test]
+    fn a_segment_time_limit_leaves_out_waiting_for_the_reader() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let step = || async {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            Ok::<_, Error>(())
+        };
+        runtime.block_on(async {
+            let limit = std::time::Duration::from_millis(100);
+            let clock = NetworkClock::start(limit);
+            let over = clock.bound("GET bytes 0-9", step()).await;
+            assert!(
+                matches!(&over, Err(Error::TimedOut { what, after }) if what == "GET bytes 0-9" && *after == limit),
+                "{over:?}"
+            );
+            let mut clock = NetworkClock::start(limit);
+            clock.leave_out(std::time::Duration::from_secs(30));
+            clock.bound("GET bytes 0-9", step()).await.unwrap();
+        });
+    }
 
     #[test]
     fn block_ids_have_the_azure_sdk_layout() {

@@ -611,9 +611,9 @@ pub(crate) fn mask(secret: &str) {
     }
 }
 
-/// Tuning for transfers. Four uploads in flight as actions/cache; three 8 MiB downloads (it
-/// runs eight of 4 MiB) so that the segments waiting for the unpacker stay within the memory
-/// bound with few requests (see `blob`).
+/// Tuning for transfers. Four uploads in flight as actions/cache; three download segments (it
+/// runs eight of 4 MiB), each holding at most 8 MiB for the unpacker, so that they stay within
+/// the memory bound with few requests (see `blob`).
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub retry: RetryPolicy,
