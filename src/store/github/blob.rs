@@ -11,9 +11,10 @@
 //! compressor's own frames, a save stays under 100 MiB. Any block size gives the same blob,
 //! which every reader reads alike.
 //!
-//! Download: ranged GETs, several in flight, each handed to the reader chunk by chunk as its
-//! body arrives, in blob order: unpacking starts with the first bytes, and later segments are
-//! fetched meanwhile. Each segment may hold [`SEGMENT_BUFFER`] bytes the reader has not taken;
+//! Download: ranged GETs, several in flight, each handed to the reader in blocks of 1 MiB as
+//! its body arrives, in blob order: unpacking starts with the first block, and later segments
+//! are fetched meanwhile. Each segment may hold 8 MiB the reader has not taken (its blocks are
+//! copies, so that a waiting block does not keep the client's larger read buffers alive);
 //! past that its connection waits for the reader, so at most (concurrency × 8 MiB), 24 MiB,
 //! waits in memory whatever the segment size. Segments start at 8 MiB, which a segment's
 //! buffer holds whole, so every connection keeps busy while the reader waits on the network.
@@ -53,9 +54,11 @@ const SEGMENT_SIZE: u64 = 8 << 20;
 /// The largest download segment, asked for while the network keeps ahead of the reader: a 5 GB
 /// archive then takes ~160 requests.
 const SEGMENT_SIZE_MAX: u64 = 32 << 20;
-/// Bytes a download segment may hold that the reader has not taken, before its connection
-/// waits: with the segments in flight, what bounds a restore's memory.
-const SEGMENT_BUFFER: u32 = 8 << 20;
+/// A download segment hands the reader its bytes in blocks of this size.
+const BLOCK: usize = 1 << 20;
+/// Blocks a download segment may queue for the reader before its connection waits; with the
+/// one it is filling, 8 MiB: with the segments in flight, what bounds a restore's memory.
+const SEGMENT_BLOCKS: usize = 7;
 /// The Blob service version sent with every request.
 const AZURE_VERSION: &str = "2024-11-04";
 
@@ -639,59 +642,20 @@ impl Drop for Upload {
     }
 }
 
-/// What a segment hands the reader: the body's chunks as they arrive, each with its share of
-/// the segment's buffer (released once the reader is through with the chunk), then how it
-/// ended.
+/// What a segment hands the reader: its bytes as they arrive (blocks of a ranged segment, the
+/// body's chunks of a plain GET), then how it ended. The channel they travel on is bounded, so
+/// a segment's connection waits once the reader falls behind.
 enum Piece {
-    Data(Bytes, Option<tokio::sync::OwnedSemaphorePermit>),
+    Data(Bytes),
     End,
     Failed(Error),
-}
-
-/// Where a segment's pieces come from. A ranged segment's channel is bounded by the bytes it
-/// holds ([`SEGMENT_BUFFER`], counted by a semaphore, as chunks vary in size); the one GET of a
-/// server that ignores `Range` by the number of chunks.
-enum Pieces {
-    Ranged(tokio::sync::mpsc::UnboundedReceiver<Piece>),
-    Whole(tokio::sync::mpsc::Receiver<Piece>),
-}
-
-/// A channel the (synchronous) reader waits on.
-trait Channel<T> {
-    fn try_recv(&mut self) -> Result<T, tokio::sync::mpsc::error::TryRecvError>;
-    async fn recv(&mut self) -> Option<T>;
-}
-
-impl<T> Channel<T> for tokio::sync::mpsc::Receiver<T> {
-    fn try_recv(&mut self) -> Result<T, tokio::sync::mpsc::error::TryRecvError> {
-        tokio::sync::mpsc::Receiver::try_recv(self)
-    }
-    async fn recv(&mut self) -> Option<T> {
-        tokio::sync::mpsc::Receiver::recv(self).await
-    }
-}
-
-impl Channel<Piece> for Pieces {
-    fn try_recv(&mut self) -> Result<Piece, tokio::sync::mpsc::error::TryRecvError> {
-        match self {
-            Pieces::Ranged(receiver) => receiver.try_recv(),
-            Pieces::Whole(receiver) => receiver.try_recv(),
-        }
-    }
-
-    async fn recv(&mut self) -> Option<Piece> {
-        match self {
-            Pieces::Ranged(receiver) => receiver.recv().await,
-            Pieces::Whole(receiver) => receiver.recv().await,
-        }
-    }
 }
 
 /// One segment on its way to the reader. It holds a slot among the segments in flight until
 /// the reader has taken all of it, which with each segment's buffer bounds the bytes held;
 /// dropping it stops its requests.
 struct Segment {
-    pieces: Pieces,
+    pieces: tokio::sync::mpsc::Receiver<Piece>,
     task: JoinHandle<()>,
     _slot: tokio::sync::OwnedSemaphorePermit,
 }
@@ -714,7 +678,7 @@ enum Next {
 /// keeps the runtime out of the common case, a chunk that has already arrived.
 fn wait_for<T>(
     runtime: &tokio::runtime::Runtime,
-    channel: &mut impl Channel<T>,
+    channel: &mut tokio::sync::mpsc::Receiver<T>,
 ) -> io::Result<Option<T>> {
     use tokio::sync::mpsc::error::TryRecvError;
     match channel.try_recv() {
@@ -739,8 +703,6 @@ pub struct Download {
     segments: tokio::sync::mpsc::Receiver<Next>,
     current_segment: Option<Segment>,
     current: Bytes,
-    /// `current`'s share of its segment's buffer.
-    current_share: Option<tokio::sync::OwnedSemaphorePermit>,
     driver: JoinHandle<()>,
     finished: bool,
     runtime: Arc<tokio::runtime::Runtime>,
@@ -767,7 +729,6 @@ impl Download {
             segments,
             current_segment: None,
             current: Bytes::new(),
-            current_share: None,
             driver,
             finished: false,
             runtime,
@@ -792,9 +753,8 @@ impl Download {
                 continue;
             };
             match wait_for(&self.runtime, &mut segment.pieces)? {
-                Some(Piece::Data(data, share)) => {
+                Some(Piece::Data(data)) => {
                     self.current = data;
-                    self.current_share = share;
                     return Ok(true);
                 }
                 // Dropping the segment frees its slot for the next one.
@@ -877,7 +837,7 @@ async fn drive(
         First::Whole(response) => {
             let (pieces, receiver) = tokio::sync::mpsc::channel(WHOLE_CHUNKS_BUFFERED);
             let segment = Segment {
-                pieces: Pieces::Whole(receiver),
+                pieces: receiver,
                 task: tokio::spawn(stream_whole(response, pieces)),
                 _slot: slot().await,
             };
@@ -900,18 +860,17 @@ async fn drive(
         let len = size.min(total - start);
         let progress = Arc::new(Progress::default());
         unread.push_back(Arc::clone(&progress));
-        let (pieces, receiver) = tokio::sync::mpsc::unbounded_channel();
+        let (pieces, receiver) = tokio::sync::mpsc::channel(SEGMENT_BLOCKS);
         let range = SegmentRange {
             blob: blob.clone(),
             source: Arc::clone(source),
             who: who.clone(),
             start,
             len,
-            buffer: Arc::new(tokio::sync::Semaphore::new(SEGMENT_BUFFER as usize)),
             progress,
         };
         let segment = Segment {
-            pieces: Pieces::Ranged(receiver),
+            pieces: receiver,
             task: tokio::spawn(range.fetch(opened.take(), pieces)),
             _slot: slot,
         };
@@ -961,8 +920,6 @@ struct SegmentRange {
     who: String,
     start: u64,
     len: u64,
-    /// Permits for the bytes handed to the reader and not yet taken by it.
-    buffer: Arc<tokio::sync::Semaphore>,
     progress: Arc<Progress>,
 }
 
@@ -973,7 +930,7 @@ impl SegmentRange {
     async fn fetch(
         self,
         mut opened: Option<reqwest::Response>,
-        pieces: tokio::sync::mpsc::UnboundedSender<Piece>,
+        pieces: tokio::sync::mpsc::Sender<Piece>,
     ) {
         let sent = std::sync::atomic::AtomicU64::new(0);
         let what = format!("GET bytes {}-{}", self.start, self.start + self.len - 1);
@@ -1000,84 +957,137 @@ impl SegmentRange {
         if outcome.is_ok() {
             (self.progress.arrived).store(true, std::sync::atomic::Ordering::Relaxed);
         }
-        let _ = pieces.send(match outcome {
-            Ok(()) => Piece::End,
-            Err(e) => Piece::Failed(e),
-        });
+        let _ = pieces
+            .send(match outcome {
+                Ok(()) => Piece::End,
+                Err(e) => Piece::Failed(e),
+            })
+            .await;
     }
 
-    /// One request for the rest of the segment (past the `sent` bytes), and its body. The
-    /// attempt's time limit counts the network only: waiting for the reader to make room in
-    /// the segment's buffer does not use it up.
+    /// One request for the rest of the segment (past the `sent` bytes), and its body, handed
+    /// on in blocks. What arrived before a failure is handed on too, so the next attempt asks
+    /// only for what did not. The attempt's time limit counts the network only: waiting for
+    /// the reader to take a block does not use it up.
     async fn attempt(
         &self,
         url: &SignedUrl,
         opened: Option<reqwest::Response>,
         sent: &std::sync::atomic::AtomicU64,
-        pieces: &tokio::sync::mpsc::UnboundedSender<Piece>,
+        pieces: &tokio::sync::mpsc::Sender<Piece>,
+    ) -> Result<(), Error> {
+        let mut clock = NetworkClock::start(self.blob.settings.segment_timeout);
+        let mut blocks = SegmentBlocks {
+            filling: bytes::BytesMut::new(),
+            pieces,
+            sent,
+            progress: &self.progress,
+        };
+        let received = self.receive(url, opened, &mut blocks, &mut clock).await;
+        blocks.hand_on(&mut clock).await;
+        received
+    }
+
+    /// Reads the body of a request for the rest of the segment into `blocks`.
+    async fn receive(
+        &self,
+        url: &SignedUrl,
+        opened: Option<reqwest::Response>,
+        blocks: &mut SegmentBlocks<'_>,
+        clock: &mut NetworkClock,
     ) -> Result<(), Error> {
         use std::sync::atomic::Ordering::Relaxed;
-        let from = self.start + sent.load(Relaxed);
-        let end = self.start + self.len;
-        let what = format!("GET bytes {from}-{}", end - 1);
-        let mut clock = NetworkClock::start(self.blob.settings.segment_timeout);
+        let from = self.start + blocks.sent.load(Relaxed);
+        let asked = self.start + self.len - from;
+        let what = format!("GET bytes {from}-{}", self.start + self.len - 1);
         let mut response = match opened {
             Some(response) => response,
             None => {
-                let request = self.blob.get_range(url, from, end - from, &what);
+                let request = self.blob.get_range(url, from, asked, &what);
                 clock.bound(&what, request).await?
             }
         };
+        let mut got = 0u64;
         loop {
             let next = async { response.chunk().await.map_err(|e| connection(&what, e)) };
             let Some(chunk) = clock.bound(&what, next).await? else {
                 break;
             };
-            let held = self.start + sent.load(Relaxed);
-            if held + chunk.len() as u64 > end {
+            got += chunk.len() as u64;
+            if got > asked {
                 return Err(Error::InvalidResponse {
                     what: what.clone(),
-                    problem: format!("more than the {} bytes asked for", end - from),
+                    problem: format!("more than the {asked} bytes asked for"),
                 });
             }
-            let share = self.room_for(chunk.len(), &mut clock).await;
-            sent.fetch_add(chunk.len() as u64, Relaxed);
-            if pieces.send(Piece::Data(chunk, Some(share))).is_err() {
+            if !blocks.push(&chunk, clock).await {
                 // The reader went away; nothing more is needed.
                 return Ok(());
             }
         }
-        let got = self.start + sent.load(Relaxed) - from;
-        if got < end - from {
+        if got < asked {
             return Err(Error::Truncated {
                 what: what.clone(),
                 got,
-                expected: end - from,
+                expected: asked,
             });
         }
         Ok(())
     }
+}
 
-    /// Waits until the segment's buffer has room for `len` more bytes and takes it, leaving
-    /// the time spent waiting off `clock`.
-    async fn room_for(
-        &self,
-        len: usize,
-        clock: &mut NetworkClock,
-    ) -> tokio::sync::OwnedSemaphorePermit {
-        // A chunk is far smaller than the buffer; were one larger, it takes the whole buffer.
-        let permits = u32::try_from(len).unwrap_or(u32::MAX).min(SEGMENT_BUFFER);
-        if let Ok(share) = Arc::clone(&self.buffer).try_acquire_many_owned(permits) {
-            return share;
+/// Hands a segment's bytes to the reader in blocks of [`BLOCK`] (copies, so that a block
+/// waiting for the reader keeps only itself alive, not the client's read buffer), counting
+/// what it handed on in `sent`.
+struct SegmentBlocks<'a> {
+    filling: bytes::BytesMut,
+    pieces: &'a tokio::sync::mpsc::Sender<Piece>,
+    sent: &'a std::sync::atomic::AtomicU64,
+    progress: &'a Progress,
+}
+
+impl SegmentBlocks<'_> {
+    /// Adds `chunk`, handing on each block it fills; false once the reader has gone.
+    async fn push(&mut self, mut chunk: &[u8], clock: &mut NetworkClock) -> bool {
+        while !chunk.is_empty() {
+            if self.filling.is_empty() {
+                self.filling.reserve(BLOCK);
+            }
+            let take = chunk.len().min(BLOCK - self.filling.len());
+            self.filling.extend_from_slice(&chunk[..take]);
+            chunk = &chunk[take..];
+            if self.filling.len() == BLOCK && !self.hand_on(clock).await {
+                return false;
+            }
         }
-        (self.progress.waited_for_reader).store(true, std::sync::atomic::Ordering::Relaxed);
-        let waiting = tokio::time::Instant::now();
-        let share = Arc::clone(&self.buffer)
-            .acquire_many_owned(permits)
-            .await
-            .expect("a segment's buffer is never closed");
-        clock.leave_out(waiting.elapsed());
-        share
+        true
+    }
+
+    /// Hands on the block being filled, if it holds anything, leaving the time spent waiting
+    /// for room off `clock`; false once the reader has gone.
+    async fn hand_on(&mut self, clock: &mut NetworkClock) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        use tokio::sync::mpsc::error::TrySendError;
+        if self.filling.is_empty() {
+            return true;
+        }
+        let block = std::mem::take(&mut self.filling).freeze();
+        let len = block.len() as u64;
+        let handed = match self.pieces.try_send(Piece::Data(block)) {
+            Ok(()) => true,
+            Err(TrySendError::Closed(_)) => false,
+            Err(TrySendError::Full(piece)) => {
+                self.progress.waited_for_reader.store(true, Relaxed);
+                let waiting = tokio::time::Instant::now();
+                let handed = self.pieces.send(piece).await.is_ok();
+                clock.leave_out(waiting.elapsed());
+                handed
+            }
+        };
+        if handed {
+            self.sent.fetch_add(len, Relaxed);
+        }
+        handed
     }
 }
 
@@ -1185,7 +1195,7 @@ async fn stream_whole_body(
     let mut got = 0u64;
     while let Some(chunk) = response.chunk().await.map_err(|e| connection(what, e))? {
         got += chunk.len() as u64;
-        if pieces.send(Piece::Data(chunk, None)).await.is_err() {
+        if pieces.send(Piece::Data(chunk)).await.is_err() {
             return Ok(());
         }
     }
@@ -1224,7 +1234,7 @@ mod tests {
         assert_eq!(next_segment_size(mib(32), None), SEGMENT_SIZE);
         // The first segments fit their buffer whole, so they never wait for the reader: a
         // connection is stalled only once the network is ahead.
-        assert!(SEGMENT_SIZE <= u64::from(SEGMENT_BUFFER));
+        assert!(SEGMENT_SIZE <= ((SEGMENT_BLOCKS + 1) * BLOCK) as u64);
     }
 
     #[test]
