@@ -15,6 +15,8 @@
 # as long as the cache service would take to send its entry (READY_ENV_CACHE_MBPS, 125 MB/s).
 # Scenarios: the same lock, a changed lock (requests bumped), a new Python (a 3.11 entry restored
 # by a 3.12 job). Prints a table of medians and PASS/FAIL for the bars; exits 1 if a bar fails.
+# Each row's "link floor" is the least time its bytes take at those rates (index bytes at the
+# cap for all connections, the entry at the cache service's rate): no strategy beats its own.
 #
 # Knobs: READY_ENV_RUNS (3), READY_ENV_LATENCY_MS (30), READY_ENV_MBPS (40 per connection; 0: no cap),
 # READY_ENV_TOTAL_MBPS (125 for all connections together, a runner's 1 Gbit/s; 0: no cap),
