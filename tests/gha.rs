@@ -565,7 +565,7 @@ fn a_segment_cut_short_resumes_where_it_broke() {
 
 /// A large archive arrives in ranged GETs that cover it exactly once: whatever sizes the
 /// segments take as the network and the unpacker race (8 MiB at first, up to 32 MiB while the
-/// network keeps ahead), no byte is asked for twice and none is skipped.
+/// unpacker hardly waits), no byte is asked for twice and none is skipped.
 #[test]
 fn ranged_segments_cover_a_large_archive_exactly_once() {
     let service = CacheService::with_proxy();

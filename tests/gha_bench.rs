@@ -375,8 +375,8 @@ fn bench_gha_save_and_restore() {
     println!(
         "Requests: @actions/cache downloads with one plain GET here (it takes its 4 MiB x 8 \
          ranged path only for hosts under blob.core.windows.net) and uploads 32 MiB blocks; \
-         cache-heal sends ranged GETs of 8 MiB, growing to 32 MiB while the network keeps ahead \
-         of the unpacker, and 4 MiB blocks everywhere. Azurite spends CPU per \
+         cache-heal sends ranged GETs of 8 MiB, growing to 32 MiB while the unpacker hardly \
+         waits for them, and 4 MiB blocks everywhere. Azurite spends CPU per \
          request on the same cores as the tools (the Azurite column), which GitHub's service \
          does not."
     );

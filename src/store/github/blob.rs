@@ -18,12 +18,13 @@
 //! past that its connection waits for the reader, so at most (concurrency × 8 MiB), 24 MiB,
 //! waits in memory whatever the segment size. Segments start at 8 MiB, which a segment's
 //! buffer holds whole, so every connection keeps busy while the reader waits on the network.
-//! While the network keeps ahead of the reader (the next segment had arrived whole, or waited
-//! for room), each new segment is twice the last, up to 32 MiB: a connection waiting for the
-//! reader then costs nothing, and requests are few, which matters where the blob service
-//! charges per request (Azurite in `bench/gha.sh` spends its CPU per request on the runner's
-//! own cores). Once the reader finds a segment still arriving, segments are 8 MiB again. A
-//! server that ignores `Range` (answers 200, not 206) gets one plain streamed GET instead.
+//! Each time the reader is through with a segment, the next one's size follows how long the
+//! reader waited for bytes since the last: hardly at all (at most [`READER_WAIT_SHARE_MAX`] of
+//! the time), and it is twice the last, up to 32 MiB, as a connection waiting for the reader
+//! costs nothing then and fewer requests cost less (Azurite in `bench/gha.sh` spends CPU per
+//! request on the runner's own cores); more, and it is 8 MiB, so that several connections
+//! carry the blob (a connection's rate is often what limits a download from Azure). A server
+//! that ignores `Range` (answers 200, not 206) gets one plain streamed GET instead.
 //!
 //! Recovery comes in two kinds. A block or a segment that fails transiently (5xx, reset,
 //! timeout, body cut short) is retried: a block whole, a segment from its first byte not yet
@@ -703,6 +704,8 @@ pub struct Download {
     segments: tokio::sync::mpsc::Receiver<Next>,
     current_segment: Option<Segment>,
     current: Bytes,
+    /// Shared with the driver, which sizes segments by it.
+    reader_waits: Arc<ReaderWaits>,
     driver: JoinHandle<()>,
     finished: bool,
     runtime: Arc<tokio::runtime::Runtime>,
@@ -716,8 +719,10 @@ impl Download {
     ) -> Self {
         let slots = blob.settings.download_concurrency.max(1);
         let (sender, segments) = tokio::sync::mpsc::channel(slots);
+        let reader_waits = Arc::new(ReaderWaits::default());
+        let sizer = SegmentSizer::new(Arc::clone(&reader_waits));
         let driver = runtime.spawn(async move {
-            let outcome = drive(&blob, &source, &sender).await;
+            let outcome = drive(&blob, &source, sizer, &sender).await;
             let _ = sender
                 .send(match outcome {
                     Ok(()) => Next::End,
@@ -729,6 +734,7 @@ impl Download {
             segments,
             current_segment: None,
             current: Bytes::new(),
+            reader_waits,
             driver,
             finished: false,
             runtime,
@@ -752,7 +758,10 @@ impl Download {
                 }
                 continue;
             };
-            match wait_for(&self.runtime, &mut segment.pieces)? {
+            let asked = std::time::Instant::now();
+            let piece = wait_for(&self.runtime, &mut segment.pieces)?;
+            self.reader_waits.add(asked.elapsed());
+            match piece {
                 Some(Piece::Data(data)) => {
                     self.current = data;
                     return Ok(true);
@@ -794,6 +803,7 @@ impl Drop for Download {
 async fn drive(
     blob: &BlobClient,
     source: &Arc<UrlRenewer>,
+    mut sizer: SegmentSizer,
     sender: &tokio::sync::mpsc::Sender<Next>,
 ) -> Result<(), Error> {
     let retry = &blob.settings.retry;
@@ -847,19 +857,17 @@ async fn drive(
         First::Ranged { response, total } => (response, total),
     };
     let mut start = 0;
-    let mut size = SEGMENT_SIZE;
-    // The segments not yet read through, oldest first: a slot comes free only when the reader
-    // is through with the oldest.
-    let mut unread: std::collections::VecDeque<Arc<Progress>> = Default::default();
+    let mut started = 0;
     while start < total {
         let slot = slot().await;
-        if unread.len() == concurrency {
-            unread.pop_front();
-            size = next_segment_size(size, unread.front().map(|p| &**p));
+        // Past the first few, a slot comes free when the reader is through with a segment.
+        let len = if started < concurrency {
+            SEGMENT_SIZE
+        } else {
+            sizer.next()
         }
-        let len = size.min(total - start);
-        let progress = Arc::new(Progress::default());
-        unread.push_back(Arc::clone(&progress));
+        .min(total - start);
+        started += 1;
         let (pieces, receiver) = tokio::sync::mpsc::channel(SEGMENT_BLOCKS);
         let range = SegmentRange {
             blob: blob.clone(),
@@ -867,7 +875,6 @@ async fn drive(
             who: who.clone(),
             start,
             len,
-            progress,
         };
         let segment = Segment {
             pieces: receiver,
@@ -883,30 +890,65 @@ async fn drive(
     Ok(())
 }
 
-/// The size of the segment after one of `last` bytes: twice that while the network keeps ahead
-/// of the reader, that is while the segment it reads next (`next`) has arrived whole or has
-/// waited for room; the smallest once the reader is about to find it still arriving, so that
-/// several connections carry the blob.
-fn next_segment_size(last: u64, next: Option<&Progress>) -> u64 {
-    match next {
-        Some(next) if next.ahead_of_reader() => (last * 2).min(SEGMENT_SIZE_MAX),
-        _ => SEGMENT_SIZE,
+/// How long the reader has waited for segment bytes that had not arrived yet, in nanoseconds.
+#[derive(Default)]
+struct ReaderWaits(std::sync::atomic::AtomicU64);
+
+impl ReaderWaits {
+    fn add(&self, waited: std::time::Duration) {
+        let nanos = u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX);
+        self.0
+            .fetch_add(nanos, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn total(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
-/// What the driver learns of a segment in flight, to size the ones after it.
-#[derive(Default)]
-struct Progress {
-    /// Every byte has arrived.
-    arrived: std::sync::atomic::AtomicBool,
-    /// Its buffer has been full: the connection waited for the reader at least once.
-    waited_for_reader: std::sync::atomic::AtomicBool,
+/// The share of its time the reader may spend waiting on the network while segments still
+/// grow: a reader that waits more is held back by the connections, and needs more of them.
+const READER_WAIT_SHARE_MAX: f64 = 0.05;
+
+/// Sizes each segment after the first few by how much the reader waited since the last.
+struct SegmentSizer {
+    size: u64,
+    waits: Arc<ReaderWaits>,
+    since: std::time::Instant,
+    waited_by_then: u64,
 }
 
-impl Progress {
-    fn ahead_of_reader(&self) -> bool {
-        use std::sync::atomic::Ordering::Relaxed;
-        self.arrived.load(Relaxed) || self.waited_for_reader.load(Relaxed)
+impl SegmentSizer {
+    fn new(waits: Arc<ReaderWaits>) -> Self {
+        Self {
+            size: SEGMENT_SIZE,
+            waits,
+            since: std::time::Instant::now(),
+            waited_by_then: 0,
+        }
+    }
+
+    /// The next segment's size; called each time the reader is through with a segment.
+    fn next(&mut self) -> u64 {
+        let now = std::time::Instant::now();
+        let waited = self.waits.total();
+        let elapsed = now.duration_since(self.since).as_nanos().max(1) as f64;
+        let share = waited.saturating_sub(self.waited_by_then) as f64 / elapsed;
+        (self.since, self.waited_by_then) = (now, waited);
+        self.size = next_segment_size(self.size, share);
+        self.size
+    }
+}
+
+/// The size of the segment after one of `last` bytes, given the share of the time since then
+/// that the reader spent waiting on the network: twice `last` while it hardly waited, as a
+/// connection waiting for the reader costs nothing and fewer requests cost less; the smallest
+/// once it waits, so that several connections carry the blob.
+fn next_segment_size(last: u64, reader_waited_share: f64) -> u64 {
+    if reader_waited_share <= READER_WAIT_SHARE_MAX {
+        (last * 2).min(SEGMENT_SIZE_MAX)
+    } else {
+        SEGMENT_SIZE
     }
 }
 
@@ -920,7 +962,6 @@ struct SegmentRange {
     who: String,
     start: u64,
     len: u64,
-    progress: Arc<Progress>,
 }
 
 impl SegmentRange {
@@ -954,9 +995,6 @@ impl SegmentRange {
                 }
             })
             .await;
-        if outcome.is_ok() {
-            (self.progress.arrived).store(true, std::sync::atomic::Ordering::Relaxed);
-        }
         let _ = pieces
             .send(match outcome {
                 Ok(()) => Piece::End,
@@ -981,7 +1019,6 @@ impl SegmentRange {
             filling: bytes::BytesMut::new(),
             pieces,
             sent,
-            progress: &self.progress,
         };
         let received = self.receive(url, opened, &mut blocks, &mut clock).await;
         blocks.hand_on(&mut clock).await;
@@ -1043,7 +1080,6 @@ struct SegmentBlocks<'a> {
     filling: bytes::BytesMut,
     pieces: &'a tokio::sync::mpsc::Sender<Piece>,
     sent: &'a std::sync::atomic::AtomicU64,
-    progress: &'a Progress,
 }
 
 impl SegmentBlocks<'_> {
@@ -1066,26 +1102,17 @@ impl SegmentBlocks<'_> {
     /// Hands on the block being filled, if it holds anything, leaving the time spent waiting
     /// for room off `clock`; false once the reader has gone.
     async fn hand_on(&mut self, clock: &mut NetworkClock) -> bool {
-        use std::sync::atomic::Ordering::Relaxed;
-        use tokio::sync::mpsc::error::TrySendError;
         if self.filling.is_empty() {
             return true;
         }
         let block = std::mem::take(&mut self.filling).freeze();
         let len = block.len() as u64;
-        let handed = match self.pieces.try_send(Piece::Data(block)) {
-            Ok(()) => true,
-            Err(TrySendError::Closed(_)) => false,
-            Err(TrySendError::Full(piece)) => {
-                self.progress.waited_for_reader.store(true, Relaxed);
-                let waiting = tokio::time::Instant::now();
-                let handed = self.pieces.send(piece).await.is_ok();
-                clock.leave_out(waiting.elapsed());
-                handed
-            }
-        };
+        let waiting = tokio::time::Instant::now();
+        let handed = self.pieces.send(Piece::Data(block)).await.is_ok();
+        clock.leave_out(waiting.elapsed());
         if handed {
-            self.sent.fetch_add(len, Relaxed);
+            self.sent
+                .fetch_add(len, std::sync::atomic::Ordering::Relaxed);
         }
         handed
     }
@@ -1214,27 +1241,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn segments_grow_while_the_network_keeps_ahead_and_shrink_once_it_does_not() {
-        use std::sync::atomic::Ordering::Relaxed;
-        let still_arriving = Progress::default();
-        let arrived = Progress::default();
-        arrived.arrived.store(true, Relaxed);
-        let waiting = Progress::default();
-        waiting.waited_for_reader.store(true, Relaxed);
-
+    fn segments_grow_while_the_reader_hardly_waits_and_shrink_once_it_does() {
         let mib = |n: u64| n << 20;
-        assert_eq!(next_segment_size(mib(8), Some(&arrived)), mib(16));
-        assert_eq!(next_segment_size(mib(16), Some(&waiting)), mib(32));
-        assert_eq!(next_segment_size(mib(32), Some(&arrived)), SEGMENT_SIZE_MAX);
-        assert_eq!(
-            next_segment_size(mib(32), Some(&still_arriving)),
-            SEGMENT_SIZE
-        );
-        // Nothing else in flight: the reader is about to wait for the next segment.
-        assert_eq!(next_segment_size(mib(32), None), SEGMENT_SIZE);
-        // The first segments fit their buffer whole, so they never wait for the reader: a
-        // connection is stalled only once the network is ahead.
+        assert_eq!(next_segment_size(mib(8), 0.0), mib(16));
+        assert_eq!(next_segment_size(mib(16), READER_WAIT_SHARE_MAX), mib(32));
+        assert_eq!(next_segment_size(mib(32), 0.01), SEGMENT_SIZE_MAX);
+        assert_eq!(next_segment_size(mib(32), 0.5), SEGMENT_SIZE);
+        assert_eq!(next_segment_size(mib(16), 1.0), SEGMENT_SIZE);
+        // A segment of the smallest size fits what it may queue whole, so while the network is
+        // the limit no connection ever waits for the reader.
         assert!(SEGMENT_SIZE <= ((SEGMENT_BLOCKS + 1) * BLOCK) as u64);
+    }
+
+    #[test]
+    fn the_sizer_reads_the_reader_waits_since_its_last_call() {
+        let waits = Arc::new(ReaderWaits::default());
+        let mut sizer = SegmentSizer::new(Arc::clone(&waits));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        // Waiting all along: the next segment is the smallest.
+        waits.add(std::time::Duration::from_secs(1));
+        assert_eq!(sizer.next(), SEGMENT_SIZE);
+        // No wait since: it grows, twice.
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        assert_eq!(sizer.next(), 2 * SEGMENT_SIZE);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        assert_eq!(sizer.next(), 4 * SEGMENT_SIZE);
+        waits.add(std::time::Duration::from_secs(1));
+        assert_eq!(sizer.next(), SEGMENT_SIZE);
     }
 
     #[test]
