@@ -509,50 +509,55 @@ fn truncated_bodies_are_retried_or_a_clean_miss() {
     assert_clean_miss(&sandbox, &service, "ktrunc", "GET bytes");
 }
 
+/// Saves a tree holding an incompressible file of `mib` MiB as `key`, empties the paths,
+/// runs `before_restore`, and restores the entry exactly; returns the save's report.
+fn save_then_restore_exactly(
+    service: &CacheService,
+    key: &str,
+    mib: usize,
+    before_restore: impl FnOnce(),
+) -> serde_json::Value {
+    let sandbox = Sandbox::new();
+    fill(&sandbox, key);
+    gha::write_incompressible(&sandbox.ws().join("data/big.bin"), mib << 20);
+    let expected = snapshots(&sandbox);
+    let saved = ch_ok(&sandbox, service, &main_token(), &["save", "--key", key]);
+    assert_eq!(saved["status"], "saved", "{saved}");
+    remove_trees(&sandbox);
+    before_restore();
+    let restored = ch_ok(&sandbox, service, &main_token(), &["restore", "--key", key]);
+    assert_eq!(restored["status"], "exact", "{restored}");
+    assert_restored(&sandbox, &expected);
+    saved
+}
+
+/// `bytes=S-E` → (S, E).
+fn byte_range(range: &str) -> (u64, u64) {
+    let (start, end) = range
+        .strip_prefix("bytes=")
+        .and_then(|r| r.split_once('-'))
+        .unwrap_or_else(|| panic!("not a byte range: {range:?}"));
+    (start.parse().unwrap(), end.parse().unwrap())
+}
+
 /// A segment whose body breaks midway is asked again for the rest only: the bytes the unpacker
 /// already has are not fetched twice, and the restore is exact.
 #[test]
 fn a_segment_cut_short_resumes_where_it_broke() {
     let service = CacheService::with_proxy();
-    let sandbox = Sandbox::new();
-    fill(&sandbox, "kresume");
-    gha::write_incompressible(&sandbox.ws().join("data/mid.bin"), 12 << 20);
-    let expected = snapshots(&sandbox);
-    let saved = ch_ok(
-        &sandbox,
-        &service,
-        &main_token(),
-        &["save", "--key", "kresume"],
-    );
-    assert_eq!(saved["status"], "saved", "{saved}");
-    remove_trees(&sandbox);
-    service.faults().truncate.store(1, Ordering::SeqCst);
-    let restored = ch_ok(
-        &sandbox,
-        &service,
-        &main_token(),
-        &["restore", "--key", "kresume"],
-    );
-    assert_eq!(restored["status"], "exact", "{restored}");
+    save_then_restore_exactly(&service, "kresume", 12, || {
+        service.faults().truncate.store(1, Ordering::SeqCst)
+    });
     assert_eq!(service.faults().truncate.load(Ordering::SeqCst), 0);
-    assert_restored(&sandbox, &expected);
 
     // The first GET (`bytes=0-E`) was the one cut short; its retry asks for `S-E`, S > 0.
     let ranges = service.blob_get_ranges();
-    let parse = |range: &str| -> (u64, u64) {
-        let (start, end) = range
-            .strip_prefix("bytes=")
-            .unwrap()
-            .split_once('-')
-            .unwrap();
-        (start.parse().unwrap(), end.parse().unwrap())
-    };
-    let (first_start, first_end) = parse(&ranges[0]);
+    let (first_start, first_end) = byte_range(&ranges[0]);
     assert_eq!(first_start, 0, "{ranges:?}");
     assert!(
         ranges
             .iter()
-            .map(|r| parse(r))
+            .map(|r| byte_range(r))
             .any(|(start, end)| start > 0 && end == first_end),
         "no request for the rest of the broken segment: {ranges:?}"
     );
@@ -569,38 +574,13 @@ fn a_segment_cut_short_resumes_where_it_broke() {
 #[test]
 fn ranged_segments_cover_a_large_archive_exactly_once() {
     let service = CacheService::with_proxy();
-    let sandbox = Sandbox::new();
-    fill(&sandbox, "ktile");
-    gha::write_incompressible(&sandbox.ws().join("data/big.bin"), 90 << 20);
-    let expected = snapshots(&sandbox);
-    let saved = ch_ok(
-        &sandbox,
-        &service,
-        &main_token(),
-        &["save", "--key", "ktile"],
-    );
-    assert_eq!(saved["status"], "saved", "{saved}");
+    let saved = save_then_restore_exactly(&service, "ktile", 90, || ());
     let size = saved["bytes"].as_u64().expect("the archive size");
-    remove_trees(&sandbox);
-    let restored = ch_ok(
-        &sandbox,
-        &service,
-        &main_token(),
-        &["restore", "--key", "ktile"],
-    );
-    assert_eq!(restored["status"], "exact", "{restored}");
-    assert_restored(&sandbox, &expected);
 
     let mut ranges: Vec<(u64, u64)> = service
         .blob_get_ranges()
         .iter()
-        .map(|range| {
-            let (start, end) = range
-                .strip_prefix("bytes=")
-                .and_then(|r| r.split_once('-'))
-                .unwrap_or_else(|| panic!("not a range: {range:?}"));
-            (start.parse().unwrap(), end.parse().unwrap())
-        })
+        .map(|r| byte_range(r))
         .collect();
     ranges.sort();
     assert_eq!(ranges[0], (0, (8 << 20) - 1), "{ranges:?}");
