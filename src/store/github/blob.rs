@@ -52,7 +52,7 @@ pub const SINGLE_SHOT_MAX: usize = BLOCK_SIZE;
 /// The first download segments' size, and every segment's while the reader waits on the
 /// network (see the module doc).
 const SEGMENT_SIZE: u64 = 8 << 20;
-/// The largest download segment, asked for while the network keeps ahead of the reader: a 5 GB
+/// The largest download segment, asked for while the reader hardly waits for bytes: a 5 GB
 /// archive then takes ~160 requests.
 const SEGMENT_SIZE_MAX: u64 = 32 << 20;
 /// A download segment hands the reader its bytes in blocks of this size.
