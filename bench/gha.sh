@@ -11,6 +11,9 @@
 #   BENCH_MIB=5000 BENCH_RUNS=1 bash bench/gha.sh       # a 5 GB tree (needs ~16 GB of TMPDIR)
 #   BENCH_FILES=4000 BENCH_MIB=100 bash bench/gha.sh    # a quick look
 #
+# BENCH_LINK_MBPS=50 sends every blob GET's body through the test service's proxy at 50 MB/s per
+# connection, a link whose limit is each connection's rate (how parallel GETs pay off).
+#
 # BENCH_FLOOR=false skips the GNU tar row (its uncompressed tar takes the tree's size again; it
 # is skipped by default above 2 GiB).
 #

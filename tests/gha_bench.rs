@@ -225,7 +225,19 @@ fn bench_gha_save_and_restore() {
     let runs: usize = env_or("BENCH_RUNS", 3).max(1);
     // The uncompressed tar of the floor row takes as much room as the tree again.
     let floor = env_or("BENCH_FLOOR", mib <= 2048);
-    let service = CacheService::start();
+    // A link whose limit is each connection's rate, as from a runner to Azure: blob bodies go
+    // through the test service's proxy at this pace. 0: straight to Azurite.
+    let link_mbps: u64 = env_or("BENCH_LINK_MBPS", 0);
+    let service = if link_mbps > 0 {
+        let service = CacheService::with_proxy();
+        service
+            .faults()
+            .blob_get_mbps
+            .store(link_mbps, std::sync::atomic::Ordering::SeqCst);
+        service
+    } else {
+        CacheService::start()
+    };
     let sandbox = Sandbox::new();
     let token = token(&[("refs/heads/main", 3)]);
     let cache = sandbox.home().join(".cache/uv");
@@ -380,6 +392,13 @@ fn bench_gha_save_and_restore() {
          request on the same cores as the tools (the Azurite column), which GitHub's service \
          does not."
     );
+    if link_mbps > 0 {
+        println!(
+            "Link: every blob GET's body went through the test service's proxy at \
+             {link_mbps} MB/s per connection (BENCH_LINK_MBPS); the proxy reads Azurite's answer \
+             whole first, and its CPU is in no column."
+        );
+    }
     println!(
         "Medians of {runs} run(s); peak RSS is the largest of the runs. Load average before: {}, \
          after: {}.",

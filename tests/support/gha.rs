@@ -28,7 +28,9 @@
 //!   wait (a download that stalls once the unpacker has had a few frames, whatever the segment
 //!   size, for interrupt tests);
 //! - `hold_puts` (a flag): while set, blob PUTs wait after they are logged (an upload that
-//!   stalls, for interrupt tests).
+//!   stalls, for interrupt tests);
+//! - `blob_get_mbps` (a rate, 0 for none): every blob GET's body is sent at this many MB/s, as
+//!   over a link whose limit is each connection's rate (for `bench/gha.sh`'s `BENCH_LINK_MBPS`).
 //!
 //! A held request waits at most 120 s; clear the flag before dropping the service.
 //!
@@ -272,6 +274,7 @@ pub struct Faults {
     pub part_fail: AtomicU32,
     pub hold_later_gets: AtomicBool,
     pub hold_puts: AtomicBool,
+    pub blob_get_mbps: AtomicU64,
 }
 
 /// Waits while `flag` is set, for at most 120 s.
@@ -1001,7 +1004,35 @@ async fn proxy(
         let half = bytes.len() / 2;
         return cut_off(status, out_headers, bytes, half);
     }
+    let mbps = faults.blob_get_mbps.load(Ordering::SeqCst);
+    if method == Method::GET && status.is_success() && mbps > 0 {
+        return paced(status, out_headers, bytes, mbps);
+    }
     answer(status, out_headers, bytes)
+}
+
+/// A proxied answer whose body goes out at `mbps` MB/s, in 64 KiB pieces, each sent when the
+/// rate allows it (so the pace holds however coarse the timer is).
+fn paced(status: StatusCode, headers: HeaderMap, bytes: Vec<u8>, mbps: u64) -> Response {
+    const PIECE: usize = 64 << 10;
+    let started = tokio::time::Instant::now();
+    let bytes = bytes::Bytes::from(bytes);
+    let pieces = futures_util::stream::unfold(0usize, move |sent| {
+        let bytes = bytes.clone();
+        async move {
+            if sent >= bytes.len() {
+                return None;
+            }
+            let due = Duration::from_secs_f64(sent as f64 / (mbps as f64 * 1e6));
+            tokio::time::sleep_until(started + due).await;
+            let end = (sent + PIECE).min(bytes.len());
+            Some((Ok::<_, std::io::Error>(bytes.slice(sent..end)), end))
+        }
+    });
+    let mut response = Response::new(Body::from_stream(pieces));
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    response
 }
 
 /// Where `hold_later_gets` starts holding: past the first few frames of any archive.
