@@ -19,8 +19,8 @@
 //! waits in memory whatever the segment size. Segments start at 8 MiB, which a segment's
 //! buffer holds whole, so every connection keeps busy while the reader waits on the network.
 //! Each time the reader is through with a segment, the next one's size follows how long the
-//! reader waited for bytes since the last: hardly at all (at most [`READER_WAIT_SHARE_MAX`] of
-//! the time), and it is twice the last, up to 32 MiB, as a connection waiting for the reader
+//! reader waited for bytes over the last few segments: hardly at all (at most
+//! [`READER_WAIT_SHARE_MAX`] of the time), and it is twice the last, up to 32 MiB, as a connection waiting for the reader
 //! costs nothing then and fewer requests cost less (Azurite in `bench/gha.sh` spends CPU per
 //! request on the runner's own cores); more, and it is 8 MiB, so that several connections
 //! carry the blob (a connection's rate is often what limits a download from Azure). A server
@@ -720,7 +720,7 @@ impl Download {
         let slots = blob.settings.download_concurrency.max(1);
         let (sender, segments) = tokio::sync::mpsc::channel(slots);
         let reader_waits = Arc::new(ReaderWaits::default());
-        let sizer = SegmentSizer::new(Arc::clone(&reader_waits));
+        let sizer = SegmentSizer::new(Arc::clone(&reader_waits), slots);
         let driver = runtime.spawn(async move {
             let outcome = drive(&blob, &source, sizer, &sender).await;
             let _ = sender
@@ -910,21 +910,26 @@ impl ReaderWaits {
 /// grow: a reader that waits more is held back by the connections, and needs more of them.
 const READER_WAIT_SHARE_MAX: f64 = 0.05;
 
-/// Sizes each segment after the first few by how much the reader waited since the last.
+/// Sizes each segment after the first few by how much the reader waited while it read the
+/// last few (as many as are in flight). One segment alone would mislead: segments that arrived
+/// together, as the first ones do, are read in no time without a wait, though the reader
+/// waited for all of them.
 struct SegmentSizer {
     size: u64,
     waits: Arc<ReaderWaits>,
-    since: std::time::Instant,
-    waited_by_then: u64,
+    /// When the reader finished each of the last few segments, and its waits by then, oldest
+    /// first; at first, the download's start.
+    marks: std::collections::VecDeque<(std::time::Instant, u64)>,
+    window: usize,
 }
 
 impl SegmentSizer {
-    fn new(waits: Arc<ReaderWaits>) -> Self {
+    fn new(waits: Arc<ReaderWaits>, window: usize) -> Self {
         Self {
             size: SEGMENT_SIZE,
             waits,
-            since: std::time::Instant::now(),
-            waited_by_then: 0,
+            marks: [(std::time::Instant::now(), 0)].into(),
+            window: window.max(1),
         }
     }
 
@@ -932,9 +937,13 @@ impl SegmentSizer {
     fn next(&mut self) -> u64 {
         let now = std::time::Instant::now();
         let waited = self.waits.total();
-        let elapsed = now.duration_since(self.since).as_nanos().max(1) as f64;
-        let share = waited.saturating_sub(self.waited_by_then) as f64 / elapsed;
-        (self.since, self.waited_by_then) = (now, waited);
+        let (since, waited_by_then) = self.marks[0];
+        let elapsed = now.duration_since(since).as_nanos().max(1) as f64;
+        let share = waited.saturating_sub(waited_by_then) as f64 / elapsed;
+        self.marks.push_back((now, waited));
+        if self.marks.len() > self.window {
+            self.marks.pop_front();
+        }
         self.size = next_segment_size(self.size, share);
         self.size
     }
@@ -1254,17 +1263,21 @@ mod tests {
     }
 
     #[test]
-    fn the_sizer_reads_the_reader_waits_since_its_last_call() {
+    fn the_sizer_reads_the_reader_waits_over_the_last_few_segments() {
+        let pause = || std::thread::sleep(std::time::Duration::from_millis(5));
         let waits = Arc::new(ReaderWaits::default());
-        let mut sizer = SegmentSizer::new(Arc::clone(&waits));
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        // Waiting all along: the next segment is the smallest.
+        let mut sizer = SegmentSizer::new(Arc::clone(&waits), 3);
+        pause();
+        // The reader waited for the first segment, then read the two that had arrived with it
+        // at once: the wait still counts for both.
         waits.add(std::time::Duration::from_secs(1));
         assert_eq!(sizer.next(), SEGMENT_SIZE);
-        // No wait since: it grows, twice.
-        std::thread::sleep(std::time::Duration::from_millis(5));
+        assert_eq!(sizer.next(), SEGMENT_SIZE);
+        assert_eq!(sizer.next(), SEGMENT_SIZE);
+        // Three segments later without a wait, the wait has left the window: segments grow.
+        pause();
         assert_eq!(sizer.next(), 2 * SEGMENT_SIZE);
-        std::thread::sleep(std::time::Duration::from_millis(5));
+        pause();
         assert_eq!(sizer.next(), 4 * SEGMENT_SIZE);
         waits.add(std::time::Duration::from_secs(1));
         assert_eq!(sizer.next(), SEGMENT_SIZE);
