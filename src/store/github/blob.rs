@@ -254,22 +254,6 @@ impl BlobClient {
             .await
             .map_err(|e| connection(what, e))
     }
-
-    /// Runs one segment's request and body, giving up after `SEGMENT_DOWNLOAD_TIMEOUT_MINS`.
-    async fn within_segment_timeout<T>(
-        &self,
-        what: &str,
-        fetch: impl std::future::Future<Output = Result<T, Error>>,
-    ) -> Result<T, Error> {
-        let timeout = self.settings.segment_timeout;
-        match tokio::time::timeout(timeout, fetch).await {
-            Ok(result) => result,
-            Err(_) => Err(Error::TimedOut {
-                what: what.to_string(),
-                after: timeout,
-            }),
-        }
-    }
 }
 
 fn connection(what: &str, source: reqwest::Error) -> Error {
@@ -1176,31 +1160,33 @@ enum First {
 
 async fn first_request(blob: &BlobClient, url: &SignedUrl) -> Result<First, Error> {
     let what = format!("GET bytes 0-{}", SEGMENT_SIZE - 1);
-    blob.within_segment_timeout(&what, async {
-        let response = blob.send_range(url, 0, SEGMENT_SIZE, &what).await?;
-        match response.status().as_u16() {
-            206 => {
-                let total = content_range_total(response.headers()).ok_or_else(|| {
-                    Error::InvalidResponse {
-                        what: what.clone(),
-                        problem: "206 without a `Content-Range` total".into(),
-                    }
-                })?;
-                Ok(First::Ranged {
-                    response: Some(response),
-                    total,
-                })
+    let clock = NetworkClock::start(blob.settings.segment_timeout);
+    clock
+        .bound(&what, async {
+            let response = blob.send_range(url, 0, SEGMENT_SIZE, &what).await?;
+            match response.status().as_u16() {
+                206 => {
+                    let total = content_range_total(response.headers()).ok_or_else(|| {
+                        Error::InvalidResponse {
+                            what: what.clone(),
+                            problem: "206 without a `Content-Range` total".into(),
+                        }
+                    })?;
+                    Ok(First::Ranged {
+                        response: Some(response),
+                        total,
+                    })
+                }
+                200 => Ok(First::Whole(response)),
+                // An empty blob cannot satisfy any range.
+                416 => Ok(First::Ranged {
+                    response: None,
+                    total: 0,
+                }),
+                _ => Err(status_error(&what, response).await),
             }
-            200 => Ok(First::Whole(response)),
-            // An empty blob cannot satisfy any range.
-            416 => Ok(First::Ranged {
-                response: None,
-                total: 0,
-            }),
-            _ => Err(status_error(&what, response).await),
-        }
-    })
-    .await
+        })
+        .await
 }
 
 /// `bytes 0-16777215/123456789` → 123456789.
