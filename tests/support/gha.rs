@@ -1029,10 +1029,7 @@ fn paced(status: StatusCode, headers: HeaderMap, bytes: Vec<u8>, mbps: u64) -> R
             Some((Ok::<_, std::io::Error>(bytes.slice(sent..end)), end))
         }
     });
-    let mut response = Response::new(Body::from_stream(pieces));
-    *response.status_mut() = status;
-    *response.headers_mut() = headers;
-    response
+    answer_with(status, headers, Body::from_stream(pieces))
 }
 
 /// Where `hold_later_gets` starts holding: past the first few frames of any archive.
@@ -1073,7 +1070,12 @@ pub async fn send_upstream(
 
 /// A proxied answer passed on unchanged.
 pub fn answer(status: StatusCode, headers: HeaderMap, bytes: Vec<u8>) -> Response {
-    let mut response = Response::new(Body::from(bytes));
+    answer_with(status, headers, Body::from(bytes))
+}
+
+/// A proxied answer's status and headers with `body`.
+fn answer_with(status: StatusCode, headers: HeaderMap, body: Body) -> Response {
+    let mut response = Response::new(body);
     *response.status_mut() = status;
     *response.headers_mut() = headers;
     response
